@@ -22,6 +22,7 @@ void sp_bench_sink(uint64_t v);
 void sp_bench_core(const sp_bench_ctx_t *ctx);    /* morton, quantize, bloom (bench_core.c) */
 void sp_bench_memory(const sp_bench_ctx_t *ctx);  /* spatial memory (bench_memory.c) */
 void sp_bench_network(const sp_bench_ctx_t *ctx); /* neuron, layer, training (bench_network.c) */
+void sp_bench_kernels(const sp_bench_ctx_t *ctx); /* packed dot products, GEMM (bench_kernels.c) */
 void sp_bench_dist(const sp_bench_ctx_t *ctx);    /* distributed trainer (bench_dist.c) */
 
 #endif

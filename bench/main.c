@@ -47,6 +47,7 @@ int main(int argc, char **argv)
     }
     sp_bench_core(&ctx);
     sp_bench_memory(&ctx);
+    sp_bench_kernels(&ctx);
     sp_bench_network(&ctx);
     sp_bench_dist(&ctx);
     return 0;
