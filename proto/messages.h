@@ -1,0 +1,352 @@
+/* messages: every message of the Spatium wire protocol, as C structs.
+ * A message is two ZeroMQ frames after any routing envelope: a 4-byte header
+ * ("SP", protocol version, type) and a MessagePack map body with string keys
+ * (proto/PROTOCOL.md). The codec (proto/codec.c) is the only code that builds
+ * or parses frames. Decoded messages own their bytes (strings are fixed
+ * arrays, blobs are malloc'ed copies freed by sp_msg_fini). */
+#ifndef SP_PROTO_MESSAGES_H
+#define SP_PROTO_MESSAGES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/version.h"
+
+#define SP_NAME_MAX 64         /* names of workers, datasets: 1..63 bytes [A-Za-z0-9._-] */
+#define SP_TEXT_MAX 256        /* error text, reasons */
+#define SP_MAX_LAYERS 16       /* layer sizes in a job, input included */
+#define SP_MAX_LIST 1024       /* entries in a status / workers / datasets / metrics reply */
+#define SP_CHUNK_MAX (1u << 20)  /* bytes of data in one upload or dataset chunk */
+#define SP_MSG_MAX_BYTES (256u << 20) /* ZMQ_MAXMSGSIZE on every socket */
+
+/* X(ENUM, id, "name"): the one table of message types. */
+#define SP_MSG_TYPES(X)                                                                       \
+    X(ERROR, 1, "error")               /* any direction: a request or frame was refused */    \
+    X(HELLO, 2, "hello")               /* worker -> coordinator: first message */             \
+    X(WELCOME, 3, "welcome")           /* coordinator -> worker: registration accepted */     \
+    X(HEARTBEAT, 4, "heartbeat")       /* both ways, every heartbeat_ms */                    \
+    X(BYE, 5, "bye")                   /* both ways: peer is going away */                    \
+    X(MODEL, 6, "model")               /* coordinator -> worker: model of a job version */    \
+    X(TASK, 7, "task")                 /* coordinator -> worker: compute one partition */     \
+    X(DATA_REQ, 8, "data_req")         /* worker -> coordinator: send dataset bytes */        \
+    X(DATA_CHUNK, 9, "data_chunk")     /* coordinator -> worker: part of a dataset */         \
+    X(RESULT, 10, "result")            /* worker -> coordinator: partition gradient */        \
+    X(UPLOAD_BEGIN, 20, "upload_begin") /* client: start streaming a dataset */               \
+    X(UPLOAD_CHUNK, 21, "upload_chunk") /* client: one chunk of a part */                     \
+    X(UPLOAD_END, 22, "upload_end")     /* client: all chunks sent; store it */               \
+    X(TRAIN, 23, "train")               /* client: start a job */                             \
+    X(STATUS, 24, "status")             /* client: job status (job 0 = all) */                \
+    X(WORKERS, 25, "workers")           /* client: list workers */                            \
+    X(METRICS, 26, "metrics")           /* client: metric records of a job */                 \
+    X(MODEL_GET, 27, "model_get")       /* client: fetch a job's model */                     \
+    X(CANCEL, 28, "cancel")             /* client: cancel a job */                            \
+    X(DATASETS, 29, "datasets")         /* client: list datasets */                           \
+    X(R_OK, 40, "r_ok")                 /* reply: done, nothing to return */                  \
+    X(R_UPLOAD, 41, "r_upload")         /* reply to upload_begin / upload_end */              \
+    X(R_JOB, 42, "r_job")               /* reply to train */                                  \
+    X(R_STATUS, 43, "r_status")         /* reply to status */                                 \
+    X(R_WORKERS, 44, "r_workers")       /* reply to workers */                                \
+    X(R_METRICS, 45, "r_metrics")       /* reply to metrics; also published on the PUB */     \
+    X(R_MODEL, 46, "r_model")           /* reply to model_get */                              \
+    X(R_DATASETS, 47, "r_datasets")     /* reply to datasets */
+
+typedef enum {
+#define SP_X_ENUM(name, id, str) SP_MSG_##name = id,
+    SP_MSG_TYPES(SP_X_ENUM)
+#undef SP_X_ENUM
+} sp_msg_type_t;
+
+/* Owned byte blob (malloc'ed copy; NULL when len == 0). */
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} sp_blob_t;
+
+/* --- worker <-> coordinator ------------------------------------------- */
+typedef struct {
+    uint32_t code;            /* sp_rc_t, negated: 2 = SP_E_INPUT etc. */
+    uint64_t req;             /* request id it answers, 0 if none */
+    uint32_t ref_type;        /* type of the refused message, 0 if unknown */
+    char message[SP_TEXT_MAX];
+} sp_msg_error_t;
+
+typedef struct {
+    char name[SP_NAME_MAX];
+    uint32_t threads;         /* OpenMP threads it computes with, 1..1024 */
+} sp_msg_hello_t;
+
+typedef struct {
+    uint32_t worker_id;       /* coordinator-assigned, >= 1 */
+    uint32_t heartbeat_ms;    /* 10..60000 */
+    uint32_t liveness;        /* missed beats before a peer is dead, 1..100 */
+} sp_msg_welcome_t;
+
+typedef struct {
+    char reason[SP_TEXT_MAX];
+} sp_msg_bye_t;
+
+typedef struct {
+    uint64_t job;             /* >= 1 */
+    uint64_t version;         /* model version, >= 1 */
+    sp_blob_t model;          /* model file bytes (docs/MODEL_FORMAT.md), no training state */
+} sp_msg_model_t;
+
+typedef struct {
+    uint64_t job;
+    uint64_t version;         /* model version the partition must be computed on */
+    uint64_t step;            /* global step number of the job */
+    uint32_t partition;       /* partition index within the step's batch */
+    char dataset[SP_NAME_MAX];
+    uint64_t checksum;        /* dataset checksum: the worker's cache key with the name */
+    uint32_t n_indices;
+    uint32_t *indices;        /* sample indices, n_indices <= 1<<20 (wire: bin of u32 LE) */
+} sp_msg_task_t;
+
+typedef struct {
+    char dataset[SP_NAME_MAX];
+    uint64_t checksum;
+    uint64_t offset;          /* byte offset into the serialized dataset */
+} sp_msg_data_req_t;
+
+typedef struct {
+    char dataset[SP_NAME_MAX];
+    uint64_t checksum;
+    uint64_t offset;
+    uint64_t total;           /* serialized dataset size in bytes */
+    sp_blob_t data;           /* <= SP_CHUNK_MAX bytes */
+} sp_msg_data_chunk_t;
+
+typedef struct {
+    uint64_t job, version, step;
+    uint32_t partition;
+    uint32_t n_samples;
+    uint32_t n_correct;
+    double loss_sum;
+    uint64_t compute_us;      /* time the worker spent computing */
+    uint32_t n_grad;
+    float *grad;              /* n_grad floats (wire: bin of f32 LE) */
+    uint32_t n_hits;
+    uint32_t *hits;           /* n_hits counts (wire: bin of u32 LE) */
+} sp_msg_result_t;
+
+/* --- client <-> coordinator (every request carries req, echoed in the reply) */
+typedef struct {
+    uint64_t req;
+    char name[SP_NAME_MAX];
+    char format[8];           /* "csv" or "idx" */
+    char task[16];            /* "classify" or "regress" */
+    int32_t label_column;     /* -1 last, 0 first, N */
+    int32_t header;           /* -1 detect, 0 no, 1 yes */
+    uint32_t n_parts;         /* 1 (csv) or 2 (idx: images, labels) */
+    uint64_t part_size[2];    /* bytes, <= 4 GiB each */
+    uint32_t part_crc[2];     /* CRC-32 (zlib) of each part's bytes */
+} sp_msg_upload_begin_t;
+
+typedef struct {
+    uint64_t req;
+    uint64_t upload;          /* id from r_upload */
+    uint32_t part;
+    uint64_t offset;
+    sp_blob_t data;           /* <= SP_CHUNK_MAX */
+} sp_msg_upload_chunk_t;
+
+typedef struct {
+    uint64_t req;
+    uint64_t upload;
+} sp_msg_upload_end_t;
+
+typedef struct {
+    uint64_t req;
+    char dataset[SP_NAME_MAX];
+    char validation[SP_NAME_MAX]; /* "" = none */
+    uint32_t n_layers;        /* 2..SP_MAX_LAYERS */
+    uint32_t layers[SP_MAX_LAYERS];
+    uint32_t bits;            /* 1, 2, 4 */
+    uint32_t epochs;          /* 1..100000 */
+    uint32_t batch;           /* 1..1048576 */
+    uint32_t partition;       /* 1..batch */
+    double lr;                /* > 0 */
+    double momentum;          /* 0..1 */
+    uint64_t seed;
+    char mode[16];            /* "backprop" or "local" */
+    char loss[16];            /* "mse" or "xent" */
+    uint32_t growth_every;    /* steps between growth decisions, 0 = off */
+    double growth_threshold;
+    uint32_t prune_every;     /* 0 = off */
+    double prune_threshold;
+} sp_msg_train_t;
+
+typedef struct {
+    uint64_t req;
+    uint64_t job;             /* job id; 0 = all jobs (status only) */
+    uint64_t since;           /* metrics: first record index wanted */
+} sp_msg_job_req_t;           /* status, metrics, model_get, cancel */
+
+typedef struct {
+    uint64_t req;
+} sp_msg_plain_req_t;         /* workers, datasets */
+
+/* --- replies ----------------------------------------------------------- */
+typedef struct {
+    uint64_t req;
+} sp_msg_r_ok_t;
+
+typedef struct {
+    char name[SP_NAME_MAX];
+    char task[16];
+    uint32_t samples, features, classes;
+    uint64_t checksum;
+    uint64_t bytes;           /* serialized size */
+} sp_dataset_info_t;
+
+typedef struct {
+    uint64_t req;
+    uint64_t upload;          /* upload id (upload_begin reply) */
+    uint64_t received;        /* bytes received so far */
+    int stored;               /* 1 once the dataset is durably stored (upload_end) */
+    sp_dataset_info_t info;   /* valid when stored */
+} sp_msg_r_upload_t;
+
+typedef struct {
+    uint64_t req;
+    uint64_t job;
+} sp_msg_r_job_t;
+
+typedef struct {
+    uint64_t job;
+    char dataset[SP_NAME_MAX];
+    char state[16];           /* queued, running, done, failed, cancelled */
+    uint32_t epoch, epochs;
+    uint64_t step;
+    uint64_t samples_seen;
+    double loss;              /* last epoch's mean training loss, NaN before */
+    double accuracy;          /* last epoch's training accuracy (classify), NaN otherwise */
+    double val_accuracy;      /* NaN when no validation set */
+    char error[SP_TEXT_MAX];  /* why it failed, "" otherwise */
+} sp_job_status_t;
+
+typedef struct {
+    uint64_t req;
+    uint32_t n;
+    sp_job_status_t *jobs;
+} sp_msg_r_status_t;
+
+typedef struct {
+    uint32_t id;
+    char name[SP_NAME_MAX];
+    uint32_t threads;
+    int alive;
+    uint64_t partitions_done;
+    double samples_per_s;
+    uint32_t heartbeats_missed;
+    uint32_t failures;
+} sp_worker_info_t;
+
+typedef struct {
+    uint64_t req;
+    uint32_t n;
+    sp_worker_info_t *workers;
+} sp_msg_r_workers_t;
+
+typedef struct {
+    uint64_t index;           /* record number within the job, from 0 */
+    uint64_t job;
+    char kind[8];             /* "step" or "epoch" */
+    uint32_t epoch;
+    uint64_t step;
+    uint64_t time_ms;         /* since the job started */
+    double loss, accuracy;    /* accuracy NaN for regression */
+    double val_loss, val_accuracy; /* NaN when not measured */
+    double samples_per_s;
+    uint32_t n_layers;        /* computing layers */
+    uint32_t neurons[SP_MAX_LAYERS];
+    float saturation[SP_MAX_LAYERS];
+    uint32_t growth_candidates, prune_candidates;
+    float sparsity;
+} sp_metric_t;
+
+typedef struct {
+    uint64_t req;
+    uint32_t n;
+    sp_metric_t *records;
+} sp_msg_r_metrics_t;
+
+typedef struct {
+    uint64_t req;
+    uint64_t job;
+    sp_blob_t model;          /* model file bytes */
+} sp_msg_r_model_t;
+
+typedef struct {
+    uint64_t req;
+    uint32_t n;
+    sp_dataset_info_t *datasets;
+} sp_msg_r_datasets_t;
+
+typedef struct {
+    sp_msg_type_t type;
+    union {
+        sp_msg_error_t error;
+        sp_msg_hello_t hello;
+        sp_msg_welcome_t welcome;
+        sp_msg_bye_t bye;
+        sp_msg_model_t model;
+        sp_msg_task_t task;
+        sp_msg_data_req_t data_req;
+        sp_msg_data_chunk_t data_chunk;
+        sp_msg_result_t result;
+        sp_msg_upload_begin_t upload_begin;
+        sp_msg_upload_chunk_t upload_chunk;
+        sp_msg_upload_end_t upload_end;
+        sp_msg_train_t train;
+        sp_msg_job_req_t job_req;     /* status, metrics, model_get, cancel */
+        sp_msg_plain_req_t plain_req; /* workers, datasets, heartbeat (req unused) */
+        sp_msg_r_ok_t r_ok;
+        sp_msg_r_upload_t r_upload;
+        sp_msg_r_job_t r_job;
+        sp_msg_r_status_t r_status;
+        sp_msg_r_workers_t r_workers;
+        sp_msg_r_metrics_t r_metrics;
+        sp_msg_r_model_t r_model;
+        sp_msg_r_datasets_t r_datasets;
+    } u;
+} sp_msg_t;
+
+/* Name of a type ("task"), or NULL for an unknown id. */
+const char *sp_msg_type_name(uint32_t type);
+
+/* Zeroes m and sets its type. */
+void sp_msg_init(sp_msg_t *m, sp_msg_type_t type);
+/* Frees what a decoded (or filled-in) message owns; m stays valid and empty. */
+void sp_msg_fini(sp_msg_t *m);
+
+#define SP_MSG_HEADER_BYTES 4
+
+/* Encodes m: the 4-byte header into hdr and a malloc'ed MessagePack body.
+ * SP_E_RANGE when a field is outside its documented range (a bug upstream). */
+int sp_msg_encode(const sp_msg_t *m, uint8_t hdr[SP_MSG_HEADER_BYTES], uint8_t **body,
+                  size_t *body_len);
+/* Decodes and validates a header + body strictly (docs: PROTOCOL.md,
+ * "Decoding"). SP_E_VERSION for another protocol version (the message names
+ * both), SP_E_INPUT for anything else malformed; out is left empty on error. */
+int sp_msg_decode(const uint8_t *hdr, size_t hdr_len, const uint8_t *body, size_t body_len,
+                  sp_msg_t *out, char *err, size_t errlen);
+
+/* --- ZeroMQ transport (proto/transport.c) ------------------------------- */
+/* Sets ZMQ_MAXMSGSIZE, ZMQ_LINGER and, for ROUTER sockets, ZMQ_ROUTER_MANDATORY. */
+int sp_sock_configure(void *sock, int zmq_type);
+/* Sends m, preceded by the routing identity when id != NULL (ROUTER). */
+int sp_msg_send(void *sock, const uint8_t *id, size_t id_len, const sp_msg_t *m);
+/* Receives one message (non-blocking when flags has ZMQ_DONTWAIT). For
+ * ROUTER sockets the identity is written to id (up to *id_len bytes; *id_len
+ * updated). Returns SP_OK, SP_E_TIMEOUT (nothing to read with DONTWAIT),
+ * SP_E_IO, or a decode error (SP_E_INPUT / SP_E_VERSION, message in err; the
+ * identity is still filled so the caller can reply with an ERROR). Wrong
+ * frame counts are drained and reported as SP_E_INPUT. */
+int sp_msg_recv(void *sock, int flags, uint8_t *id, size_t *id_len, sp_msg_t *out, char *err,
+                size_t errlen);
+/* Sends an ERROR message with a formatted text. */
+int sp_msg_send_error(void *sock, const uint8_t *id, size_t id_len, int code, uint64_t req,
+                      uint32_t ref_type, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+
+#endif
