@@ -12,8 +12,9 @@
 
 #include "proto/version.h"
 
-#define SP_NAME_MAX 64         /* names of workers, datasets: 1..63 bytes [A-Za-z0-9._-] */
-#define SP_TEXT_MAX 256        /* error text, reasons */
+#define SP_NAME_MAX 64         /* names of workers, datasets: 1..63 bytes [A-Za-z0-9._-], */
+                               /* not starting with '.' */
+#define SP_TEXT_MAX 256        /* error text, reasons: 0..255 bytes, no NUL */
 #define SP_MAX_LAYERS 16       /* layer sizes in a job, input included */
 #define SP_MAX_LIST 1024       /* entries in a status / workers / datasets / metrics reply */
 #define SP_CHUNK_MAX (1u << 20)  /* bytes of data in one upload or dataset chunk */
@@ -56,6 +57,13 @@ typedef enum {
 #undef SP_X_ENUM
 } sp_msg_type_t;
 
+/* Field rules the codec enforces (encoder: SP_E_RANGE, decoder: SP_E_INPUT):
+ * "name" = 1..63 bytes of [A-Za-z0-9._-], not starting with '.';
+ * "text" = 0..255 bytes, no NUL;
+ * floats are finite unless the comment says NaN (then NaN and infinities
+ * pass); every count (n, n_*) must equal the length of its array or list on
+ * the wire; lists hold at most SP_MAX_LIST records. */
+
 /* Owned byte blob (malloc'ed copy; NULL when len == 0). */
 typedef struct {
     uint8_t *data;
@@ -64,14 +72,14 @@ typedef struct {
 
 /* --- worker <-> coordinator ------------------------------------------- */
 typedef struct {
-    uint32_t code;            /* sp_rc_t, negated: 2 = SP_E_INPUT etc. */
+    uint32_t code;            /* sp_rc_t, negated: 2 = SP_E_INPUT etc.; 1..255 */
     uint64_t req;             /* request id it answers, 0 if none */
-    uint32_t ref_type;        /* type of the refused message, 0 if unknown */
-    char message[SP_TEXT_MAX];
+    uint32_t ref_type;        /* type of the refused message, 0 if unknown; 0..255 */
+    char message[SP_TEXT_MAX]; /* text */
 } sp_msg_error_t;
 
 typedef struct {
-    char name[SP_NAME_MAX];
+    char name[SP_NAME_MAX];   /* name */
     uint32_t threads;         /* OpenMP threads it computes with, 1..1024 */
 } sp_msg_hello_t;
 
@@ -82,104 +90,105 @@ typedef struct {
 } sp_msg_welcome_t;
 
 typedef struct {
-    char reason[SP_TEXT_MAX];
+    char reason[SP_TEXT_MAX]; /* text */
 } sp_msg_bye_t;
 
 typedef struct {
     uint64_t job;             /* >= 1 */
     uint64_t version;         /* model version, >= 1 */
-    sp_blob_t model;          /* model file bytes (docs/MODEL_FORMAT.md), no training state */
+    sp_blob_t model;          /* model file bytes (docs/MODEL_FORMAT.md), no training state;
+                                 1..SP_MSG_MAX_BYTES (the whole body must fit too) */
 } sp_msg_model_t;
 
 typedef struct {
-    uint64_t job;
-    uint64_t version;         /* model version the partition must be computed on */
+    uint64_t job;             /* >= 1 */
+    uint64_t version;         /* model version the partition must be computed on, >= 1 */
     uint64_t step;            /* global step number of the job */
-    uint32_t partition;       /* partition index within the step's batch */
-    char dataset[SP_NAME_MAX];
+    uint32_t partition;       /* partition index within the step's batch, < SP_INDICES_MAX */
+    char dataset[SP_NAME_MAX]; /* name */
     uint64_t checksum;        /* dataset checksum: the worker's cache key with the name */
-    uint32_t n_indices;
-    uint32_t *indices;        /* sample indices, n_indices <= 1<<20 (wire: bin of u32 LE) */
+    uint32_t n_indices;       /* 1..SP_INDICES_MAX */
+    uint32_t *indices;        /* sample indices (wire: bin of n_indices u32 LE) */
 } sp_msg_task_t;
 
 typedef struct {
-    char dataset[SP_NAME_MAX];
+    char dataset[SP_NAME_MAX]; /* name */
     uint64_t checksum;
     uint64_t offset;          /* byte offset into the serialized dataset */
 } sp_msg_data_req_t;
 
 typedef struct {
-    char dataset[SP_NAME_MAX];
+    char dataset[SP_NAME_MAX]; /* name */
     uint64_t checksum;
-    uint64_t offset;
+    uint64_t offset;          /* offset + data.len <= total */
     uint64_t total;           /* serialized dataset size in bytes */
-    sp_blob_t data;           /* <= SP_CHUNK_MAX bytes */
+    sp_blob_t data;           /* 0..SP_CHUNK_MAX bytes */
 } sp_msg_data_chunk_t;
 
 typedef struct {
-    uint64_t job, version, step;
-    uint32_t partition;
-    uint32_t n_samples;
-    uint32_t n_correct;
-    double loss_sum;
+    uint64_t job, version, step; /* job, version >= 1: echo the task */
+    uint32_t partition;       /* < SP_INDICES_MAX */
+    uint32_t n_samples;       /* 0..SP_INDICES_MAX */
+    uint32_t n_correct;       /* <= n_samples */
+    double loss_sum;          /* finite, >= 0 (a diverged worker sends ERROR instead) */
     uint64_t compute_us;      /* time the worker spent computing */
-    uint32_t n_grad;
-    float *grad;              /* n_grad floats (wire: bin of f32 LE) */
-    uint32_t n_hits;
+    uint32_t n_grad;          /* 0..SP_GRAD_MAX */
+    float *grad;              /* n_grad finite floats (wire: bin of f32 LE) */
+    uint32_t n_hits;          /* 0..SP_GRAD_MAX */
     uint32_t *hits;           /* n_hits counts (wire: bin of u32 LE) */
 } sp_msg_result_t;
 
 /* --- client <-> coordinator (every request carries req, echoed in the reply) */
 typedef struct {
     uint64_t req;
-    char name[SP_NAME_MAX];
+    char name[SP_NAME_MAX];   /* name */
     char format[8];           /* "csv" or "idx" */
     char task[16];            /* "classify" or "regress" */
-    int32_t label_column;     /* -1 last, 0 first, N */
+    int32_t label_column;     /* -1 last, 0 first, N (..65535) */
     int32_t header;           /* -1 detect, 0 no, 1 yes */
-    uint32_t n_parts;         /* 1 (csv) or 2 (idx: images, labels) */
+    uint32_t n_parts;         /* 1 (csv) or 2 (idx: images, labels); must match format */
     uint64_t part_size[2];    /* bytes, <= 4 GiB each */
     uint32_t part_crc[2];     /* CRC-32 (zlib) of each part's bytes */
 } sp_msg_upload_begin_t;
 
 typedef struct {
     uint64_t req;
-    uint64_t upload;          /* id from r_upload */
-    uint32_t part;
-    uint64_t offset;
-    sp_blob_t data;           /* <= SP_CHUNK_MAX */
+    uint64_t upload;          /* id from r_upload, >= 1 */
+    uint32_t part;            /* 0..1 */
+    uint64_t offset;          /* byte offset in the part, <= 4 GiB */
+    sp_blob_t data;           /* 0..SP_CHUNK_MAX bytes */
 } sp_msg_upload_chunk_t;
 
 typedef struct {
     uint64_t req;
-    uint64_t upload;
+    uint64_t upload;          /* >= 1 */
 } sp_msg_upload_end_t;
 
 typedef struct {
     uint64_t req;
-    char dataset[SP_NAME_MAX];
-    char validation[SP_NAME_MAX]; /* "" = none */
+    char dataset[SP_NAME_MAX]; /* name */
+    char validation[SP_NAME_MAX]; /* name, or "" = none */
     uint32_t n_layers;        /* 2..SP_MAX_LAYERS */
-    uint32_t layers[SP_MAX_LAYERS];
+    uint32_t layers[SP_MAX_LAYERS]; /* n_layers sizes, each 1..1<<20 (wire: array) */
     uint32_t bits;            /* 1, 2, 4 */
     uint32_t epochs;          /* 1..100000 */
     uint32_t batch;           /* 1..1048576 */
     uint32_t partition;       /* 1..batch */
-    double lr;                /* > 0 */
+    double lr;                /* 1e-12..1000 */
     double momentum;          /* 0..1 */
     uint64_t seed;
     char mode[16];            /* "backprop" or "local" */
     char loss[16];            /* "mse" or "xent" */
     uint32_t growth_every;    /* steps between growth decisions, 0 = off */
-    double growth_threshold;
+    double growth_threshold;  /* saturation, 0..1 */
     uint32_t prune_every;     /* 0 = off */
-    double prune_threshold;
+    double prune_threshold;   /* saturation, 0..1 */
 } sp_msg_train_t;
 
 typedef struct {
     uint64_t req;
-    uint64_t job;             /* job id; 0 = all jobs (status only) */
-    uint64_t since;           /* metrics: first record index wanted */
+    uint64_t job;             /* job id >= 1; 0 = all jobs (status only) */
+    uint64_t since;           /* metrics: first record index wanted; optional on the wire */
 } sp_msg_job_req_t;           /* status, metrics, model_get, cancel */
 
 typedef struct {
@@ -192,8 +201,8 @@ typedef struct {
 } sp_msg_r_ok_t;
 
 typedef struct {
-    char name[SP_NAME_MAX];
-    char task[16];
+    char name[SP_NAME_MAX];   /* name */
+    char task[16];            /* "classify" or "regress" */
     uint32_t samples, features, classes;
     uint64_t checksum;
     uint64_t bytes;           /* serialized size */
@@ -203,26 +212,26 @@ typedef struct {
     uint64_t req;
     uint64_t upload;          /* upload id (upload_begin reply) */
     uint64_t received;        /* bytes received so far */
-    int stored;               /* 1 once the dataset is durably stored (upload_end) */
-    sp_dataset_info_t info;   /* valid when stored */
+    int stored;               /* 1 once the dataset is durably stored (upload_end); wire: bool */
+    sp_dataset_info_t info;   /* on the wire only when stored */
 } sp_msg_r_upload_t;
 
 typedef struct {
     uint64_t req;
-    uint64_t job;
+    uint64_t job;             /* >= 1 */
 } sp_msg_r_job_t;
 
 typedef struct {
-    uint64_t job;
-    char dataset[SP_NAME_MAX];
+    uint64_t job;             /* >= 1 */
+    char dataset[SP_NAME_MAX]; /* name */
     char state[16];           /* queued, running, done, failed, cancelled */
     uint32_t epoch, epochs;
     uint64_t step;
     uint64_t samples_seen;
-    double loss;              /* last epoch's mean training loss, NaN before */
-    double accuracy;          /* last epoch's training accuracy (classify), NaN otherwise */
-    double val_accuracy;      /* NaN when no validation set */
-    char error[SP_TEXT_MAX];  /* why it failed, "" otherwise */
+    double loss;              /* last epoch's mean training loss, >= 0; NaN before */
+    double accuracy;          /* last epoch's training accuracy (classify) 0..1, NaN otherwise */
+    double val_accuracy;      /* 0..1; NaN when no validation set */
+    char error[SP_TEXT_MAX];  /* text: why it failed, "" otherwise */
 } sp_job_status_t;
 
 typedef struct {
@@ -232,12 +241,12 @@ typedef struct {
 } sp_msg_r_status_t;
 
 typedef struct {
-    uint32_t id;
-    char name[SP_NAME_MAX];
-    uint32_t threads;
-    int alive;
+    uint32_t id;              /* >= 1 */
+    char name[SP_NAME_MAX];   /* name */
+    uint32_t threads;         /* 1..1024 */
+    int alive;                /* 0/1; wire: bool */
     uint64_t partitions_done;
-    double samples_per_s;
+    double samples_per_s;     /* finite, >= 0 */
     uint32_t heartbeats_missed;
     uint32_t failures;
 } sp_worker_info_t;
@@ -250,19 +259,19 @@ typedef struct {
 
 typedef struct {
     uint64_t index;           /* record number within the job, from 0 */
-    uint64_t job;
+    uint64_t job;             /* >= 1 */
     char kind[8];             /* "step" or "epoch" */
     uint32_t epoch;
     uint64_t step;
     uint64_t time_ms;         /* since the job started */
-    double loss, accuracy;    /* accuracy NaN for regression */
+    double loss, accuracy;    /* loss >= 0 (NaN if diverged); accuracy 0..1, NaN for regression */
     double val_loss, val_accuracy; /* NaN when not measured */
-    double samples_per_s;
-    uint32_t n_layers;        /* computing layers */
-    uint32_t neurons[SP_MAX_LAYERS];
-    float saturation[SP_MAX_LAYERS];
+    double samples_per_s;     /* finite, >= 0 */
+    uint32_t n_layers;        /* computing layers, 0..SP_MAX_LAYERS */
+    uint32_t neurons[SP_MAX_LAYERS];  /* n_layers entries (wire: array) */
+    float saturation[SP_MAX_LAYERS];  /* n_layers entries, 0..1 (wire: array of float32) */
     uint32_t growth_candidates, prune_candidates;
-    float sparsity;
+    float sparsity;           /* 0..1 (wire: float32) */
 } sp_metric_t;
 
 typedef struct {
@@ -273,8 +282,8 @@ typedef struct {
 
 typedef struct {
     uint64_t req;
-    uint64_t job;
-    sp_blob_t model;          /* model file bytes */
+    uint64_t job;             /* >= 1 */
+    sp_blob_t model;          /* model file bytes, >= 1 */
 } sp_msg_r_model_t;
 
 typedef struct {
@@ -312,6 +321,13 @@ typedef struct {
     } u;
 } sp_msg_t;
 
+/* Limits of the bounded pre-scan every body goes through before unpacking. */
+#define SP_MSG_MAX_DEPTH 8        /* nesting of arrays and maps in a body */
+#define SP_MSG_MAX_MAP 64         /* entries in one map */
+#define SP_MSG_MAX_OBJECTS (1u << 20) /* msgpack objects in one body */
+#define SP_GRAD_MAX (SP_MSG_MAX_BYTES / 4) /* floats in result.grad, counts in result.hits */
+#define SP_INDICES_MAX (1u << 20) /* task.indices */
+
 /* Name of a type ("task"), or NULL for an unknown id. */
 const char *sp_msg_type_name(uint32_t type);
 
@@ -332,21 +348,41 @@ int sp_msg_encode(const sp_msg_t *m, uint8_t hdr[SP_MSG_HEADER_BYTES], uint8_t *
 int sp_msg_decode(const uint8_t *hdr, size_t hdr_len, const uint8_t *body, size_t body_len,
                   sp_msg_t *out, char *err, size_t errlen);
 
+/* Fills m (initialised to type) with valid values in every field, every list
+ * and array non-empty, derived from seed: the basis of the round-trip and
+ * malformed-frame tests of every message type. m owns what it holds
+ * (sp_msg_fini). SP_E_RANGE for an unknown type. */
+int sp_msg_example(sp_msg_t *m, sp_msg_type_t type, uint64_t seed);
+/* 1 when a and b have the same type and equal fields (floats compared by
+ * bits, so NaN equals NaN), else 0 with the first differing field named in
+ * where (may be NULL). */
+int sp_msg_equal(const sp_msg_t *a, const sp_msg_t *b, char *where, size_t wherelen);
+
 /* --- ZeroMQ transport (proto/transport.c) ------------------------------- */
 /* Sets ZMQ_MAXMSGSIZE, ZMQ_LINGER and, for ROUTER sockets, ZMQ_ROUTER_MANDATORY. */
 int sp_sock_configure(void *sock, int zmq_type);
-/* Sends m, preceded by the routing identity when id != NULL (ROUTER). */
+/* Sends m, preceded by the routing identity when id != NULL (ROUTER), or by
+ * the topic frame on a PUB socket (id = "job/<id>"). The body is handed to
+ * ZeroMQ without a copy. Never blocks. SP_E_RANGE if m does not encode,
+ * SP_E_IO (errno kept) if a send fails: EHOSTUNREACH for a vanished ROUTER
+ * peer, EAGAIN when the peer's queue is full (ZMQ_SNDHWM messages). */
 int sp_msg_send(void *sock, const uint8_t *id, size_t id_len, const sp_msg_t *m);
 /* Receives one message (non-blocking when flags has ZMQ_DONTWAIT). For
  * ROUTER sockets the identity is written to id (up to *id_len bytes; *id_len
- * updated). Returns SP_OK, SP_E_TIMEOUT (nothing to read with DONTWAIT),
+ * updated), for SUB sockets the topic frame (id and id_len may be NULL to
+ * discard it). out is overwritten (fini it first if it held a message) and is
+ * empty on every error. Returns SP_OK, SP_E_TIMEOUT (nothing to read with
+ * DONTWAIT, or ZMQ_RCVTIMEO expired), SP_E_IO (errno kept, e.g. EINTR),
  * SP_E_IO, or a decode error (SP_E_INPUT / SP_E_VERSION, message in err; the
  * identity is still filled so the caller can reply with an ERROR). Wrong
  * frame counts are drained and reported as SP_E_INPUT. */
 int sp_msg_recv(void *sock, int flags, uint8_t *id, size_t *id_len, sp_msg_t *out, char *err,
                 size_t errlen);
-/* Sends an ERROR message with a formatted text. */
+/* Sends an ERROR message with a formatted text (truncated to SP_TEXT_MAX - 1
+ * bytes; control and non-ASCII bytes become '?'). code is an sp_rc_t; its
+ * negation goes on the wire. Returns like sp_msg_send. */
 int sp_msg_send_error(void *sock, const uint8_t *id, size_t id_len, int code, uint64_t req,
-                      uint32_t ref_type, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+                      uint32_t ref_type, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 #endif
