@@ -109,3 +109,83 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- fuzz: coverage-guided fuzzing of every decoder of untrusted input ------
+#   make fuzz-build                  libFuzzer harnesses build-fuzz/fuzz_<name> (one per fuzz/fuzz_<name>.c)
+#   make fuzz [FUZZ_SECONDS=60]      runs each harness in turn on a copy of its corpus; fails on any finding
+#   make fuzz-seeds                  rewrites fuzz/corpus/ from the real encoders (fuzz/make_seeds.c)
+#   make fuzz-clean                  removes build-fuzz/
+# Only these targets need clang and libFuzzer; `make`, `make test` and `make sanitize` never do.
+# See fuzz/README.md.
+FUZZ_CC      ?= clang
+FUZZ_DIR     := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 16384
+FUZZ_FLAGS   ?= -timeout=10 -rss_limit_mb=2048
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -I. $(PKG_CFLAGS) -MMD -MP
+FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_OBJS    := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMMON_SRC) $(PROTO_SRC))
+FUZZ_LIB     := $(FUZZ_DIR)/lib/libspfuzz.a
+FUZZ_LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
+FUZZ_APT     := apt-get install -y clang libclang-rt-14-dev libomp-14-dev
+
+.PHONY: fuzz fuzz-build fuzz-seeds fuzz-clean
+
+# clang with libFuzzer, ASan, UBSan and OpenMP must link a trivial harness.
+$(FUZZ_DIR)/.clang-ok:
+	@mkdir -p $(@D)
+	@printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+	    'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);' \
+	    'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+	    > $(@D)/probe.c
+	@if $(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp $(@D)/probe.c -o $(@D)/probe 2>/dev/null; \
+	then touch $@; else \
+	    echo "fuzz: $(FUZZ_CC) cannot build a libFuzzer harness; install the tools with:" >&2; \
+	    echo "  $(FUZZ_APT)" >&2; exit 1; fi
+
+# Library code: coverage instrumentation and sanitizers, project warnings without -Werror
+# (those are gcc's to enforce); harnesses: the full strict set.
+$(FUZZ_DIR)/obj/%.o: %.c | $(FUZZ_DIR)/.clang-ok $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
+$(FUZZ_DIR)/obj/fuzz/%.o: fuzz/%.c | $(FUZZ_DIR)/.clang-ok $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/fuzz/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp -o $@ $^ $(FUZZ_LDLIBS)
+$(FUZZ_DIR)/make_seeds: $(FUZZ_DIR)/obj/fuzz/make_seeds.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SAN) -fopenmp -o $@ $^ $(FUZZ_LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz-seeds: $(FUZZ_DIR)/make_seeds
+	OMP_NUM_THREADS=1 $(FUZZ_DIR)/make_seeds fuzz/corpus
+
+# One fuzzer at a time, one process each (the machine is shared). New inputs go to
+# build-fuzz/corpus/<name>/ (fuzz/corpus/ is never written), findings to
+# build-fuzz/artifacts/<name>/, the whole output to build-fuzz/logs/<name>.log.
+fuzz: fuzz-build
+	@fail=0; for h in $(FUZZ_NAMES); do \
+	    rm -rf $(FUZZ_DIR)/corpus/$$h; \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$h $(FUZZ_DIR)/artifacts/$$h $(FUZZ_DIR)/logs; \
+	    if [ -d fuzz/corpus/$$h ]; then cp fuzz/corpus/$$h/* $(FUZZ_DIR)/corpus/$$h/; fi; \
+	    echo "fuzz: $$h for $(FUZZ_SECONDS) s"; \
+	    OMP_NUM_THREADS=1 $(FUZZ_DIR)/fuzz_$$h $(FUZZ_DIR)/corpus/$$h \
+	        -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) $(FUZZ_FLAGS) \
+	        -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$h/ \
+	        > $(FUZZ_DIR)/logs/$$h.log 2>&1; rc=$$?; \
+	    grep -E '^#[0-9]+.*DONE|stat::number_of_executed_units|stat::average_exec_per_sec' \
+	        $(FUZZ_DIR)/logs/$$h.log | sed "s|^|  $$h: |"; \
+	    if [ $$rc -ne 0 ]; then fail=1; echo "fuzz: $$h FAILED (rc $$rc), see $(FUZZ_DIR)/logs/$$h.log:"; \
+	        grep -E '^==[0-9]+==ERROR|SUMMARY|^fuzz_|artifact' $(FUZZ_DIR)/logs/$$h.log | head -8; fi; \
+	done; exit $$fail
+
+fuzz-clean:
+	rm -rf $(FUZZ_DIR)
+
+-include $(shell find $(FUZZ_DIR) -name '*.d' 2>/dev/null)

@@ -1,7 +1,555 @@
-/* bench_dist: benchmarks of this group (filled in by the module's owner). */
+/* bench_dist: the distributed trainer against in-process training. Starts
+ * spatium-coordinator and spatium-worker from the directory of this program
+ * (ipc:// endpoints in a temporary directory), uploads a synthetic
+ * Fashion-MNIST-sized dataset, runs the same job with 1 and 2 workers and
+ * reports samples per second from the job's epoch records, beside
+ * sp_network_train_batch in this process, plus the bytes a step puts on the
+ * wire. Every process started here is stopped before returning. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zmq.h>
+
 #include "bench/bench.h"
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/network.h"
+#include "common/rng.h"
+#include "proto/messages.h"
+
+#define S_SAMPLES 4096
+#define S_SIDE 28
+#define S_FEATURES (S_SIDE * S_SIDE)
+#define S_CLASSES 10
+#define S_HIDDEN 128
+#define S_BATCH 64
+#define S_PARTITION 32
+#define S_EPOCHS 4
+#define S_MAX_WORKERS 2
+
+typedef struct {
+    char dir[64];
+    char state[128], wep[128], cep[128], mep[128];
+    char bindir[PATH_MAX];
+    pid_t coord;
+    pid_t workers[S_MAX_WORKERS];
+    void *zctx, *dealer;
+    uint64_t req;
+} s_env_t;
+
+static void s_nap_ms(int ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t s_ms(void)
+{
+    return sp_bench_now_ns() / 1000000u;
+}
+
+static pid_t s_spawn(char *const argv[], const char *log)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void s_stop(pid_t *pid)
+{
+    if (*pid <= 0) {
+        return;
+    }
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+        s_nap_ms(5);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+static void s_rmrf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+                continue;
+            }
+            char p[PATH_MAX];
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            if (e->d_type == DT_DIR) {
+                s_rmrf(p);
+            } else {
+                unlink(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+static uint64_t s_req_of(const sp_msg_t *m)
+{
+    switch (m->type) {
+    case SP_MSG_ERROR: return m->u.error.req;
+    case SP_MSG_R_UPLOAD: return m->u.r_upload.req;
+    case SP_MSG_R_JOB: return m->u.r_job.req;
+    case SP_MSG_R_STATUS: return m->u.r_status.req;
+    case SP_MSG_R_WORKERS: return m->u.r_workers.req;
+    case SP_MSG_R_METRICS: return m->u.r_metrics.req;
+    case SP_MSG_R_DATASETS: return m->u.r_datasets.req;
+    default: return 0;
+    }
+}
+
+/* One request, one reply (matched by req id); 0 or -1 on timeout. */
+static int s_call(s_env_t *e, sp_msg_t *req, uint64_t *req_field, sp_msg_t *rep, int timeout_ms)
+{
+    *req_field = ++e->req;
+    sp_msg_init(rep, (sp_msg_type_t)0);
+    if (sp_msg_send(e->dealer, NULL, 0, req) != SP_OK) {
+        return -1;
+    }
+    uint64_t end = s_ms() + (uint64_t)timeout_ms;
+    while (s_ms() < end) {
+        zmq_pollitem_t it = {e->dealer, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 100) <= 0) {
+            continue;
+        }
+        char err[SP_TEXT_MAX];
+        if (sp_msg_recv(e->dealer, ZMQ_DONTWAIT, NULL, NULL, rep, err, sizeof err) != SP_OK) {
+            continue;
+        }
+        if (s_req_of(rep) == e->req) {
+            return 0;
+        }
+        sp_msg_fini(rep);
+    }
+    return -1;
+}
+
+static int s_env_start(s_env_t *e)
+{
+    memset(e, 0, sizeof *e);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        return -1;
+    }
+    self[n] = '\0';
+    *strrchr(self, '/') = '\0';
+    snprintf(e->bindir, sizeof e->bindir, "%s", self);
+    snprintf(e->dir, sizeof e->dir, "/tmp/spb-XXXXXX");
+    if (mkdtemp(e->dir) == NULL) {
+        return -1;
+    }
+    snprintf(e->state, sizeof e->state, "%s/state", e->dir);
+    snprintf(e->wep, sizeof e->wep, "ipc://%s/w", e->dir);
+    snprintf(e->cep, sizeof e->cep, "ipc://%s/c", e->dir);
+    snprintf(e->mep, sizeof e->mep, "ipc://%s/m", e->dir);
+    char bin[PATH_MAX + 32], log[128];
+    snprintf(bin, sizeof bin, "%s/spatium-coordinator", e->bindir);
+    snprintf(log, sizeof log, "%s/coordinator.log", e->dir);
+    char *argv[] = {bin, "--workers", e->wep, "--clients", e->cep, "--metrics", e->mep,
+                    "--state-dir", e->state, "--log-level", "warn", NULL};
+    e->coord = s_spawn(argv, log);
+    e->zctx = zmq_ctx_new();
+    e->dealer = zmq_socket(e->zctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(e->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    if (e->coord <= 0 || zmq_connect(e->dealer, e->cep) != 0) {
+        return -1;
+    }
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_DATASETS);
+    if (s_call(e, &req, &req.u.plain_req.req, &rep, 10000) != 0) {
+        return -1;
+    }
+    sp_msg_fini(&rep);
+    return 0;
+}
+
+static void s_env_stop(s_env_t *e)
+{
+    for (int i = 0; i < S_MAX_WORKERS; i++) {
+        s_stop(&e->workers[i]);
+    }
+    s_stop(&e->coord);
+    if (e->dealer) {
+        zmq_close(e->dealer);
+    }
+    if (e->zctx) {
+        zmq_ctx_term(e->zctx);
+    }
+    if (e->dir[0]) {
+        s_rmrf(e->dir);
+    }
+    memset(e, 0, sizeof *e);
+}
+
+static int s_add_worker(s_env_t *e, int slot, int threads)
+{
+    char bin[PATH_MAX + 32], th[16], name[16], log[128];
+    snprintf(bin, sizeof bin, "%s/spatium-worker", e->bindir);
+    snprintf(th, sizeof th, "%d", threads);
+    snprintf(name, sizeof name, "bench%d", slot);
+    snprintf(log, sizeof log, "%s/worker-%d.log", e->dir, slot);
+    char *argv[] = {bin, "--coordinator", e->wep, "--threads", th, "--name", name, NULL};
+    e->workers[slot] = s_spawn(argv, log);
+    return e->workers[slot] > 0 ? 0 : -1;
+}
+
+/* Synthetic IDX files: class k lights a band of rows, plus noise. */
+static void s_make_idx(uint8_t **images, size_t *ni, uint8_t **labels, size_t *nl)
+{
+    *ni = 16 + (size_t)S_SAMPLES * S_FEATURES;
+    *nl = 8 + (size_t)S_SAMPLES;
+    *images = malloc(*ni);
+    *labels = malloc(*nl);
+    uint8_t *im = *images, *lb = *labels;
+    const uint32_t hi[4] = {0x803, S_SAMPLES, S_SIDE, S_SIDE}, hl[2] = {0x801, S_SAMPLES};
+    for (int i = 0; i < 4; i++) {
+        for (int b = 0; b < 4; b++) {
+            im[4 * i + b] = (uint8_t)(hi[i] >> (24 - 8 * b));
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        for (int b = 0; b < 4; b++) {
+            lb[4 * i + b] = (uint8_t)(hl[i] >> (24 - 8 * b));
+        }
+    }
+    sp_rng_t rng;
+    sp_rng_init(&rng, 5);
+    for (int s = 0; s < S_SAMPLES; s++) {
+        int k = (int)sp_rng_below(&rng, S_CLASSES);
+        lb[8 + s] = (uint8_t)k;
+        for (int p = 0; p < S_FEATURES; p++) {
+            int row = p / S_SIDE;
+            int lit = row / 3 == k;
+            im[16 + (size_t)s * S_FEATURES + p] =
+                (uint8_t)(sp_rng_below(&rng, 64) + (lit ? 160 : 0));
+        }
+    }
+}
+
+static int s_upload(s_env_t *e, const uint8_t *const parts[2], const size_t sizes[2])
+{
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_UPLOAD_BEGIN);
+    sp_msg_upload_begin_t *b = &req.u.upload_begin;
+    snprintf(b->name, sizeof b->name, "bench");
+    snprintf(b->format, sizeof b->format, "idx");
+    snprintf(b->task, sizeof b->task, "classify");
+    b->label_column = -1;
+    b->header = -1;
+    b->n_parts = 2;
+    for (int i = 0; i < 2; i++) {
+        b->part_size[i] = sizes[i];
+        b->part_crc[i] = (uint32_t)crc32(crc32(0L, Z_NULL, 0), parts[i], (uInt)sizes[i]);
+    }
+    if (s_call(e, &req, &b->req, &rep, 10000) != 0 || rep.type != SP_MSG_R_UPLOAD) {
+        sp_msg_fini(&rep);
+        return -1;
+    }
+    uint64_t upload = rep.u.r_upload.upload;
+    sp_msg_fini(&rep);
+    for (uint32_t p = 0; p < 2; p++) {
+        for (size_t off = 0; off < sizes[p]; off += SP_CHUNK_MAX) {
+            size_t n = sizes[p] - off < SP_CHUNK_MAX ? sizes[p] - off : SP_CHUNK_MAX;
+            sp_msg_init(&req, SP_MSG_UPLOAD_CHUNK);
+            req.u.upload_chunk.upload = upload;
+            req.u.upload_chunk.part = p;
+            req.u.upload_chunk.offset = off;
+            req.u.upload_chunk.data.data = (uint8_t *)(uintptr_t)(parts[p] + off);
+            req.u.upload_chunk.data.len = n;
+            if (s_call(e, &req, &req.u.upload_chunk.req, &rep, 10000) != 0 ||
+                rep.type != SP_MSG_R_UPLOAD) {
+                sp_msg_fini(&rep);
+                return -1;
+            }
+            sp_msg_fini(&rep);
+        }
+    }
+    sp_msg_init(&req, SP_MSG_UPLOAD_END);
+    req.u.upload_end.upload = upload;
+    int rc = s_call(e, &req, &req.u.upload_end.req, &rep, 60000) == 0 &&
+                     rep.type == SP_MSG_R_UPLOAD && rep.u.r_upload.stored
+                 ? 0
+                 : -1;
+    sp_msg_fini(&rep);
+    return rc;
+}
+
+/* Runs the bench job; returns the mean samples/s of the epochs after the
+ * first (which includes the dataset download), or NAN. */
+static double s_run_job(s_env_t *e)
+{
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_TRAIN);
+    sp_msg_train_t *t = &req.u.train;
+    snprintf(t->dataset, sizeof t->dataset, "bench");
+    t->n_layers = 3;
+    t->layers[0] = S_FEATURES;
+    t->layers[1] = S_HIDDEN;
+    t->layers[2] = S_CLASSES;
+    t->bits = 4;
+    t->epochs = S_EPOCHS;
+    t->batch = S_BATCH;
+    t->partition = S_PARTITION;
+    t->lr = 0.05;
+    t->momentum = 0.9;
+    t->seed = 3;
+    snprintf(t->mode, sizeof t->mode, "backprop");
+    snprintf(t->loss, sizeof t->loss, "xent");
+    if (s_call(e, &req, &t->req, &rep, 10000) != 0 || rep.type != SP_MSG_R_JOB) {
+        sp_msg_fini(&rep);
+        return NAN;
+    }
+    uint64_t job = rep.u.r_job.job;
+    sp_msg_fini(&rep);
+    uint64_t end = s_ms() + 300000;
+    int done = 0;
+    while (!done && s_ms() < end) {
+        sp_msg_init(&req, SP_MSG_STATUS);
+        req.u.job_req.job = job;
+        if (s_call(e, &req, &req.u.job_req.req, &rep, 5000) == 0 && rep.type == SP_MSG_R_STATUS &&
+            rep.u.r_status.n == 1) {
+            const char *st = rep.u.r_status.jobs[0].state;
+            if (strcmp(st, "done") == 0) {
+                done = 1;
+            } else if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+                sp_msg_fini(&rep);
+                return NAN;
+            }
+        }
+        sp_msg_fini(&rep);
+        s_nap_ms(20);
+    }
+    if (!done) {
+        return NAN;
+    }
+    sp_msg_init(&req, SP_MSG_METRICS);
+    req.u.job_req.job = job;
+    if (s_call(e, &req, &req.u.job_req.req, &rep, 5000) != 0 || rep.type != SP_MSG_R_METRICS) {
+        sp_msg_fini(&rep);
+        return NAN;
+    }
+    double sum = 0;
+    int n = 0;
+    for (uint32_t i = 0; i < rep.u.r_metrics.n; i++) {
+        const sp_metric_t *r = &rep.u.r_metrics.records[i];
+        if (strcmp(r->kind, "epoch") == 0 && r->epoch > 1) {
+            sum += r->samples_per_s;
+            n++;
+        }
+    }
+    sp_msg_fini(&rep);
+    return n > 0 ? sum / n : NAN;
+}
+
+/* A fresh coordinator with the dataset and `n` workers of `threads` threads. */
+static double s_dist(int n_workers, int threads)
+{
+    s_env_t e;
+    double sps = NAN;
+    uint8_t *images = NULL, *labels = NULL;
+    size_t ni = 0, nl = 0;
+    s_make_idx(&images, &ni, &labels, &nl);
+    const uint8_t *parts[2] = {images, labels};
+    size_t sizes[2] = {ni, nl};
+    if (s_env_start(&e) == 0 && s_upload(&e, parts, sizes) == 0) {
+        int ok = 1;
+        for (int i = 0; i < n_workers; i++) {
+            ok &= s_add_worker(&e, i, threads) == 0;
+        }
+        if (ok) {
+            sps = s_run_job(&e);
+        }
+    }
+    if (isnan(sps)) {
+        fprintf(stderr, "bench_dist: the distributed job did not complete (logs were in %s)\n",
+                e.dir);
+    }
+    s_env_stop(&e);
+    free(images);
+    free(labels);
+    return sps;
+}
+
+/* The same job in this process: sp_network_train_batch over the batches. */
+static double s_inprocess(int threads)
+{
+    uint8_t *images = NULL, *labels = NULL;
+    size_t ni = 0, nl = 0;
+    s_make_idx(&images, &ni, &labels, &nl);
+    sp_dataset_t d;
+    char err[SP_TEXT_MAX];
+    double sps = NAN;
+    if (sp_dataset_parse_idx(images, ni, labels, nl, &d, err, sizeof err) != SP_OK) {
+        free(images);
+        free(labels);
+        return NAN;
+    }
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.loss = SP_LOSS_XENT;
+    cfg.seed = 3;
+    const uint32_t sizes[3] = {S_FEATURES, S_HIDDEN, S_CLASSES};
+    sp_network_t *net = sp_network_new(sizes, 3, &cfg);
+    float *X = malloc((size_t)S_BATCH * S_FEATURES * sizeof *X);
+    float *T = malloc((size_t)S_BATCH * S_CLASSES * sizeof *T);
+    uint32_t *idx = malloc((size_t)S_SAMPLES * sizeof *idx);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    if (net && X && T && idx) {
+        for (uint32_t i = 0; i < S_SAMPLES; i++) {
+            idx[i] = i;
+        }
+        uint64_t t0 = 0, samples = 0;
+        for (int epoch = 0; epoch < S_EPOCHS; epoch++) {
+            if (epoch == 1) {
+                t0 = sp_bench_now_ns();
+            }
+            for (uint32_t off = 0; off < S_SAMPLES; off += S_BATCH) {
+                uint32_t n = S_SAMPLES - off < S_BATCH ? S_SAMPLES - off : S_BATCH;
+                sp_dataset_gather(&d, idx + off, n, X);
+                sp_dataset_targets(&d, idx + off, n, T);
+                float loss;
+                sp_network_train_batch(net, X, T, n, &loss);
+                samples += epoch >= 1 ? n : 0;
+            }
+        }
+        sps = (double)samples * 1e9 / (double)(sp_bench_now_ns() - t0);
+    }
+    omp_set_num_threads(saved);
+    free(X);
+    free(T);
+    free(idx);
+    sp_network_destroy(&net);
+    sp_dataset_fini(&d);
+    free(images);
+    free(labels);
+    return sps;
+}
+
+/* Bytes one step puts on the wire with n workers: the model once per worker
+ * (one version per step) and, per partition, a task and a result, measured
+ * as the codec encodes them (header + body). */
+static double s_bytes_per_step(int n_workers)
+{
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.loss = SP_LOSS_XENT;
+    const uint32_t sizes[3] = {S_FEATURES, S_HIDDEN, S_CLASSES};
+    sp_network_t *net = sp_network_new(sizes, 3, &cfg);
+    if (net == NULL) {
+        return NAN;
+    }
+    size_t n_params = sp_network_n_params(net), n_hits = sp_network_n_hits(net);
+    uint8_t *model = NULL;
+    size_t model_len = 0;
+    double total = NAN;
+    uint32_t *idx = calloc(S_PARTITION, sizeof *idx);
+    float *grad = calloc(n_params, sizeof *grad);
+    uint32_t *hits = calloc(n_hits, sizeof *hits);
+    if (idx && grad && hits && sp_network_save_buffer(net, 0, &model, &model_len) == SP_OK) {
+        sp_msg_t m[3];
+        sp_msg_init(&m[0], SP_MSG_MODEL);
+        m[0].u.model.job = m[0].u.model.version = 1;
+        m[0].u.model.model.data = model;
+        m[0].u.model.model.len = model_len;
+        sp_msg_init(&m[1], SP_MSG_TASK);
+        m[1].u.task.job = m[1].u.task.version = 1;
+        snprintf(m[1].u.task.dataset, sizeof m[1].u.task.dataset, "bench");
+        m[1].u.task.n_indices = S_PARTITION;
+        m[1].u.task.indices = idx;
+        sp_msg_init(&m[2], SP_MSG_RESULT);
+        m[2].u.result.job = m[2].u.result.version = 1;
+        m[2].u.result.n_samples = S_PARTITION;
+        m[2].u.result.n_grad = (uint32_t)n_params;
+        m[2].u.result.grad = grad;
+        m[2].u.result.n_hits = (uint32_t)n_hits;
+        m[2].u.result.hits = hits;
+        double bytes[3] = {0, 0, 0};
+        int ok = 1;
+        for (int i = 0; i < 3; i++) {
+            uint8_t hdr[SP_MSG_HEADER_BYTES];
+            uint8_t *body = NULL;
+            size_t len = 0;
+            ok &= sp_msg_encode(&m[i], hdr, &body, &len) == SP_OK;
+            bytes[i] = (double)(len + SP_MSG_HEADER_BYTES);
+            free(body);
+        }
+        int parts = S_BATCH / S_PARTITION;
+        if (ok) {
+            total = bytes[0] * n_workers + parts * (bytes[1] + bytes[2]);
+        }
+    }
+    free(model);
+    free(idx);
+    free(grad);
+    free(hits);
+    sp_network_destroy(&net);
+    return total;
+}
 
 void sp_bench_dist(const sp_bench_ctx_t *ctx)
 {
-    (void)ctx;
+    int any = sp_bench_wanted(ctx, "dist_inprocess_sps") || sp_bench_wanted(ctx, "dist_1w_sps") ||
+              sp_bench_wanted(ctx, "dist_1w_ratio") || sp_bench_wanted(ctx, "dist_1w_1t_sps") ||
+              sp_bench_wanted(ctx, "dist_2w_1t_sps") || sp_bench_wanted(ctx, "dist_2w_speedup") ||
+              sp_bench_wanted(ctx, "dist_bytes_per_step");
+    if (!any) {
+        return;
+    }
+    int cores = omp_get_num_procs();
+    if (sp_bench_wanted(ctx, "dist_inprocess_sps") || sp_bench_wanted(ctx, "dist_1w_sps") ||
+        sp_bench_wanted(ctx, "dist_1w_ratio")) {
+        double in = s_inprocess(cores);
+        double d1 = s_dist(1, cores);
+        sp_bench_report("dist_inprocess_sps", in, "samples/s");
+        sp_bench_report("dist_1w_sps", d1, "samples/s");
+        sp_bench_report("dist_1w_ratio", d1 / in, "x");
+    }
+    if (sp_bench_wanted(ctx, "dist_1w_1t_sps") || sp_bench_wanted(ctx, "dist_2w_1t_sps") ||
+        sp_bench_wanted(ctx, "dist_2w_speedup")) {
+        double in1 = s_inprocess(1);
+        double d1 = s_dist(1, 1);
+        double d2 = s_dist(2, 1);
+        sp_bench_report("dist_inprocess_1t_sps", in1, "samples/s");
+        sp_bench_report("dist_1w_1t_sps", d1, "samples/s");
+        sp_bench_report("dist_2w_1t_sps", d2, "samples/s");
+        sp_bench_report("dist_2w_speedup", d2 / d1, "x");
+    }
+    if (sp_bench_wanted(ctx, "dist_bytes_per_step")) {
+        sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1), "bytes");
+        sp_bench_report("dist_bytes_per_step_2w", s_bytes_per_step(2), "bytes");
+    }
 }

@@ -1,7 +1,201 @@
-/* bench_network: benchmarks of this group (filled in by the module's owner). */
+/* bench_network: neuron forward / learn on packed runs, a 512-neuron layer on
+ * 1 and 2 threads, layer growth, and training throughput of 784-128-10 on
+ * Fashion-MNIST-sized random data (batch 64, backprop). */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "bench/bench.h"
+#include "common/activation.h"
+#include "common/error.h"
+#include "common/layer.h"
+#include "common/network.h"
+#include "common/neuron.h"
+#include "common/rng.h"
+
+static void s_fill(float *x, size_t n, uint64_t seed)
+{
+    sp_rng_t r;
+    sp_rng_init(&r, seed);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = sp_rng_float(&r);
+    }
+}
+
+static void s_neuron(const sp_bench_ctx_t *ctx, unsigned bits)
+{
+    char fwd[64], lrn[64];
+    snprintf(fwd, sizeof fwd, "neuron_forward_128_b%u", bits);
+    snprintf(lrn, sizeof lrn, "neuron_learn_128_b%u", bits);
+    if (!sp_bench_wanted(ctx, fwd) && !sp_bench_wanted(ctx, lrn)) {
+        return;
+    }
+    sp_neuron_t nr;
+    if (sp_neuron_init(&nr, 1, (sp_pos_t){0, 0, 0}, 128, bits, 1, 0.01f) != SP_OK) {
+        return;
+    }
+    float w[128], x[128];
+    s_fill(w, 128, 1);
+    for (int i = 0; i < 128; i++) {
+        w[i] = w[i] * 2.0f - 1.0f;
+    }
+    s_fill(x, 128, 2);
+    sp_neuron_set_weights(&nr, w);
+    nr.gain = 19.6f;
+    sp_lsh_t *lsh = sp_lsh_new(128, 3);
+    sp_input_t in = {x, 128, {0, 0, 0}, sp_lsh_hash(lsh, x)};
+    const int iters = 1000000;
+    float y, acc = 0.0f;
+    if (sp_bench_wanted(ctx, fwd)) {
+        uint64_t t0 = sp_bench_now_ns();
+        for (int k = 0; k < iters; k++) {
+            sp_neuron_forward(&nr, &in, &y);
+            acc += y;
+        }
+        sp_bench_report(fwd, (double)(sp_bench_now_ns() - t0) / iters / 1000.0, "us");
+    }
+    if (sp_bench_wanted(ctx, lrn)) {
+        sp_neuron_forward(&nr, &in, &y);
+        uint64_t t0 = sp_bench_now_ns();
+        for (int k = 0; k < iters; k++) {
+            /* alternating sign keeps the weights where they are on average */
+            sp_neuron_learn(&nr, &in, (k & 1) ? 0.05f : -0.05f);
+        }
+        sp_bench_report(lrn, (double)(sp_bench_now_ns() - t0) / iters / 1000.0, "us");
+    }
+    sp_bench_sink((uint64_t)acc);
+    sp_lsh_destroy(&lsh);
+    sp_neuron_fini(&nr);
+}
+
+static sp_layer_t *s_layer(uint32_t n_in, uint32_t n_out, int growth)
+{
+    sp_layer_config_t lc;
+    memset(&lc, 0, sizeof lc);
+    lc.bits = 4;
+    lc.training = 1;
+    lc.lr = 0.01f;
+    lc.growth = growth;
+    lc.growth_threshold = 0.9f;
+    lc.init_density = 1.0f;
+    lc.gain_scale = 1.0f;
+    lc.act_init = SP_ACTINIT_GRADIENT;
+    lc.act_center = SP_ACT_RELU;
+    lc.act_edge = SP_ACT_LEAKY_RELU;
+    lc.lsh_seed = 7;
+    sp_rng_t r;
+    sp_rng_init(&r, 11);
+    return sp_layer_new(n_in, n_out, &lc, &r);
+}
+
+static void s_layer512(const sp_bench_ctx_t *ctx)
+{
+    const char *names[] = {"layer512_forward_t1", "layer512_forward_t2", "layer512_learn_t1",
+                           "layer512_learn_t2"};
+    int any = 0;
+    for (int i = 0; i < 4; i++) {
+        any |= sp_bench_wanted(ctx, names[i]);
+    }
+    if (any) {
+        sp_layer_t *l = s_layer(128, 512, 0);
+        float x[128], y[512], err[512];
+        s_fill(x, 128, 5);
+        for (int i = 0; i < 512; i++) {
+            err[i] = (i & 1) ? 0.02f : -0.02f;
+        }
+        for (int t = 1; t <= 2 && l; t++) {
+            const int iters = 2000;
+            if (sp_bench_wanted(ctx, names[t - 1])) {
+                sp_layer_forward(l, x, y, t); /* warm the thread pool */
+                uint64_t t0 = sp_bench_now_ns();
+                for (int k = 0; k < iters; k++) {
+                    sp_layer_forward(l, x, y, t);
+                }
+                sp_bench_report(names[t - 1], (double)(sp_bench_now_ns() - t0) / iters / 1e6,
+                                "ms");
+            }
+            if (sp_bench_wanted(ctx, names[t + 1])) {
+                sp_layer_forward(l, x, y, t);
+                uint64_t t0 = sp_bench_now_ns();
+                for (int k = 0; k < iters; k++) {
+                    err[0] = -err[0];
+                    sp_layer_learn(l, x, err, t);
+                }
+                sp_bench_report(names[t + 1], (double)(sp_bench_now_ns() - t0) / iters / 1e6,
+                                "ms");
+            }
+        }
+        sp_bench_sink((uint64_t)y[0]);
+        sp_layer_destroy(&l);
+    }
+    if (sp_bench_wanted(ctx, "layer512_grow")) {
+        /* Density 1 puts every neuron above the 0.9 threshold: all 512 split. */
+        sp_layer_t *l = s_layer(128, 512, 1), *next = s_layer(512, 16, 0);
+        const int iters = 5;
+        uint64_t total = 0;
+        for (int k = 0; k < iters && l && next; k++) {
+            sp_layer_t *a = sp_layer_clone(l), *b = sp_layer_clone(next);
+            uint64_t t0 = sp_bench_now_ns();
+            int grown = a && b ? sp_layer_grow(a, b) : -1;
+            total += sp_bench_now_ns() - t0;
+            sp_bench_sink((uint64_t)grown);
+            sp_layer_destroy(&a);
+            sp_layer_destroy(&b);
+        }
+        sp_bench_report("layer512_grow", (double)total / iters / 1e6, "ms");
+        sp_layer_destroy(&l);
+        sp_layer_destroy(&next);
+    }
+}
+
+static void s_train(const sp_bench_ctx_t *ctx, int threads)
+{
+    char name[64];
+    snprintf(name, sizeof name, "train_784_128_10_b4_t%d", threads);
+    if (!sp_bench_wanted(ctx, name)) {
+        return;
+    }
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.loss = SP_LOSS_XENT;
+    uint32_t sizes[] = {784, 128, 10};
+    sp_network_t *n = sp_network_new(sizes, 3, &cfg);
+    const size_t B = 64, n_batches = 64;
+    float *X = malloc(n_batches * B * 784 * sizeof(float));
+    float *T = calloc(n_batches * B * 10, sizeof(float));
+    if (n && X && T) {
+        s_fill(X, n_batches * B * 784, 9);
+        for (size_t s = 0; s < n_batches * B; s++) {
+            T[s * 10 + s % 10] = 1.0f;
+        }
+        float loss;
+        for (size_t b = 0; b < 8; b++) { /* warm-up */
+            sp_network_train_batch(n, X + b * B * 784, T + b * B * 10, B, &loss);
+        }
+        const int rounds = 8;
+        uint64_t t0 = sp_bench_now_ns();
+        for (int r = 0; r < rounds; r++) {
+            for (size_t b = 0; b < n_batches; b++) {
+                sp_network_train_batch(n, X + b * B * 784, T + b * B * 10, B, &loss);
+            }
+        }
+        double s = (double)(sp_bench_now_ns() - t0) / 1e9;
+        sp_bench_report(name, (double)(rounds * n_batches * B) / s, "samples/s");
+    }
+    free(X);
+    free(T);
+    sp_network_destroy(&n);
+    omp_set_num_threads(saved);
+}
 
 void sp_bench_network(const sp_bench_ctx_t *ctx)
 {
-    (void)ctx;
+    s_neuron(ctx, 1);
+    s_neuron(ctx, 4);
+    s_layer512(ctx);
+    s_train(ctx, 1);
+    s_train(ctx, 2);
 }

@@ -134,8 +134,10 @@ int sp_bitindex_build(const uint64_t *codes, size_t n, sp_bitindex_t **out)
         sp_bitindex_destroy(&ix);
         return SP_E_NOMEM;
     }
-    memcpy(cur, codes, n * sizeof(*cur));
-    qsort(cur, n, sizeof(*cur), s_cmp_u64);
+    if (n > 0) { /* codes may be NULL when n == 0 */
+        memcpy(cur, codes, n * sizeof(*cur));
+        qsort(cur, n, sizeof(*cur), s_cmp_u64);
+    }
     size_t m = 0; /* distinct codes, then distinct keys of the level below */
     for (size_t i = 0; i < n; i++) {
         if (m == 0 || cur[m - 1] != cur[i]) {
@@ -159,7 +161,9 @@ int sp_bitindex_build(const uint64_t *codes, size_t n, sp_bitindex_t **out)
             }
             l->masks[l->n - 1] |= (uint8_t)(1u << (cur[j] & 7));
         }
-        memcpy(cur, l->keys, l->n * sizeof(*cur));
+        if (l->n > 0) {
+            memcpy(cur, l->keys, l->n * sizeof(*cur));
+        }
         m = l->n;
     }
     free(cur);

@@ -6,7 +6,8 @@
  *    occupancy maps (they would be all ones). This is the shape of a neuron
  *    whose fan-in fills whole regions: one allocation, 16 bytes of header.
  *  - extended: an external block [extent table][occupancy bits][packed bits],
- *    its pointer kept in the inline area; used whenever a cell is empty.
+ *    its pointer kept in the inline area; used in every other case (an empty
+ *    cell, a gap between regions, more regions than the inline room).
  * Invariants: used == popcount(occupancy) (== n_regions * cells when compact);
  * extents are sorted, disjoint, non-adjacent runs of keys, slot-numbered in
  * key order. Readers never write anything, so concurrent reads are safe. */
@@ -50,9 +51,13 @@ typedef struct {
     uint32_t n;    /* regions in the run, >= 1 */
 } s_ext_t;
 
-/* Header of an external block; then s_ext_t[n_ext], occupancy words, packed bytes. */
+/* Header of an external block; then s_ext_t[cap_ext], occupancy words for
+ * cap_regions regions, packed bytes for cap_regions regions. Slots past
+ * n_regions are zero (empty cells) so that popcounts stay right. */
 typedef struct {
-    uint32_t n_ext;
+    uint32_t n_ext;       /* extents in use */
+    uint32_t cap_ext;     /* extent room */
+    uint32_t cap_regions; /* region room */
     uint32_t spare;
 } s_blk_t;
 
@@ -114,11 +119,11 @@ static inline size_t s_handle_bytes(const sp_memory_t *m)
            s_inline_bytes(m->inl_regions, s_region_bytes(m));
 }
 
-static inline size_t s_block_bytes(uint32_t n_ext, uint32_t n_regions, uint32_t cells,
+static inline size_t s_block_bytes(uint32_t cap_ext, uint32_t cap_regions, uint32_t cells,
                                    size_t region_bytes)
 {
-    return sizeof(s_blk_t) + (size_t)n_ext * sizeof(s_ext_t) +
-           s_occ_words(n_regions, cells) * 8 + (size_t)n_regions * region_bytes;
+    return sizeof(s_blk_t) + (size_t)cap_ext * sizeof(s_ext_t) +
+           s_occ_words(cap_regions, cells) * 8 + (size_t)cap_regions * region_bytes;
 }
 
 /* ---- storage access ----------------------------------------------------- */
@@ -152,8 +157,8 @@ static void s_view(sp_memory_t *m, s_view_t *v)
         s_blk_t *blk = s_block(m);
         v->n_ext = blk->n_ext;
         v->ext = (const s_ext_t *)(blk + 1);
-        v->occ = (uint64_t *)(uintptr_t)(v->ext + v->n_ext);
-        v->packed = (uint8_t *)(v->occ + s_occ_words(m->n_regions, s_cells(m)));
+        v->occ = (uint64_t *)(uintptr_t)(v->ext + blk->cap_ext);
+        v->packed = (uint8_t *)(v->occ + s_occ_words(blk->cap_regions, s_cells(m)));
         return;
     }
     uint8_t *in = s_inline(m);
@@ -255,7 +260,7 @@ static void s_set_block(sp_memory_t *m, s_blk_t *blk)
  * keys (ascending, absent from src) are new_keys. src may be dst. dst's old
  * storage is released afterwards; on SP_E_NOMEM nothing changed. */
 static int s_assemble(sp_memory_t *dst, const sp_memory_t *src, uint32_t lo, uint32_t hi,
-                      const uint64_t *new_keys, uint32_t n_new)
+                      const uint64_t *new_keys, uint32_t n_new, int slack)
 {
     uint32_t cells = s_cells(dst);
     size_t rb = s_region_bytes(dst);
@@ -299,15 +304,30 @@ static int s_assemble(sp_memory_t *dst, const sp_memory_t *src, uint32_t lo, uin
         prev = key;
     }
 
-    size_t bytes = s_block_bytes(n_ext, (uint32_t)total, cells, rb);
+    /* room to grow by half again when regions arrive one by one (stores), so
+     * that appending is amortised O(1); exact size otherwise */
+    uint64_t cap_regions = total, cap_ext = n_ext;
+    if (slack) {
+        cap_regions = total + total / 2 + 1;
+        cap_ext = n_ext + n_ext / 2 + 1;
+        if (cap_regions > UINT32_MAX / cells) {
+            cap_regions = UINT32_MAX / cells;
+        }
+        if (cap_ext > cap_regions) {
+            cap_ext = cap_regions;
+        }
+    }
+    size_t bytes = s_block_bytes((uint32_t)cap_ext, (uint32_t)cap_regions, cells, rb);
     s_blk_t *blk = calloc(1, bytes);
     if (blk == NULL) {
         return SP_E_NOMEM;
     }
     blk->n_ext = n_ext;
+    blk->cap_ext = (uint32_t)cap_ext;
+    blk->cap_regions = (uint32_t)cap_regions;
     s_ext_t *ext = (s_ext_t *)(blk + 1);
-    uint64_t *occ = (uint64_t *)(ext + n_ext);
-    uint8_t *packed = (uint8_t *)(occ + s_occ_words(total, cells));
+    uint64_t *occ = (uint64_t *)(ext + cap_ext);
+    uint8_t *packed = (uint8_t *)(occ + s_occ_words(cap_regions, cells));
     uint8_t *occ_bytes = (uint8_t *)occ;
     const uint8_t *src_occ = (const uint8_t *)sv.occ;
     size_t ob = cells / 8; /* occupancy bytes of a region */
@@ -390,7 +410,67 @@ static int s_materialize(sp_memory_t *m)
     if (m->flags & S_F_EXT) {
         return SP_OK;
     }
-    return s_assemble(m, m, 0, m->n_regions, NULL, 0);
+    return s_assemble(m, m, 0, m->n_regions, NULL, 0, 0);
+}
+
+/* Adds the empty region `key` (absent) to an extended memory in place when
+ * its block has room: later slots move up by one region. 0 when no room. */
+static int s_insert_in_place(sp_memory_t *m, uint64_t key)
+{
+    s_blk_t *blk = s_block(m);
+    if (m->n_regions >= blk->cap_regions) {
+        return 0;
+    }
+    s_view_t v;
+    s_view(m, &v);
+    s_ext_t *ext = (s_ext_t *)(uintptr_t)v.ext;
+    uint32_t n_ext = blk->n_ext;
+    /* e = first extent starting above key */
+    uint32_t e = 0, lo = 0, hi = n_ext;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ext[mid].key < key) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    e = lo;
+    int joins_left = e > 0 && ext[e - 1].key + ext[e - 1].n == key;
+    int joins_right = e < n_ext && ext[e].key == key + 1;
+    if (!joins_left && !joins_right && n_ext >= blk->cap_ext) {
+        return 0;
+    }
+    uint32_t slot = e < n_ext ? ext[e].slot : m->n_regions;
+    uint32_t cells = s_cells(m);
+    size_t rb = s_region_bytes(m), ob = cells / 8, tail = m->n_regions - slot;
+    memmove(v.packed + (size_t)(slot + 1) * rb, v.packed + (size_t)slot * rb, tail * rb);
+    memset(v.packed + (size_t)slot * rb, 0, rb);
+    uint8_t *occ = (uint8_t *)v.occ;
+    memmove(occ + (size_t)(slot + 1) * ob, occ + (size_t)slot * ob, tail * ob);
+    memset(occ + (size_t)slot * ob, 0, ob);
+    for (uint32_t i = e; i < n_ext; i++) {
+        ext[i].slot++;
+    }
+    if (joins_left && joins_right) { /* key fills the gap: two extents become one */
+        ext[e - 1].n += 1 + ext[e].n;
+        memmove(ext + e, ext + e + 1, (n_ext - e - 1) * sizeof(*ext));
+        blk->n_ext--;
+    } else if (joins_left) {
+        ext[e - 1].n++;
+    } else if (joins_right) {
+        ext[e].key = key;
+        ext[e].slot = slot;
+        ext[e].n++;
+    } else {
+        memmove(ext + e + 1, ext + e, (n_ext - e) * sizeof(*ext));
+        ext[e].key = key;
+        ext[e].slot = slot;
+        ext[e].n = 1;
+        blk->n_ext++;
+    }
+    m->n_regions++;
+    return 1;
 }
 
 /* Slot of key, allocating the region when needed. */
@@ -400,9 +480,14 @@ static int s_slot_alloc(sp_memory_t *m, uint64_t key, s_view_t *v, uint32_t *slo
     if (s_find(v, key, slot)) {
         return SP_OK;
     }
-    int rc = s_assemble(m, m, 0, m->n_regions, &key, 1);
-    if (rc != SP_OK) {
-        return rc;
+    if (m->n_regions >= UINT32_MAX / s_cells(m)) {
+        return SP_E_NOMEM; /* `used` could not count the cells */
+    }
+    if (!((m->flags & S_F_EXT) && s_insert_in_place(m, key))) {
+        int rc = s_assemble(m, m, 0, m->n_regions, &key, 1, 1);
+        if (rc != SP_OK) {
+            return rc;
+        }
     }
     s_view(m, v);
     SP_ASSERT(s_find(v, key, slot));
@@ -558,7 +643,7 @@ sp_memory_t *sp_memory_clone(const sp_memory_t *m)
     }
     if (m->flags & S_F_EXT) {
         s_blk_t *blk = s_block(s_unconst(m));
-        size_t bytes = s_block_bytes(blk->n_ext, m->n_regions, s_cells(m), s_region_bytes(m));
+        size_t bytes = s_block_bytes(blk->cap_ext, blk->cap_regions, s_cells(m), s_region_bytes(m));
         s_blk_t *copy = malloc(bytes);
         if (copy == NULL) {
             sp_bloom_t *b = s_bloom(c);
@@ -682,7 +767,7 @@ int sp_memory_reserve_run(sp_memory_t *m, uint64_t base, uint64_t n)
             keys[j++] = key;
         }
     }
-    int rc = s_assemble(m, m, 0, m->n_regions, keys, missing);
+    int rc = s_assemble(m, m, 0, m->n_regions, keys, missing, 0);
     free(keys);
     return rc;
 }
@@ -786,7 +871,7 @@ static sp_memory_t *s_child(const sp_memory_t *m, uint32_t lo, uint32_t hi)
     if (c == NULL) {
         return NULL;
     }
-    if (s_assemble(c, m, lo, hi, NULL, 0) != SP_OK) {
+    if (s_assemble(c, m, lo, hi, NULL, 0, 0) != SP_OK) {
         sp_memory_destroy(&c);
         return NULL;
     }
@@ -841,8 +926,8 @@ size_t sp_memory_heap_bytes(const sp_memory_t *m)
     }
     size_t bytes = s_handle_bytes(m) + sp_bloom_heap_bytes(s_bloom(m));
     if (m->flags & S_F_EXT) {
-        bytes += s_block_bytes(s_block(s_unconst(m))->n_ext, m->n_regions, s_cells(m),
-                               s_region_bytes(m));
+        const s_blk_t *blk = s_block(s_unconst(m));
+        bytes += s_block_bytes(blk->cap_ext, blk->cap_regions, s_cells(m), s_region_bytes(m));
     }
     return bytes;
 }

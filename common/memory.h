@@ -39,7 +39,10 @@ typedef struct sp_memory sp_memory_t;
  * allocated cell is occupied and the regions are consecutive, which the
  * memory detects by itself after a store; sp_memory_shrink for writers that
  * use run_mut), otherwise an extra block with the extent table, occupancy
- * bits and packed bits. Room for ceil(capacity / 64) regions is reserved
+ * bits and packed bits (exact size after reserve_run, split and clone; half
+ * again as much room when stores add regions one by one, so that appending
+ * is amortised O(1); a region added in the middle moves the later ones).
+ * Room for ceil(capacity / region cells) regions (at most 1,024) is reserved
  * inline at creation, so set capacity before storing. */
 #define SP_MEMORY_DEFAULT_SIDE 4 /* 4^3 = 64 cells a region */
 

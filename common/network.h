@@ -26,10 +26,25 @@ typedef struct {
     uint64_t seed;            /* initial weights, activation maps, hashes */
     int growth;               /* mitosis enabled */
     float growth_threshold;   /* split when saturation > this, 0..1 */
+    /* --- extensions (issue 3); defaults from sp_net_config_default --- */
+    float weight_decay;       /* decoupled decay of the weights per step, times lr; 0 = off */
+    float init_density;       /* probability that a weight starts present, 0..1 */
+    float gain_scale_hidden;  /* initial gain = scale * sqrt(3 * weights found) */
+    float gain_scale_output;
+    uint8_t hidden_act_init;  /* sp_actinit_t (layer.h): 0 uniform, 1 gradient, 2 random */
+    uint8_t hidden_act_center; /* sp_act_t (activation.h) */
+    uint8_t hidden_act_edge;
+    uint8_t output_act_init;
+    uint8_t output_act_center;
+    uint8_t output_act_edge;
 } sp_net_config_t;
 
-/* Defaults: 4 bits, backprop, mse, lr 0.05, momentum 0.9, seed 1, no growth, 0.9. */
+/* Defaults: 4 bits, backprop, mse, lr 0.05, momentum 0.9, seed 1, no growth, 0.9;
+ * no weight decay, density 1, gains sqrt(2) (hidden) and 1 (output), hidden
+ * maps gradient(relu centre, leaky relu edge), output maps uniform ELU.
+ * sp_net_config_check says what is wrong with a config (SP_E_INPUT). */
 void sp_net_config_default(sp_net_config_t *cfg);
+int sp_net_config_check(const sp_net_config_t *cfg, char *err, size_t errlen);
 
 typedef struct {
     uint32_t neuron_count;
@@ -60,8 +75,25 @@ size_t sp_network_n_outputs(const sp_network_t *n);
 size_t sp_network_layer_count(const sp_network_t *n);
 size_t sp_network_layer_width(const sp_network_t *n, size_t layer);
 
-/* Outputs of n_samples rows of X (row-major, n_inputs each) into Y. */
+/* Outputs of n_samples rows of X (row-major, n_inputs each) into Y
+ * (n_outputs each). Changes no model state (no hits, no temporal state; the
+ * single-sample layer / neuron API records those); uses the network's scratch,
+ * so one call at a time per network. SP_E_INPUT on NULL arguments. */
 int sp_network_forward(sp_network_t *n, const float *X, size_t n_samples, float *Y);
+/* The layer of index layer (0 = first computing layer), borrowed; for tests,
+ * benchmarks and tools (common/layer.h). */
+struct sp_layer *sp_network_layer(const sp_network_t *n, size_t layer);
+/* Builds a network around n_layers ready layers (the model loader), taking
+ * ownership of them (also on failure: they are destroyed). Layer l's n_in must
+ * equal layer l-1's n_out (n_inputs for l = 0). training: every neuron holds
+ * master weights. NULL (logged) on inconsistency or no memory. */
+sp_network_t *sp_network_assemble(const sp_net_config_t *cfg, uint32_t n_inputs,
+                                  struct sp_layer **layers, size_t n_layers, int training,
+                                  uint64_t steps);
+/* True when the network holds float master weights (training state). */
+int sp_network_has_training_state(const sp_network_t *n);
+/* Optimizer steps applied so far. */
+uint64_t sp_network_steps(const sp_network_t *n);
 
 /* One in-process training step on a batch: gradient, optimizer step, weights
  * re-quantized. T holds targets (n_outputs per row). Returns SP_OK and the
@@ -78,10 +110,23 @@ typedef struct {
     uint32_t n_correct; /* argmax(output) == argmax(target) */
 } sp_batch_result_t;
 
-/* Length of the flat gradient / parameter vector (weights, gains, biases in a
- * fixed documented order); changes when the topology changes. */
+/* Length of the flat gradient vector; changes when the topology changes.
+ * Layout, layer after layer (first computing layer first): the n_out x n_in
+ * block of dLoss/dWeff (neurons in storage order, each row in input order),
+ * then the n_out entries of dLoss/dbias, each summed over the batch's samples.
+ * Weff = gain * w / n_found is a neuron's effective weight (0 when absent):
+ * the gradient is that of the float network the quantized one computes, and
+ * apply_gradient maps it onto the quantized weights (straight through:
+ * dLoss/dw_i = gain / max(n_found, 1) * dLoss/dWeff_i for every input,
+ * present or not) and the gains (dLoss/dgain = sum_i Weff_i dLoss/dWeff_i /
+ * gain), so a gradient is only meaningful for the model version it was taken
+ * on. After the last layer's blocks come n_outputs entries of the sum over
+ * samples of |dLoss/dz| of each output neuron: the error size by which the
+ * local rule adapts its rates. In local mode only the last layer's blocks are
+ * filled. */
 size_t sp_network_n_params(const sp_network_t *n);
-/* Length of the activation-map hit vector (64 per neuron). */
+/* Length of the activation-map hit vector: 64 per neuron, layer after layer,
+ * neurons in storage order, cells row-major. */
 size_t sp_network_n_hits(const sp_network_t *n);
 /* Adds the summed gradient of the batch to grad[n_params] and the activation
  * hits to hits[n_hits] (either may be NULL to skip); fills *res. The network's

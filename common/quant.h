@@ -26,12 +26,15 @@ static inline size_t sp_quant_packed_size(size_t n, unsigned bits)
     return (n * bits + 7) / 8;
 }
 
-/* Nearest level of w (NaN maps to level 0's neighbour of 0.0, i.e. treated as 0). */
+/* Nearest level of w (clamped to [-1, 1]; NaN is treated as 0.0; halves round up). */
 uint8_t sp_quant_level(float w, unsigned bits);
 float sp_quant_value(uint8_t level, unsigned bits);
-/* Unbiased stochastic rounding: returns level floor or ceil of w's exact
- * position with probability proportional to closeness, so E[value] = w
- * (for w in [-1, 1]). */
+/* Unbiased stochastic rounding: returns the level just below or just above
+ * w's exact position on the level scale, the upper one with probability equal
+ * to the fractional part, so E[value] = w for w in [-1, 1] (to 2^-24). This is
+ * Spatium's answer to spec section 2 for updates applied to stored weights
+ * (sp_memory_update): many updates far below one step move a weight by their
+ * sum on average instead of being rounded away. Draws one float from rng. */
 uint8_t sp_quant_level_stochastic(float w, unsigned bits, sp_rng_t *rng);
 
 /* Level i of a packed run, and setting it. */

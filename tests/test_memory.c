@@ -452,6 +452,54 @@ static void test_memory_clone_is_deep_and_equal(void **state)
     }
 }
 
+/* Regions arriving in every order (appended, prepended, filling gaps that
+ * merge two runs) end up as one run in key order with every weight intact. */
+static void test_memory_regions_inserted_in_any_order(void **state)
+{
+    (void)state;
+    sp_rng_t r;
+    sp_rng_init(&r, 12);
+    for (int side_i = 0; side_i < 2; side_i++) {
+        uint16_t side = side_i ? 2 : 4; /* 8 or 64 cells a region */
+        uint64_t cells = (uint64_t)side * side * side;
+        sp_memory_config_t cfg = {.bits = 4, .region_side = side};
+        sp_memory_t *m = sp_memory_new(&cfg);
+        assert_non_null(m);
+        enum { R = 64 };
+        uint64_t order[R];
+        /* odd regions descending, then even ones ascending: prepends, then merges */
+        int n = 0;
+        for (int k = R - 1; k >= 1; k -= 2) {
+            order[n++] = (uint64_t)k;
+        }
+        for (int k = 0; k < R; k += 2) {
+            order[n++] = (uint64_t)k;
+        }
+        uint8_t want[R];
+        for (int i = 0; i < R; i++) {
+            uint64_t key = order[i] + 1000;
+            want[order[i]] = (uint8_t)sp_rng_below(&r, 16);
+            uint64_t code = key * cells + (order[i] % cells);
+            assert_int_equal(sp_memory_store_code(m, code, sp_quant_value(want[order[i]], 4)),
+                             SP_OK);
+            /* everything stored so far is still there */
+            for (int j = 0; j <= i; j++) {
+                uint8_t level;
+                uint64_t c = (order[j] + 1000) * cells + (order[j] % cells);
+                assert_int_equal(sp_memory_retrieve_level(m, c, &level), SP_OK);
+                assert_int_equal(level, want[order[j]]);
+            }
+        }
+        sp_memory_stats_t st;
+        sp_memory_stats(m, &st);
+        assert_int_equal(st.active_regions, R);
+        assert_int_equal(st.used_capacity, R);
+        assert_non_null(sp_memory_run(m, 1000 * cells, R * cells)); /* one run */
+        s_check_split(m);
+        sp_memory_destroy(&m);
+    }
+}
+
 static void test_memory_bad_config_rejected(void **state)
 {
     (void)state;
@@ -497,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_memory_run_and_occupancy_consistent),
         cmocka_unit_test(test_memory_run_of_compact_memory),
         cmocka_unit_test(test_memory_clone_is_deep_and_equal),
+        cmocka_unit_test(test_memory_regions_inserted_in_any_order),
         cmocka_unit_test(test_memory_bad_config_rejected),
     };
     return cmocka_run_group_tests_name("memory", tests, NULL, NULL);

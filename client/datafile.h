@@ -1,0 +1,34 @@
+/* datafile: the data-file options that `submit` and `eval` share
+ * (--format, --label-column, --task, --header), guessing the format from
+ * the file name, and loading a file locally with the library's strict
+ * parsers (eval). */
+#ifndef SP_CLIENT_DATAFILE_H
+#define SP_CLIENT_DATAFILE_H
+
+#include "client/cli.h"
+#include "common/dataset.h"
+
+typedef struct {
+    char format[8];      /* "csv", "idx", or "" until given or guessed */
+    int label_column;    /* -1 last, 0 first, N (CSV only) */
+    sp_task_t task;      /* classify (default) or regress */
+    int header;          /* -1 detect, 0 no, 1 yes (CSV only) */
+} sp_datafile_opts_t;
+
+void sp_datafile_opts_default(sp_datafile_opts_t *o);
+/* Consumes argv[*i] when it is one of the data-file options: 1 consumed,
+ * 0 not one of them, -1 usage error (reported). */
+int sp_datafile_option(const sp_cli_t *c, int argc, char **argv, int *i, sp_datafile_opts_t *o);
+/* Fills o->format from the file names when not given (a name holding "idx"
+ * or "ubyte" is IDX, one ending in .csv or .csv.gz is CSV) and checks that
+ * the labels file is there exactly for IDX. SP_EXIT_OK or SP_EXIT_USAGE. */
+int sp_datafile_check(const sp_cli_t *c, sp_datafile_opts_t *o, const char *file,
+                      const char *labels);
+/* Reads and parses the file(s) into *out. SP_EXIT_OK, or SP_EXIT_FAIL with
+ * the parser's message reported. */
+int sp_datafile_load(const sp_cli_t *c, const sp_datafile_opts_t *o, const char *file,
+                     const char *labels, sp_dataset_t *out);
+/* Help text lines for the options. */
+extern const char sp_datafile_help[];
+
+#endif

@@ -1,0 +1,1545 @@
+/* jobs: training jobs from submission to their end, one at a time in
+ * submission order (queued -> running -> done | failed | cancelled), with
+ * synchronous data parallelism: each step's batch is cut into fixed-size
+ * partitions, workers return per-partition gradients, and the coordinator
+ * adds them in partition order before one optimizer step. Invariants: a
+ * partition's result counts once, only for the (job, version, step) it was
+ * sent for, and only from the worker that holds it; the model after a step
+ * depends on nothing but the dataset, the settings and the seed. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "common/error.h"
+#include "common/rng.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/store.h"
+
+#define S_JOBDEF_MAX_BYTES (1u << 20)
+#define S_CKPT_MAX_BYTES ((size_t)SP_MSG_MAX_BYTES * 4)
+#define S_MODEL_MAX_BYTES ((size_t)SP_MSG_MAX_BYTES)
+#define S_STEP_RECORDS_PER_EPOCH 50 /* at most this many step records per epoch */
+#define S_VAL_CHUNK 256             /* validation rows per forward call */
+
+/* Checkpoint file (<job>/checkpoint.bin), little-endian:
+ *   off  size  field
+ *     0     4  magic "SPCK"
+ *     4     4  format version (1)
+ *     8     8  job id
+ *    16     4  epoch (0-based, in progress)
+ *    20     4  reserved (0)
+ *    24     8  step within the epoch (next to run)
+ *    32     8  global step (steps completed)
+ *    40     8  model version (of the next step)
+ *    48     8  samples seen
+ *    56     8  metric records written
+ *    64     8  training time so far, ms
+ *    72     8  epoch loss sum (double)
+ *    80     8  epoch correct
+ *    88     8  epoch samples
+ *    96     8  record loss sum (double)
+ *   104     8  record correct
+ *   112     8  record samples
+ *   120     8  record steps
+ *   128     8  model length n
+ *   136     n  model file with training state
+ *  136+n    4  CRC-32 of bytes [0, 136+n) */
+#define S_CKPT_MAGIC "SPCK"
+#define S_CKPT_VERSION 1u
+#define S_CKPT_HEADER 136u
+_Static_assert(S_CKPT_HEADER == 17 * 8, "checkpoint header is 17 words");
+
+typedef struct {
+    uint64_t job;
+    uint32_t epoch;
+    uint64_t step_in_epoch, global_step, version, samples_seen, n_records, train_ms;
+    double ep_loss;
+    uint64_t ep_correct, ep_samples;
+    double rec_loss;
+    uint64_t rec_correct, rec_samples, rec_steps;
+} s_ckpt_t;
+
+static void s_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint64_t s_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+static uint64_t s_dbits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+static double s_bitsd(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+const char *sp_jobs_state_name(sp_job_state_t s)
+{
+    switch (s) {
+    case SP_JOB_QUEUED: return "queued";
+    case SP_JOB_RUNNING: return "running";
+    case SP_JOB_DONE: return "done";
+    case SP_JOB_FAILED: return "failed";
+    case SP_JOB_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+static int s_state_parse(const char *s, sp_job_state_t *out)
+{
+    for (int i = SP_JOB_QUEUED; i <= SP_JOB_CANCELLED; i++) {
+        if (strcmp(s, sp_jobs_state_name((sp_job_state_t)i)) == 0) {
+            *out = (sp_job_state_t)i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+sp_job_t *sp_jobs_find(sp_jobs_t *j, uint64_t id)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        if (j->v[i].id == id) {
+            return &j->v[i];
+        }
+    }
+    return NULL;
+}
+
+static sp_job_t *s_run_job(sp_coord_t *c)
+{
+    return c->run ? sp_jobs_find(&c->jobs, c->run->job_id) : NULL;
+}
+
+/* --- persistence -------------------------------------------------------- */
+
+/* <job>/state: "state=<s> epoch=<e> step=<n> samples=<n>\n<error text>\n",
+ * written by the background writer; with sync, waits until it is on disk. */
+static int s_save_state(sp_coord_t *c, const sp_job_t *job, int sync)
+{
+    char path[600];
+    size_t cap = SP_TEXT_MAX + 200;
+    uint8_t *text = malloc(cap);
+    if (text == NULL) {
+        return SP_E_NOMEM;
+    }
+    snprintf(path, sizeof path, "%s/state", job->dir);
+    int n = snprintf((char *)text, cap, "state=%s epoch=%u step=%llu samples=%llu\n%s\n",
+                     sp_jobs_state_name(job->state), job->epoch, (unsigned long long)job->step,
+                     (unsigned long long)job->samples_seen, job->error);
+    int rc = sp_store_writer_put(c->writer, path, &text, (size_t)n);
+    if (rc == SP_OK && sync) {
+        rc = sp_store_writer_flush(c->writer);
+    }
+    if (rc != SP_OK) {
+        sp_log(SP_LOG_ERROR, "job %llu: cannot write %s", (unsigned long long)job->id, path);
+    }
+    return rc;
+}
+
+static void s_load_state(sp_job_t *job)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/state", job->dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    job->state = SP_JOB_QUEUED;
+    if (sp_store_read_all(path, 4096, &buf, &len) != SP_OK) {
+        return;
+    }
+    char *text = calloc(1, len + 1);
+    if (text == NULL) {
+        free(buf);
+        return;
+    }
+    memcpy(text, buf, len);
+    free(buf);
+    char st[32] = "";
+    unsigned epoch = 0;
+    unsigned long long step = 0, samples = 0;
+    if (sscanf(text, "state=%31s epoch=%u step=%llu samples=%llu", st, &epoch, &step, &samples) ==
+            4 &&
+        s_state_parse(st, &job->state)) {
+        job->epoch = epoch;
+        job->step = step;
+        job->samples_seen = samples;
+        char *nl = strchr(text, '\n');
+        if (nl != NULL) {
+            snprintf(job->error, sizeof job->error, "%s", nl + 1);
+            char *e = strchr(job->error, '\n');
+            if (e != NULL) {
+                *e = '\0';
+            }
+        }
+    }
+    free(text);
+}
+
+/* Loss and accuracies of the last epoch record, for a job's status. */
+static void s_load_summary(sp_job_t *job)
+{
+    job->loss = job->accuracy = job->val_accuracy = NAN;
+    uint64_t n = job->n_records;
+    uint64_t from = n > 256 ? n - 256 : 0;
+    if (n == from) {
+        return;
+    }
+    sp_metric_t *r = calloc((size_t)(n - from), sizeof *r);
+    if (r == NULL) {
+        return;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.bin", job->dir);
+    size_t got = 0;
+    if (sp_store_pread(path, from * sizeof *r, r, (size_t)(n - from) * sizeof *r, &got) == SP_OK) {
+        for (size_t i = got / sizeof *r; i-- > 0;) {
+            if (strncmp(r[i].kind, "epoch", sizeof r[i].kind) == 0) {
+                job->loss = r[i].loss;
+                job->accuracy = r[i].accuracy;
+                job->val_accuracy = r[i].val_accuracy;
+                break;
+            }
+        }
+    }
+    free(r);
+}
+
+static int s_save_def(const sp_job_t *job)
+{
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_TRAIN);
+    m.u.train = job->def;
+    uint8_t hdr[SP_MSG_HEADER_BYTES];
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    int rc = sp_msg_encode(&m, hdr, &body, &body_len);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    uint8_t *buf = malloc(sizeof hdr + body_len);
+    if (buf == NULL) {
+        free(body);
+        return SP_E_NOMEM;
+    }
+    memcpy(buf, hdr, sizeof hdr);
+    memcpy(buf + sizeof hdr, body, body_len);
+    free(body);
+    char path[600];
+    snprintf(path, sizeof path, "%s/job.def", job->dir);
+    rc = sp_store_write_atomic(path, buf, sizeof hdr + body_len);
+    free(buf);
+    return rc;
+}
+
+static int s_load_def(sp_job_t *job, char *err, size_t errlen)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/job.def", job->dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = sp_store_read_all(path, S_JOBDEF_MAX_BYTES, &buf, &len);
+    if (rc != SP_OK) {
+        snprintf(err, errlen, "cannot read %.200s", path);
+        return rc;
+    }
+    if (len < SP_MSG_HEADER_BYTES) {
+        free(buf);
+        snprintf(err, errlen, "%.200s is truncated", path);
+        return SP_E_INPUT;
+    }
+    sp_msg_t m;
+    rc = sp_msg_decode(buf, SP_MSG_HEADER_BYTES, buf + SP_MSG_HEADER_BYTES,
+                       len - SP_MSG_HEADER_BYTES, &m, err, errlen);
+    free(buf);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    if (m.type != SP_MSG_TRAIN) {
+        sp_msg_fini(&m);
+        snprintf(err, errlen, "%.200s does not hold a train request", path);
+        return SP_E_INPUT;
+    }
+    job->def = m.u.train;
+    sp_msg_fini(&m);
+    return SP_OK;
+}
+
+static int s_save_counter(sp_coord_t *c)
+{
+    char path[600], text[32];
+    snprintf(path, sizeof path, "%s/next_job", c->cfg.state_dir);
+    int n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)c->jobs.next_id);
+    return sp_store_write_atomic(path, text, (size_t)n);
+}
+
+static sp_job_t *s_jobs_add(sp_jobs_t *j)
+{
+    if (j->n == j->cap) {
+        size_t cap = j->cap ? j->cap * 2 : 16;
+        sp_job_t *v = realloc(j->v, cap * sizeof *v);
+        if (v == NULL) {
+            return NULL;
+        }
+        j->v = v;
+        j->cap = cap;
+    }
+    sp_job_t *job = &j->v[j->n++];
+    memset(job, 0, sizeof *job);
+    job->loss = job->accuracy = job->val_accuracy = NAN;
+    return job;
+}
+
+static int s_cmp_job(const void *a, const void *b)
+{
+    const sp_job_t *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int sp_jobs_load(sp_coord_t *c)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/jobs", c->cfg.state_dir);
+    if (sp_store_mkdirs(dir) != SP_OK) {
+        sp_log(SP_LOG_ERROR, "cannot create %s: %s", dir, strerror(errno));
+        return SP_E_IO;
+    }
+    c->jobs.next_id = 1;
+    char path[600];
+    snprintf(path, sizeof path, "%s/next_job", c->cfg.state_dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (sp_store_read_all(path, 64, &buf, &len) == SP_OK) {
+        char text[65] = "";
+        memcpy(text, buf, len);
+        free(buf);
+        unsigned long long v = strtoull(text, NULL, 10);
+        if (v > c->jobs.next_id) {
+            c->jobs.next_id = v;
+        }
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        sp_log(SP_LOG_ERROR, "cannot open %s: %s", dir, strerror(errno));
+        return SP_E_IO;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long id = strtoull(e->d_name, &end, 10);
+        if (errno != 0 || end == e->d_name || *end != '\0' || id == 0) {
+            continue;
+        }
+        sp_job_t *job = s_jobs_add(&c->jobs);
+        if (job == NULL) {
+            break;
+        }
+        job->id = id;
+        if (snprintf(job->dir, sizeof job->dir, "%s/%s", dir, e->d_name) >=
+            (int)sizeof job->dir) {
+            c->jobs.n--;
+            continue;
+        }
+        sp_store_clean_tmp(job->dir);
+        char err[SP_TEXT_MAX];
+        if (s_load_def(job, err, sizeof err) != SP_OK) {
+            sp_log(SP_LOG_ERROR, "job %llu: %s; skipped", id, err);
+            c->jobs.n--;
+            continue;
+        }
+        s_load_state(job);
+        job->n_records = sp_metrics_count(job);
+        s_load_summary(job);
+        if (id >= c->jobs.next_id) {
+            c->jobs.next_id = id + 1;
+        }
+    }
+    closedir(d);
+    if (c->jobs.n > 1) {
+        qsort(c->jobs.v, c->jobs.n, sizeof *c->jobs.v, s_cmp_job);
+    }
+    sp_log(SP_LOG_INFO, "%zu job(s) in %s", c->jobs.n, dir);
+    return SP_OK;
+}
+
+/* --- the running job ----------------------------------------------------- */
+
+static void s_parts_free(sp_run_t *r)
+{
+    if (r->parts != NULL) {
+        for (uint32_t i = 0; i < r->n_parts; i++) {
+            free(r->parts[i].grad);
+            free(r->parts[i].hits);
+        }
+        free(r->parts);
+        r->parts = NULL;
+    }
+    r->n_parts = 0;
+}
+
+static void s_run_free(sp_run_t **rp)
+{
+    sp_run_t *r = *rp;
+    if (r == NULL) {
+        return;
+    }
+    s_parts_free(r);
+    sp_network_destroy(&r->net);
+    sp_dataset_fini(&r->val);
+    free(r->perm);
+    free(r->model);
+    free(r->sum);
+    free(r->hits_sum);
+    free(r);
+    *rp = NULL;
+}
+
+/* Every worker forgets what it held of the running job. */
+static void s_workers_release(sp_coord_t *c)
+{
+    for (size_t i = 0; i < c->workers.n; i++) {
+        c->workers.v[i].in_flight = 0;
+    }
+}
+
+void sp_jobs_fini(sp_coord_t *c)
+{
+    s_run_free(&c->run);
+    free(c->jobs.v);
+    memset(&c->jobs, 0, sizeof c->jobs);
+}
+
+static void s_perm(sp_run_t *r, uint64_t seed)
+{
+    for (uint32_t i = 0; i < r->n_samples; i++) {
+        r->perm[i] = i;
+    }
+    sp_rng_t rng;
+    sp_rng_init_stream(&rng, seed, r->epoch);
+    sp_rng_shuffle_u32(&rng, r->perm, r->n_samples);
+}
+
+/* Model bytes (no training state) of the current version; sizes of the
+ * gradient and hit vectors. */
+static int s_refresh_model(sp_run_t *r)
+{
+    free(r->model);
+    r->model = NULL;
+    r->model_len = 0;
+    int rc = sp_network_save_buffer(r->net, 0, &r->model, &r->model_len);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    size_t np = sp_network_n_params(r->net), nh = sp_network_n_hits(r->net);
+    if (np != r->n_params || r->sum == NULL) {
+        free(r->sum);
+        r->sum = calloc(np > 0 ? np : 1, sizeof *r->sum);
+        r->n_params = np;
+    }
+    if (nh != r->n_hits || r->hits_sum == NULL) {
+        free(r->hits_sum);
+        r->hits_sum = calloc(nh > 0 ? nh : 1, sizeof *r->hits_sum);
+        r->n_hits = nh;
+    }
+    return r->sum && r->hits_sum ? SP_OK : SP_E_NOMEM;
+}
+
+static int s_step_begin(sp_run_t *r, const sp_job_t *job)
+{
+    s_parts_free(r);
+    uint64_t off = r->step_in_epoch * job->def.batch;
+    uint64_t left = r->n_samples - off;
+    r->batch_len = (uint32_t)(left < job->def.batch ? left : job->def.batch);
+    r->n_parts = (r->batch_len + job->def.partition - 1) / job->def.partition;
+    r->parts = calloc(r->n_parts, sizeof *r->parts);
+    if (r->parts == NULL) {
+        r->n_parts = 0;
+        return SP_E_NOMEM;
+    }
+    for (uint32_t i = 0; i < r->n_parts; i++) {
+        r->parts[i].offset = i * job->def.partition;
+        uint32_t rest = r->batch_len - r->parts[i].offset;
+        r->parts[i].len = rest < job->def.partition ? rest : job->def.partition;
+    }
+    memset(r->sum, 0, r->n_params * sizeof *r->sum);
+    memset(r->hits_sum, 0, r->n_hits * sizeof *r->hits_sum);
+    r->next_reduce = 0;
+    r->step_loss = 0;
+    r->step_correct = 0;
+    return SP_OK;
+}
+
+static void s_set_state(sp_coord_t *c, sp_job_t *job, sp_job_state_t st, const char *error)
+{
+    job->state = st;
+    snprintf(job->error, sizeof job->error, "%s", error ? error : "");
+    (void)s_save_state(c, job, 1);
+}
+
+/* Writes <job>/model.spm (no training state) from the running network. */
+static int s_save_final_model(sp_run_t *r, const sp_job_t *job)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = sp_network_save_buffer(r->net, 0, &buf, &len);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.spm", job->dir);
+    rc = sp_store_write_atomic(path, buf, len);
+    free(buf);
+    return rc;
+}
+
+/* Ends the running job in state st (done, failed, cancelled). */
+static void s_run_end(sp_coord_t *c, sp_job_state_t st, const char *error)
+{
+    sp_job_t *job = s_run_job(c);
+    if (job != NULL) {
+        if (c->run->net != NULL && s_save_final_model(c->run, job) != SP_OK && st == SP_JOB_DONE) {
+            st = SP_JOB_FAILED;
+            error = "cannot write the final model";
+        }
+        s_set_state(c, job, st, error);
+        sp_log(st == SP_JOB_FAILED ? SP_LOG_WARN : SP_LOG_INFO, "job %llu %s%s%s",
+               (unsigned long long)job->id, sp_jobs_state_name(st), error ? ": " : "",
+               error ? error : "");
+    }
+    s_workers_release(c);
+    s_run_free(&c->run);
+}
+
+static int s_write_checkpoint(sp_coord_t *c)
+{
+    sp_run_t *r = c->run;
+    sp_job_t *job = s_run_job(c);
+    if (r == NULL || job == NULL || r->net == NULL) {
+        return SP_OK;
+    }
+    uint8_t *model = NULL;
+    size_t model_len = 0;
+    int rc = sp_network_save_buffer(r->net, 1, &model, &model_len);
+    if (rc != SP_OK) {
+        sp_log(SP_LOG_ERROR, "job %llu: cannot save the model for a checkpoint",
+               (unsigned long long)job->id);
+        return rc;
+    }
+    size_t total = S_CKPT_HEADER + model_len + 4;
+    uint8_t *buf = calloc(1, total);
+    if (buf == NULL) {
+        free(model);
+        return SP_E_NOMEM;
+    }
+    uint64_t now = sp_coord_now_ms();
+    memcpy(buf, S_CKPT_MAGIC, 4);
+    buf[4] = (uint8_t)S_CKPT_VERSION;
+    s_put64(buf + 8, job->id);
+    s_put64(buf + 16, r->epoch); /* high half is the reserved word: 0 */
+    s_put64(buf + 24, r->step_in_epoch);
+    s_put64(buf + 32, r->global_step);
+    s_put64(buf + 40, r->version);
+    s_put64(buf + 48, job->samples_seen);
+    s_put64(buf + 56, job->n_records);
+    s_put64(buf + 64, r->train_ms_base + (now - r->t_start_ms));
+    s_put64(buf + 72, s_dbits(r->ep_loss));
+    s_put64(buf + 80, r->ep_correct);
+    s_put64(buf + 88, r->ep_samples);
+    s_put64(buf + 96, s_dbits(r->rec_loss));
+    s_put64(buf + 104, r->rec_correct);
+    s_put64(buf + 112, r->rec_samples);
+    s_put64(buf + 120, r->rec_steps);
+    s_put64(buf + 128, model_len);
+    memcpy(buf + S_CKPT_HEADER, model, model_len);
+    free(model);
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(S_CKPT_HEADER + model_len));
+    for (int i = 0; i < 4; i++) {
+        buf[S_CKPT_HEADER + model_len + (size_t)i] = (uint8_t)(crc >> (8 * i));
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint.bin", job->dir);
+    rc = sp_store_writer_put(c->writer, path, &buf, total);
+    if (rc != SP_OK) {
+        sp_log(SP_LOG_ERROR, "job %llu: cannot queue %s", (unsigned long long)job->id, path);
+        return rc;
+    }
+    /* The state file carries the progress shown by status after a restart. */
+    (void)s_save_state(c, job, 0);
+    r->last_ckpt_ms = now;
+    return SP_OK;
+}
+
+void sp_jobs_checkpoint(sp_coord_t *c)
+{
+    if (c->run != NULL) {
+        (void)s_write_checkpoint(c);
+    }
+    (void)sp_store_writer_flush(c->writer);
+}
+
+/* Reads <job>/checkpoint.bin: progress into ck, network into *net. */
+static int s_read_checkpoint(const sp_job_t *job, s_ckpt_t *ck, sp_network_t **net, char *err,
+                             size_t errlen)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/checkpoint.bin", job->dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = sp_store_read_all(path, S_CKPT_MAX_BYTES, &buf, &len);
+    if (rc != SP_OK) {
+        snprintf(err, errlen, "no checkpoint");
+        return rc;
+    }
+    rc = SP_E_INPUT;
+    if (len < S_CKPT_HEADER + 4 || memcmp(buf, S_CKPT_MAGIC, 4) != 0) {
+        snprintf(err, errlen, "checkpoint: bad magic or truncated");
+        goto out;
+    }
+    uint32_t ver = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
+          (uint32_t)buf[7] << 24;
+    if (ver != S_CKPT_VERSION) {
+        snprintf(err, errlen, "checkpoint: format version %u, this build reads %u", ver,
+                 S_CKPT_VERSION);
+        rc = SP_E_VERSION;
+        goto out;
+    }
+    uint64_t model_len = s_get64(buf + 128);
+    if (model_len != len - S_CKPT_HEADER - 4) {
+        snprintf(err, errlen, "checkpoint: model length %llu does not fit the file",
+                 (unsigned long long)model_len);
+        goto out;
+    }
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(len - 4));
+    uint32_t want = (uint32_t)buf[len - 4] | (uint32_t)buf[len - 3] << 8 |
+                    (uint32_t)buf[len - 2] << 16 | (uint32_t)buf[len - 1] << 24;
+    if (crc != want) {
+        snprintf(err, errlen, "checkpoint: CRC-32 mismatch");
+        goto out;
+    }
+    ck->job = s_get64(buf + 8);
+    ck->epoch = (uint32_t)s_get64(buf + 16);
+    ck->step_in_epoch = s_get64(buf + 24);
+    ck->global_step = s_get64(buf + 32);
+    ck->version = s_get64(buf + 40);
+    ck->samples_seen = s_get64(buf + 48);
+    ck->n_records = s_get64(buf + 56);
+    ck->train_ms = s_get64(buf + 64);
+    ck->ep_loss = s_bitsd(s_get64(buf + 72));
+    ck->ep_correct = s_get64(buf + 80);
+    ck->ep_samples = s_get64(buf + 88);
+    ck->rec_loss = s_bitsd(s_get64(buf + 96));
+    ck->rec_correct = s_get64(buf + 104);
+    ck->rec_samples = s_get64(buf + 112);
+    ck->rec_steps = s_get64(buf + 120);
+    if (ck->job != job->id || ck->version == 0) {
+        snprintf(err, errlen, "checkpoint: belongs to job %llu", (unsigned long long)ck->job);
+        goto out;
+    }
+    rc = sp_network_load_buffer(buf + S_CKPT_HEADER, (size_t)model_len, net, err, errlen);
+out:
+    free(buf);
+    return rc;
+}
+
+static void s_fail(sp_coord_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_fail(sp_coord_t *c, const char *fmt, ...)
+{
+    char msg[SP_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s_run_end(c, SP_JOB_FAILED, msg);
+}
+
+static void s_net_config(const sp_msg_train_t *t, int classify, sp_net_config_t *cfg)
+{
+    sp_net_config_default(cfg);
+    cfg->bits = (uint8_t)t->bits;
+    cfg->mode = strcmp(t->mode, "local") == 0 ? SP_MODE_LOCAL : SP_MODE_BACKPROP;
+    if (strcmp(t->loss, "mse") == 0) {
+        cfg->loss = SP_LOSS_MSE;
+    } else if (strcmp(t->loss, "xent") == 0) {
+        cfg->loss = SP_LOSS_XENT;
+    } else {
+        cfg->loss = classify ? SP_LOSS_XENT : SP_LOSS_MSE;
+    }
+    cfg->lr = (float)t->lr;
+    cfg->momentum = (float)t->momentum;
+    cfg->seed = t->seed;
+    cfg->growth = t->growth_every > 0;
+    if (t->growth_every > 0) {
+        cfg->growth_threshold = (float)t->growth_threshold;
+    }
+}
+
+/* Counts the starts of a job in <job>/starts (durably, before any work is
+ * sent) and returns the new count; 0 when it cannot be written. */
+static uint64_t s_count_start(const sp_job_t *job)
+{
+    char path[600], text[32] = "";
+    snprintf(path, sizeof path, "%s/starts", job->dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    uint64_t n = 0;
+    if (sp_store_read_all(path, 31, &buf, &len) == SP_OK) {
+        memcpy(text, buf, len);
+        free(buf);
+        n = strtoull(text, NULL, 10);
+    }
+    n++;
+    int k = snprintf(text, sizeof text, "%llu\n", (unsigned long long)n);
+    return sp_store_write_atomic(path, text, (size_t)k) == SP_OK ? n : 0;
+}
+
+/* Starts (or resumes from its checkpoint) a queued job. */
+static void s_start(sp_coord_t *c, sp_job_t *job)
+{
+    sp_run_t *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return; /* try again at the next tick */
+    }
+    c->run = r;
+    r->job_id = job->id;
+    job->state = SP_JOB_RUNNING;
+    const sp_dsentry_t *e = sp_datasets_find(&c->datasets, job->def.dataset);
+    if (e == NULL) {
+        s_fail(c, "dataset '%s' is gone", job->def.dataset);
+        return;
+    }
+    r->ds = *e;
+    r->n_samples = e->info.samples;
+    r->classify = strcmp(e->info.task, "classify") == 0;
+    char err[SP_TEXT_MAX] = "";
+    if (job->def.validation[0] != '\0') {
+        const sp_dsentry_t *v = sp_datasets_find(&c->datasets, job->def.validation);
+        if (v == NULL || sp_datasets_read(v, &r->val, err, sizeof err) != SP_OK) {
+            s_fail(c, "validation dataset '%s': %s", job->def.validation,
+                   v == NULL ? "gone" : err);
+            return;
+        }
+    }
+    r->perm = malloc((size_t)r->n_samples * sizeof *r->perm);
+    if (r->perm == NULL || r->n_samples == 0) {
+        s_fail(c, "out of memory for the permutation");
+        return;
+    }
+    r->steps_per_epoch = (r->n_samples + job->def.batch - 1) / job->def.batch;
+    uint64_t starts = s_count_start(job);
+    if (starts == 0 || starts >= (1u << 20)) {
+        s_fail(c, "cannot record the start in the state directory");
+        return;
+    }
+    r->version_base = (starts - 1) << 40;
+    s_ckpt_t ck;
+    memset(&ck, 0, sizeof ck);
+    int rc = s_read_checkpoint(job, &ck, &r->net, err, sizeof err);
+    if (rc == SP_OK && (ck.epoch >= job->def.epochs || ck.step_in_epoch >= r->steps_per_epoch)) {
+        rc = SP_E_INPUT;
+        snprintf(err, sizeof err, "checkpoint progress out of range");
+        sp_network_destroy(&r->net);
+    }
+    if (rc == SP_OK) {
+        r->epoch = ck.epoch;
+        r->step_in_epoch = ck.step_in_epoch;
+        r->global_step = ck.global_step;
+        r->version = ck.version;
+        job->samples_seen = ck.samples_seen;
+        job->step = ck.global_step;
+        r->train_ms_base = ck.train_ms;
+        r->ep_loss = ck.ep_loss;
+        r->ep_correct = ck.ep_correct;
+        r->ep_samples = ck.ep_samples;
+        r->rec_loss = ck.rec_loss;
+        r->rec_correct = ck.rec_correct;
+        r->rec_samples = ck.rec_samples;
+        r->rec_steps = ck.rec_steps;
+        if (sp_metrics_truncate(job, ck.n_records) != SP_OK) {
+            s_fail(c, "cannot cut metrics back to the checkpoint");
+            return;
+        }
+        sp_log(SP_LOG_INFO, "job %llu resumes at epoch %u step %llu (version %llu)",
+               (unsigned long long)job->id, r->epoch + 1, (unsigned long long)r->step_in_epoch,
+               (unsigned long long)r->version);
+    } else {
+        if (rc != SP_E_NOTFOUND) {
+            sp_log(SP_LOG_WARN, "job %llu: %s; starting from the beginning",
+                   (unsigned long long)job->id, err);
+        }
+        sp_net_config_t cfg;
+        s_net_config(&job->def, r->classify, &cfg);
+        r->net = sp_network_new(job->def.layers, job->def.n_layers, &cfg);
+        if (r->net == NULL) {
+            s_fail(c, "cannot build the network");
+            return;
+        }
+        r->version = 1;
+        job->samples_seen = 0;
+        job->step = 0;
+        if (sp_metrics_truncate(job, 0) != SP_OK) {
+            s_fail(c, "cannot reset the metrics files");
+            return;
+        }
+    }
+    job->epoch = r->epoch + 1;
+    s_perm(r, job->def.seed);
+    if (s_refresh_model(r) != SP_OK || s_step_begin(r, job) != SP_OK) {
+        s_fail(c, "cannot prepare the model");
+        return;
+    }
+    uint64_t now = sp_coord_now_ms();
+    r->t_start_ms = r->rec_t0_ms = r->ep_t0_ms = r->last_ckpt_ms = now;
+    (void)s_save_state(c, job, 0);
+    sp_log(SP_LOG_INFO, "job %llu running: %u samples, %llu steps per epoch, %zu parameters",
+           (unsigned long long)job->id, r->n_samples, (unsigned long long)r->steps_per_epoch,
+           r->n_params);
+}
+
+/* --- dispatch ------------------------------------------------------------ */
+
+static sp_worker_t *s_pick_worker(sp_coord_t *c)
+{
+    sp_worker_t *best = NULL;
+    for (size_t i = 0; i < c->workers.n; i++) {
+        sp_worker_t *wk = &c->workers.v[i];
+        if (!wk->alive || wk->in_flight >= SP_COORD_MAX_INFLIGHT) {
+            continue;
+        }
+        if (best == NULL || wk->in_flight < best->in_flight) {
+            best = wk;
+        }
+    }
+    return best;
+}
+
+static void s_dispatch(sp_coord_t *c)
+{
+    sp_run_t *r = c->run;
+    sp_job_t *job = s_run_job(c);
+    if (r == NULL || job == NULL) {
+        return;
+    }
+    for (uint32_t p = 0; p < r->n_parts; p++) {
+        sp_part_t *part = &r->parts[p];
+        if (part->state != SP_PART_PENDING) {
+            continue;
+        }
+        sp_worker_t *wk = s_pick_worker(c);
+        if (wk == NULL) {
+            return;
+        }
+        if (wk->model_job != r->job_id || wk->model_version != r->version_base + r->version) {
+            sp_msg_t m;
+            sp_msg_init(&m, SP_MSG_MODEL);
+            m.u.model.job = r->job_id;
+            m.u.model.version = r->version_base + r->version;
+            m.u.model.model.data = r->model;
+            m.u.model.model.len = r->model_len;
+            if (sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m) != SP_OK) {
+                wk->failures++;
+                sp_workers_kill(c, wk, "model could not be sent");
+                p--; /* this partition is still pending: try another worker */
+                continue;
+            }
+            wk->model_job = r->job_id;
+            wk->model_version = r->version_base + r->version;
+            wk->bytes_out += r->model_len;
+            r->bytes_wire += r->model_len;
+        }
+        sp_msg_t m;
+        sp_msg_init(&m, SP_MSG_TASK);
+        sp_msg_task_t *t = &m.u.task;
+        t->job = r->job_id;
+        t->version = r->version_base + r->version;
+        t->step = r->global_step;
+        t->partition = p;
+        snprintf(t->dataset, sizeof t->dataset, "%s", r->ds.info.name);
+        t->checksum = r->ds.info.checksum;
+        t->n_indices = part->len;
+        t->indices = r->perm + r->step_in_epoch * job->def.batch + part->offset;
+        if (sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m) != SP_OK) {
+            wk->failures++;
+            sp_workers_kill(c, wk, "task could not be sent");
+            p--;
+            continue;
+        }
+        part->state = SP_PART_INFLIGHT;
+        part->worker = wk->id;
+        wk->in_flight++;
+        r->bytes_wire += (uint64_t)part->len * 4 + 64;
+    }
+}
+
+void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk)
+{
+    sp_run_t *r = c->run;
+    if (r != NULL) {
+        for (uint32_t p = 0; p < r->n_parts; p++) {
+            if (r->parts[p].state == SP_PART_INFLIGHT && r->parts[p].worker == wk->id) {
+                r->parts[p].state = SP_PART_PENDING;
+                r->parts[p].worker = 0;
+            }
+        }
+    }
+    wk->in_flight = 0;
+}
+
+void sp_jobs_worker_error(sp_coord_t *c, sp_worker_t *wk, const char *message)
+{
+    sp_jobs_requeue(c, wk);
+    sp_run_t *r = c->run;
+    if (r != NULL && ++r->worker_errors >= SP_COORD_MAX_WORKER_ERRORS) {
+        s_fail(c, "workers keep refusing the work (%u errors); last: %.160s", r->worker_errors,
+               message);
+    }
+}
+
+/* --- metrics of the running job ----------------------------------------- */
+
+/* Clamps a ratio into [0, 1] (0 for NaN) so a record always encodes. */
+static float s_unit(float v)
+{
+    return v >= 0.0f ? (v <= 1.0f ? v : 1.0f) : 0.0f;
+}
+
+static void s_fill_stats(const sp_run_t *r, const sp_job_t *job, sp_metric_t *m)
+{
+    sp_network_stats_t st;
+    memset(&st, 0, sizeof st);
+    sp_network_stats(r->net, (float)job->def.prune_threshold, &st);
+    m->n_layers = st.layer_count < SP_MAX_LAYERS ? st.layer_count : SP_MAX_LAYERS;
+    for (uint32_t i = 0; i < m->n_layers; i++) {
+        m->neurons[i] = st.layers[i].neuron_count;
+        m->saturation[i] = s_unit(st.layers[i].average_saturation);
+        m->growth_candidates += st.layers[i].growth_candidates;
+        m->prune_candidates += st.layers[i].prune_candidates;
+    }
+    m->sparsity = s_unit(st.average_sparsity);
+}
+
+static uint64_t s_train_ms(const sp_run_t *r, uint64_t now)
+{
+    return r->train_ms_base + (now - r->t_start_ms);
+}
+
+/* Validation loss and accuracy of the master network. */
+static void s_validate(sp_run_t *r, const sp_job_t *job, double *loss, double *acc)
+{
+    *loss = *acc = NAN;
+    const sp_dataset_t *v = &r->val;
+    size_t n_out = sp_network_n_outputs(r->net);
+    if (v->n_samples == 0 || v->n_features != job->def.layers[0]) {
+        return;
+    }
+    float *X = malloc((size_t)S_VAL_CHUNK * v->n_features * sizeof *X);
+    float *Y = malloc((size_t)S_VAL_CHUNK * n_out * sizeof *Y);
+    float *T = malloc((size_t)S_VAL_CHUNK * (v->n_targets ? v->n_targets : 1) * sizeof *T);
+    uint32_t *idx = malloc(S_VAL_CHUNK * sizeof *idx);
+    int xent = sp_network_config(r->net)->loss == SP_LOSS_XENT;
+    double loss_sum = 0;
+    uint64_t correct = 0;
+    if (X && Y && T && idx && v->n_targets == n_out) {
+        for (uint32_t off = 0; off < v->n_samples; off += S_VAL_CHUNK) {
+            uint32_t n = v->n_samples - off < S_VAL_CHUNK ? v->n_samples - off : S_VAL_CHUNK;
+            for (uint32_t i = 0; i < n; i++) {
+                idx[i] = off + i;
+            }
+            sp_dataset_gather(v, idx, n, X);
+            sp_dataset_targets(v, idx, n, T);
+            if (sp_network_forward(r->net, X, n, Y) != SP_OK) {
+                goto out;
+            }
+            for (uint32_t i = 0; i < n; i++) {
+                const float *y = Y + (size_t)i * n_out, *t = T + (size_t)i * n_out;
+                size_t best = 0, label = 0;
+                double mx = y[0];
+                for (size_t k = 0; k < n_out; k++) {
+                    if (y[k] > y[best]) {
+                        best = k;
+                    }
+                    if (t[k] > t[label]) {
+                        label = k;
+                    }
+                    if (y[k] > mx) {
+                        mx = y[k];
+                    }
+                }
+                if (xent) {
+                    double z = 0;
+                    for (size_t k = 0; k < n_out; k++) {
+                        z += exp((double)y[k] - mx);
+                    }
+                    loss_sum += -((double)y[label] - mx - log(z));
+                } else {
+                    double se = 0;
+                    for (size_t k = 0; k < n_out; k++) {
+                        double d = (double)y[k] - (double)t[k];
+                        se += d * d;
+                    }
+                    loss_sum += se / (double)n_out;
+                }
+                correct += best == label;
+            }
+        }
+        *loss = fmax(0.0, loss_sum / v->n_samples);
+        *acc = r->classify ? (double)correct / v->n_samples : NAN;
+    }
+out:
+    free(X);
+    free(Y);
+    free(T);
+    free(idx);
+}
+
+/* --- reduce -------------------------------------------------------------- */
+
+static int s_all_finite(const float *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(g[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void s_add_part(sp_run_t *r, const sp_part_t *part)
+{
+    float *sum = r->sum;
+    const float *g = part->grad;
+    for (size_t i = 0; i < r->n_params; i++) {
+        sum[i] += g[i];
+    }
+    for (size_t i = 0; i < r->n_hits; i++) {
+        r->hits_sum[i] += part->hits[i];
+    }
+    r->step_loss += part->loss_sum;
+    r->step_correct += part->n_correct;
+}
+
+static void s_step_finish(sp_coord_t *c);
+
+void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
+{
+    sp_run_t *r = c->run;
+    const char *why = NULL;
+    int bad = 0; /* a malformed result (not merely a late one) */
+    sp_part_t *part = NULL;
+    wk->bytes_in += (uint64_t)res->n_grad * 4 + (uint64_t)res->n_hits * 4;
+    if (r == NULL || res->job != r->job_id) {
+        why = "no such running job";
+    } else if (res->version != r->version_base + r->version || res->step != r->global_step) {
+        why = "stale model version or step";
+    } else if (res->partition >= r->n_parts) {
+        why = "partition out of range";
+        bad = 1;
+    } else {
+        part = &r->parts[res->partition];
+        if (part->state != SP_PART_INFLIGHT || part->worker != wk->id) {
+            why = "partition not held by this worker (late or duplicate)";
+            part = NULL;
+        } else if (res->n_samples != part->len || res->n_correct > res->n_samples) {
+            why = "sample count does not match the partition";
+            bad = 1;
+        } else if (res->n_grad != r->n_params || res->n_hits != r->n_hits) {
+            why = "gradient or hit vector of the wrong length";
+            bad = 1;
+        } else if (!isfinite(res->loss_sum) || !s_all_finite(res->grad, res->n_grad)) {
+            why = "non-finite loss or gradient";
+            bad = 1;
+        }
+    }
+    if (r != NULL) {
+        r->bytes_wire += (uint64_t)res->n_grad * 4 + (uint64_t)res->n_hits * 4 + 64;
+    }
+    if (why != NULL) {
+        if (r != NULL) {
+            r->dropped++;
+        }
+        if (bad) {
+            wk->failures++;
+            sp_coord_log_bad(c, wk->ident, wk->ident_len, why);
+            if (part != NULL) {
+                /* give it to someone (maybe the same worker) again */
+                part->state = SP_PART_PENDING;
+                part->worker = 0;
+                if (wk->in_flight > 0) {
+                    wk->in_flight--;
+                }
+            }
+            if (++r->worker_errors >= SP_COORD_MAX_WORKER_ERRORS) {
+                s_fail(c, "workers keep sending unusable results (%u); last: %s",
+                       r->worker_errors, why);
+            }
+        } else {
+            sp_log(SP_LOG_DEBUG, "result from worker %u dropped: %s", wk->id, why);
+        }
+        return;
+    }
+    wk->in_flight--;
+    wk->partitions_done++;
+    wk->samples_done += res->n_samples;
+    wk->compute_us += res->compute_us;
+    part->state = SP_PART_DONE;
+    part->loss_sum = res->loss_sum;
+    part->n_correct = res->n_correct;
+    /* Take the vectors over: the message no longer owns them. */
+    part->grad = res->grad;
+    part->hits = res->hits;
+    res->grad = NULL;
+    res->hits = NULL;
+    res->n_grad = res->n_hits = 0;
+    while (r->next_reduce < r->n_parts && r->parts[r->next_reduce].state == SP_PART_DONE) {
+        sp_part_t *q = &r->parts[r->next_reduce];
+        s_add_part(r, q);
+        free(q->grad);
+        free(q->hits);
+        q->grad = NULL;
+        q->hits = NULL;
+        r->next_reduce++;
+    }
+    if (r->next_reduce == r->n_parts) {
+        s_step_finish(c);
+    }
+    if (c->run != NULL) {
+        s_dispatch(c);
+    }
+}
+
+static void s_step_record(sp_coord_t *c, sp_run_t *r, sp_job_t *job, uint64_t now)
+{
+    sp_metric_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.kind, sizeof m.kind, "step");
+    m.epoch = r->epoch + 1;
+    m.step = r->global_step;
+    m.time_ms = s_train_ms(r, now);
+    m.loss = r->rec_samples ? r->rec_loss / (double)r->rec_samples : NAN;
+    m.accuracy = r->classify && r->rec_samples ? (double)r->rec_correct / r->rec_samples : NAN;
+    m.val_loss = m.val_accuracy = NAN;
+    uint64_t dt = now - r->rec_t0_ms;
+    m.samples_per_s = dt > 0 ? (double)r->rec_samples * 1000.0 / (double)dt : 0.0;
+    s_fill_stats(r, job, &m);
+    (void)sp_metrics_record(c, job, &m);
+    r->rec_loss = 0;
+    r->rec_correct = r->rec_samples = r->rec_steps = 0;
+    r->rec_t0_ms = now;
+}
+
+static void s_epoch_end(sp_coord_t *c, sp_run_t *r, sp_job_t *job, uint64_t now)
+{
+    sp_metric_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.kind, sizeof m.kind, "epoch");
+    m.epoch = r->epoch + 1;
+    m.step = r->global_step;
+    m.time_ms = s_train_ms(r, now);
+    m.loss = r->ep_samples ? r->ep_loss / (double)r->ep_samples : NAN;
+    m.accuracy = r->classify && r->ep_samples ? (double)r->ep_correct / r->ep_samples : NAN;
+    s_validate(r, job, &m.val_loss, &m.val_accuracy);
+    uint64_t dt = now - r->ep_t0_ms;
+    m.samples_per_s = dt > 0 ? (double)r->ep_samples_t * 1000.0 / (double)dt : 0.0;
+    s_fill_stats(r, job, &m);
+    (void)sp_metrics_record(c, job, &m);
+    job->loss = m.loss;
+    job->accuracy = m.accuracy;
+    job->val_accuracy = m.val_accuracy;
+    sp_log(SP_LOG_INFO, "job %llu epoch %u/%u: loss %.5g accuracy %.4g val %.4g, %.0f samples/s",
+           (unsigned long long)job->id, m.epoch, job->def.epochs, m.loss, m.accuracy,
+           m.val_accuracy, m.samples_per_s);
+    r->ep_loss = 0;
+    r->ep_correct = r->ep_samples = r->ep_samples_t = 0;
+    r->ep_t0_ms = now;
+}
+
+/* Growth and pruning between steps, decided on the master network. Returns
+ * 1 when the topology changed. */
+static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
+{
+    const sp_msg_train_t *d = &job->def;
+    int changed = 0;
+    if (d->growth_every > 0 && r->global_step % d->growth_every == 0) {
+        sp_network_stats_t st;
+        sp_network_stats(r->net, (float)d->prune_threshold, &st);
+        uint32_t cand = 0;
+        for (uint32_t i = 0; i < st.layer_count && i < SP_NET_MAX_LAYERS; i++) {
+            cand += st.layers[i].growth_candidates;
+        }
+        if (cand > 0) {
+            int n = sp_network_grow(r->net);
+            if (n < 0) {
+                s_fail(c, "growth failed (%s)", sp_strerror(n));
+                return -1;
+            }
+            changed |= n > 0;
+        }
+    }
+    if (d->prune_every > 0 && r->global_step % d->prune_every == 0) {
+        sp_network_stats_t st;
+        sp_network_stats(r->net, (float)d->prune_threshold, &st);
+        uint32_t cand = 0;
+        for (uint32_t i = 0; i < st.layer_count && i < SP_NET_MAX_LAYERS; i++) {
+            cand += st.layers[i].prune_candidates;
+        }
+        if (cand > 0) {
+            int n = sp_network_prune(r->net, (float)d->prune_threshold);
+            if (n < 0) {
+                s_fail(c, "pruning failed (%s)", sp_strerror(n));
+                return -1;
+            }
+            changed |= n > 0;
+        }
+    }
+    return changed;
+}
+
+static void s_step_finish(sp_coord_t *c)
+{
+    sp_run_t *r = c->run;
+    sp_job_t *job = s_run_job(c);
+    int rc = sp_network_apply_gradient(r->net, r->sum, r->batch_len, r->hits_sum);
+    if (rc != SP_OK) {
+        s_fail(c, "optimizer step failed (%s)", sp_strerror(rc));
+        return;
+    }
+    uint64_t now = sp_coord_now_ms();
+    r->worker_errors = 0;
+    r->version++;
+    r->global_step++;
+    r->step_in_epoch++;
+    job->step = r->global_step;
+    job->samples_seen += r->batch_len;
+    r->ep_loss += r->step_loss;
+    r->ep_correct += r->step_correct;
+    r->ep_samples += r->batch_len;
+    r->ep_samples_t += r->batch_len;
+    r->rec_loss += r->step_loss;
+    r->rec_correct += r->step_correct;
+    r->rec_samples += r->batch_len;
+    r->rec_steps++;
+    if (s_grow_prune(c, r, job) < 0) {
+        return;
+    }
+    uint64_t every = (r->steps_per_epoch + S_STEP_RECORDS_PER_EPOCH - 1) / S_STEP_RECORDS_PER_EPOCH;
+    if (r->rec_steps >= every) {
+        s_step_record(c, r, job, now);
+    }
+    int epoch_done = r->step_in_epoch == r->steps_per_epoch;
+    if (epoch_done) {
+        if (r->rec_steps > 0) {
+            s_step_record(c, r, job, now);
+        }
+        s_epoch_end(c, r, job, now);
+        r->epoch++;
+        r->step_in_epoch = 0;
+        if (r->epoch == job->def.epochs) {
+            job->epoch = job->def.epochs;
+            s_run_end(c, SP_JOB_DONE, NULL);
+            return;
+        }
+        job->epoch = r->epoch + 1;
+        s_perm(r, job->def.seed);
+    }
+    if (s_refresh_model(r) != SP_OK || s_step_begin(r, job) != SP_OK) {
+        s_fail(c, "cannot prepare the next step");
+        return;
+    }
+    if (epoch_done || now - r->last_ckpt_ms >= SP_COORD_CKPT_EVERY_MS) {
+        (void)s_write_checkpoint(c);
+    }
+}
+
+void sp_jobs_tick(sp_coord_t *c, uint64_t now_ms)
+{
+    (void)now_ms;
+    if (c->run == NULL) {
+        for (size_t i = 0; i < c->jobs.n; i++) {
+            sp_job_t *job = &c->jobs.v[i];
+            if (job->state == SP_JOB_QUEUED || job->state == SP_JOB_RUNNING) {
+                s_start(c, job);
+                break;
+            }
+        }
+    }
+    if (c->run != NULL) {
+        s_dispatch(c);
+    }
+}
+
+/* --- client requests ----------------------------------------------------- */
+
+static int s_bad_train(sp_coord_t *c, const sp_msg_train_t *t, char *err, size_t errlen)
+{
+    const sp_dsentry_t *e = sp_datasets_find(&c->datasets, t->dataset);
+    if (e == NULL) {
+        snprintf(err, errlen, "dataset: no dataset named '%.63s'", t->dataset);
+        return SP_E_NOTFOUND;
+    }
+    int classify = strcmp(e->info.task, "classify") == 0;
+    if (t->n_layers < 2 || t->n_layers > SP_MAX_LAYERS || t->n_layers > SP_NET_MAX_LAYERS + 1) {
+        snprintf(err, errlen, "layers: %u sizes, want 2..%d", t->n_layers, SP_MAX_LAYERS);
+        return SP_E_INPUT;
+    }
+    uint64_t weights = 0;
+    for (uint32_t i = 0; i < t->n_layers; i++) {
+        if (t->layers[i] < 1 || t->layers[i] > SP_NET_MAX_WIDTH) {
+            snprintf(err, errlen, "layers[%u]: %u, want 1..%d", i, t->layers[i], SP_NET_MAX_WIDTH);
+            return SP_E_INPUT;
+        }
+        if (i > 0) {
+            weights += (uint64_t)t->layers[i - 1] * t->layers[i];
+        }
+    }
+    if (weights > SP_COORD_MAX_WEIGHTS) {
+        snprintf(err, errlen, "layers: %llu weights, above the limit of %llu",
+                 (unsigned long long)weights, (unsigned long long)SP_COORD_MAX_WEIGHTS);
+        return SP_E_INPUT;
+    }
+    if (t->layers[0] != e->info.features) {
+        snprintf(err, errlen, "layers[0]: %u, but dataset '%s' has %u features", t->layers[0],
+                 e->info.name, e->info.features);
+        return SP_E_INPUT;
+    }
+    uint32_t want_out = classify ? e->info.classes : 1;
+    if (t->layers[t->n_layers - 1] != want_out) {
+        snprintf(err, errlen, "layers: last size %u, but dataset '%s' needs %u (%s)",
+                 t->layers[t->n_layers - 1], e->info.name, want_out,
+                 classify ? "its classes" : "one regression target");
+        return SP_E_INPUT;
+    }
+    if (t->bits != 1 && t->bits != 2 && t->bits != 4) {
+        snprintf(err, errlen, "bits: %u, want 1, 2 or 4", t->bits);
+        return SP_E_INPUT;
+    }
+    if (t->epochs < 1 || t->epochs > 100000) {
+        snprintf(err, errlen, "epochs: %u, want 1..100000", t->epochs);
+        return SP_E_INPUT;
+    }
+    if (t->batch < 1 || t->batch > 1048576 || t->partition < 1 || t->partition > t->batch) {
+        snprintf(err, errlen, "batch %u / partition %u: want 1 <= partition <= batch <= 1048576",
+                 t->batch, t->partition);
+        return SP_E_INPUT;
+    }
+    if ((t->batch + t->partition - 1) / t->partition > SP_COORD_MAX_PARTS) {
+        snprintf(err, errlen, "partition: %u cuts a batch of %u into more than %d parts",
+                 t->partition, t->batch, SP_COORD_MAX_PARTS);
+        return SP_E_INPUT;
+    }
+    if (!(t->lr > 0 && t->lr <= 100) || !(t->momentum >= 0 && t->momentum < 1)) {
+        snprintf(err, errlen, "lr %g / momentum %g: want 0 < lr <= 100, 0 <= momentum < 1", t->lr,
+                 t->momentum);
+        return SP_E_INPUT;
+    }
+    if (strcmp(t->mode, "backprop") != 0 && strcmp(t->mode, "local") != 0 && t->mode[0] != '\0') {
+        snprintf(err, errlen, "mode: '%.15s', want backprop or local", t->mode);
+        return SP_E_INPUT;
+    }
+    if (strcmp(t->loss, "mse") != 0 && strcmp(t->loss, "xent") != 0 && t->loss[0] != '\0') {
+        snprintf(err, errlen, "loss: '%.15s', want mse or xent", t->loss);
+        return SP_E_INPUT;
+    }
+    if (strcmp(t->loss, "xent") == 0 && !classify) {
+        snprintf(err, errlen, "loss: xent needs a classification dataset");
+        return SP_E_INPUT;
+    }
+    if (!(t->growth_threshold >= 0 && t->growth_threshold <= 1) ||
+        !(t->prune_threshold >= 0 && t->prune_threshold <= 1)) {
+        snprintf(err, errlen, "growth_threshold %g / prune_threshold %g: want 0..1",
+                 t->growth_threshold, t->prune_threshold);
+        return SP_E_INPUT;
+    }
+    if (t->validation[0] != '\0') {
+        const sp_dsentry_t *v = sp_datasets_find(&c->datasets, t->validation);
+        if (v == NULL) {
+            snprintf(err, errlen, "validation: no dataset named '%.63s'", t->validation);
+            return SP_E_NOTFOUND;
+        }
+        if (v->info.features != e->info.features || strcmp(v->info.task, e->info.task) != 0 ||
+            (classify && v->info.classes != e->info.classes)) {
+            snprintf(err, errlen, "validation: '%s' (%u features, %u classes, %s) does not match "
+                     "'%s'", v->info.name, v->info.features, v->info.classes, v->info.task,
+                     e->info.name);
+            return SP_E_INPUT;
+        }
+    }
+    return SP_OK;
+}
+
+void sp_jobs_train(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_train_t *t)
+{
+    char err[SP_TEXT_MAX];
+    int rc = s_bad_train(c, t, err, sizeof err);
+    if (rc != SP_OK) {
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, rc, t->req, SP_MSG_TRAIN, "%s", err);
+        return;
+    }
+    sp_job_t *job = s_jobs_add(&c->jobs);
+    if (job == NULL) {
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOMEM, t->req, SP_MSG_TRAIN,
+                             "out of memory");
+        return;
+    }
+    job->id = c->jobs.next_id++;
+    job->def = *t;
+    job->def.req = 0;
+    if (job->def.mode[0] == '\0') {
+        snprintf(job->def.mode, sizeof job->def.mode, "backprop");
+    }
+    job->state = SP_JOB_QUEUED;
+    job->epoch = 1;
+    snprintf(job->dir, sizeof job->dir, "%s/jobs/%llu", c->cfg.state_dir,
+             (unsigned long long)job->id);
+    if (s_save_counter(c) != SP_OK || sp_store_mkdirs(job->dir) != SP_OK ||
+        s_save_def(job) != SP_OK || s_save_state(c, job, 1) != SP_OK) {
+        sp_log(SP_LOG_ERROR, "job %llu: cannot store its definition: %s",
+               (unsigned long long)job->id, strerror(errno));
+        c->jobs.n--;
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_IO, t->req, SP_MSG_TRAIN,
+                             "cannot store the job in the state directory");
+        return;
+    }
+    sp_log(SP_LOG_INFO, "job %llu queued: dataset '%s', %u epochs, batch %u, partition %u",
+           (unsigned long long)job->id, job->def.dataset, job->def.epochs, job->def.batch,
+           job->def.partition);
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_R_JOB);
+    m.u.r_job.req = t->req;
+    m.u.r_job.job = job->id;
+    (void)sp_coord_send(c, c->clients_sock, id, id_len, &m);
+    sp_jobs_tick(c, sp_coord_now_ms());
+}
+
+static void s_status_of(const sp_job_t *job, sp_job_status_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->job = job->id;
+    snprintf(s->dataset, sizeof s->dataset, "%s", job->def.dataset);
+    snprintf(s->state, sizeof s->state, "%s", sp_jobs_state_name(job->state));
+    s->epoch = job->epoch;
+    s->epochs = job->def.epochs;
+    s->step = job->step;
+    s->samples_seen = job->samples_seen;
+    s->loss = job->loss;
+    s->accuracy = job->accuracy;
+    s->val_accuracy = job->val_accuracy;
+    snprintf(s->error, sizeof s->error, "%s", job->error);
+}
+
+void sp_jobs_reply_status(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
+                          uint64_t job_id)
+{
+    size_t first = 0, n = 0;
+    if (job_id != 0) {
+        sp_job_t *job = sp_jobs_find(&c->jobs, job_id);
+        if (job == NULL) {
+            sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOTFOUND, req,
+                                 SP_MSG_STATUS, "no job %llu", (unsigned long long)job_id);
+            return;
+        }
+        first = (size_t)(job - c->jobs.v);
+        n = 1;
+    } else {
+        n = c->jobs.n < SP_MAX_LIST ? c->jobs.n : SP_MAX_LIST;
+        first = c->jobs.n - n;
+    }
+    sp_job_status_t *list = calloc(n > 0 ? n : 1, sizeof *list);
+    if (list == NULL) {
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOMEM, req, SP_MSG_STATUS,
+                             "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_status_of(&c->jobs.v[first + i], &list[i]);
+    }
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_R_STATUS);
+    m.u.r_status.req = req;
+    m.u.r_status.n = (uint32_t)n;
+    m.u.r_status.jobs = list;
+    (void)sp_coord_send(c, c->clients_sock, id, id_len, &m);
+    free(list);
+}
+
+void sp_jobs_model_get(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
+                       uint64_t job_id)
+{
+    sp_job_t *job = sp_jobs_find(&c->jobs, job_id);
+    if (job == NULL) {
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOTFOUND, req,
+                             SP_MSG_MODEL_GET, "no job %llu", (unsigned long long)job_id);
+        return;
+    }
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_R_MODEL);
+    m.u.r_model.req = req;
+    m.u.r_model.job = job_id;
+    if (c->run != NULL && c->run->job_id == job_id) {
+        m.u.r_model.model.data = c->run->model;
+        m.u.r_model.model.len = c->run->model_len;
+        (void)sp_coord_send(c, c->clients_sock, id, id_len, &m);
+        return;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.spm", job->dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = sp_store_read_all(path, S_MODEL_MAX_BYTES, &buf, &len);
+    if (rc != SP_OK) {
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_STATE, req, SP_MSG_MODEL_GET,
+                             "job %llu (%s) has no model%s%s", (unsigned long long)job_id,
+                             sp_jobs_state_name(job->state), job->error[0] ? ": " : "",
+                             job->error);
+        return;
+    }
+    m.u.r_model.model.data = buf;
+    m.u.r_model.model.len = len;
+    (void)sp_coord_send(c, c->clients_sock, id, id_len, &m);
+    free(buf);
+}
+
+void sp_jobs_cancel(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
+                    uint64_t job_id)
+{
+    sp_job_t *job = sp_jobs_find(&c->jobs, job_id);
+    if (job == NULL) {
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOTFOUND, req, SP_MSG_CANCEL,
+                             "no job %llu", (unsigned long long)job_id);
+        return;
+    }
+    if (job->state != SP_JOB_QUEUED && job->state != SP_JOB_RUNNING) {
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_STATE, req, SP_MSG_CANCEL,
+                             "job %llu is already %s", (unsigned long long)job_id,
+                             sp_jobs_state_name(job->state));
+        return;
+    }
+    if (c->run != NULL && c->run->job_id == job_id) {
+        s_run_end(c, SP_JOB_CANCELLED, "cancelled by a client");
+    } else {
+        s_set_state(c, job, SP_JOB_CANCELLED, "cancelled by a client");
+    }
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_R_OK);
+    m.u.r_ok.req = req;
+    (void)sp_coord_send(c, c->clients_sock, id, id_len, &m);
+}

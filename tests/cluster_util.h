@@ -1,0 +1,92 @@
+/* cluster_util: process and socket helpers for the end-to-end tests. Starts
+ * the real programs ($SPATIUM_BIN/spatium-coordinator, spatium-worker,
+ * spatium) in a private mkdtemp directory with ipc:// endpoints, talks to the
+ * coordinator through the proto codec on a DEALER socket, and bounds every
+ * wait. Invariant: every process a cluster starts is stopped (SIGTERM, then
+ * SIGKILL) and its directory removed by sp_cluster_fini. */
+#ifndef SP_TESTS_CLUSTER_UTIL_H
+#define SP_TESTS_CLUSTER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/messages.h"
+
+#define SP_CU_MAX_WORKERS 8
+
+typedef struct {
+    char dir[128];                     /* temporary directory of this cluster */
+    char state[192];                   /* coordinator state directory */
+    char wep[192], cep[192], mep[192]; /* worker, client, metrics endpoints */
+    int heartbeat_ms, liveness;
+    pid_t coord;                       /* 0 when not running */
+    int coord_starts;                  /* log file numbering */
+    pid_t workers[SP_CU_MAX_WORKERS];  /* 0 = slot free */
+    void *zctx, *dealer;               /* raw client of the coordinator */
+    uint64_t req;
+} sp_cluster_t;
+
+/* Full path of a program of the build ($SPATIUM_BIN, else ../bin next to
+ * this test binary). Returns 0, or -1 when it does not exist. */
+int sp_cu_bin(const char *prog, char *out, size_t outlen);
+/* Starts argv[0] (a full path) with stdin from /dev/null and stdout+stderr
+ * appended to log_path (or /dev/null); returns its pid or -1. */
+pid_t sp_cu_spawn(char *const argv[], const char *log_path);
+/* Waits up to timeout_ms for pid to exit; 0 and *status on exit, -1 on timeout. */
+int sp_cu_wait(pid_t pid, int timeout_ms, int *status);
+/* SIGTERM, up to timeout_ms for it to exit, then SIGKILL; reaps it. */
+void sp_cu_stop(pid_t pid, int timeout_ms);
+/* SIGKILL and reap. */
+void sp_cu_kill9(pid_t pid);
+/* Runs argv to completion (at most timeout_ms; killed after that), stdout
+ * into out (NUL-terminated). Returns the exit code, or -1 on timeout or crash. */
+int sp_cu_run(char *const argv[], int timeout_ms, char *out, size_t outlen);
+/* Milliseconds of a monotonic clock. */
+uint64_t sp_cu_now_ms(void);
+/* Sleeps a few milliseconds (the step of a bounded polling loop). */
+void sp_cu_nap(int ms);
+
+/* Temporary directory and endpoints; nothing started yet. */
+int sp_cluster_init(sp_cluster_t *cl, int heartbeat_ms, int liveness);
+/* Starts the coordinator and waits (bounded) until it answers. */
+int sp_cluster_start_coord(sp_cluster_t *cl);
+/* Starts a worker with `threads` OpenMP threads; returns its slot or -1. */
+int sp_cluster_add_worker(sp_cluster_t *cl, int threads);
+/* Stops a worker: SIGTERM (graceful, BYE) or SIGKILL. */
+void sp_cluster_stop_worker(sp_cluster_t *cl, int slot, int sig);
+/* Waits (bounded) until the coordinator lists `n` live workers. */
+int sp_cluster_wait_workers(sp_cluster_t *cl, int n, int timeout_ms);
+/* Stops everything, closes the client socket, removes the directory. */
+void sp_cluster_fini(sp_cluster_t *cl);
+/* Prints the tail of every log of the cluster (on failure). */
+void sp_cluster_dump_logs(const sp_cluster_t *cl);
+
+/* Sends req (its req id is set here) and waits for the matching reply. An
+ * ERROR reply is returned too (rep->type == SP_MSG_ERROR). 0, or -1 on
+ * timeout. The caller finis rep. */
+int sp_cluster_call(sp_cluster_t *cl, sp_msg_t *req, sp_msg_t *rep, int timeout_ms);
+/* Status of one job; 0 or -1. */
+int sp_cluster_status(sp_cluster_t *cl, uint64_t job, sp_job_status_t *out);
+/* Polls a job until it is done/failed/cancelled (or, when min_samples > 0,
+ * until it has seen that many samples while running). 0, or -1 on timeout. */
+int sp_cluster_wait_job(sp_cluster_t *cl, uint64_t job, uint64_t min_samples, int timeout_ms,
+                        sp_job_status_t *out);
+/* Number of stored datasets (-1 on failure). */
+int sp_cluster_n_datasets(sp_cluster_t *cl);
+/* Uploads parts as one dataset with the protocol (chunk_bytes per chunk).
+ * 0 when stored; otherwise -1 and the coordinator's error text in err. */
+int sp_cluster_upload(sp_cluster_t *cl, const char *name, const char *format, const char *task,
+                      const uint8_t *const parts[], const size_t sizes[], int n_parts,
+                      size_t chunk_bytes, char *err, size_t errlen);
+/* Submits a train request; 0 and *job, or -1 and err. */
+int sp_cluster_train(sp_cluster_t *cl, const sp_msg_train_t *t, uint64_t *job, char *err,
+                     size_t errlen);
+/* Fetches a job's model (malloc'ed into *buf). 0 or -1. */
+int sp_cluster_model(sp_cluster_t *cl, uint64_t job, uint8_t **buf, size_t *len);
+/* Reads a whole file (malloc'ed). 0 or -1. */
+int sp_cu_read_file(const char *path, uint8_t **buf, size_t *len);
+/* Writes a file. 0 or -1. */
+int sp_cu_write_file(const char *path, const void *data, size_t len);
+
+#endif

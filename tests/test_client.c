@@ -1,0 +1,1250 @@
+/* test_client: the `spatium` client and the `spatium-worker` programs, run as
+ * child processes from $SPATIUM_BIN (default build/bin). Where a coordinator
+ * is needed, the test itself plays it on a ROUTER socket (ipc:// in a private
+ * temporary directory), answering with canned replies and checking what the
+ * programs send. Every wait is bounded; every child is reaped. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
+
+#include <zlib.h>
+#include <zmq.h>
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/network.h"
+#include "proto/messages.h"
+
+#define S_CHILD_BOUND_MS 30000 /* a child still running after this is a failure */
+#define S_OUT_MAX (1 << 16)
+#define s_assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+
+/* ------------------------------------------------------------------------ */
+/* processes and files                                                      */
+
+typedef struct {
+    int status;            /* exit code; 128 + signal when killed */
+    char out[S_OUT_MAX];   /* stdout */
+    char err[S_OUT_MAX];   /* stderr */
+} s_run_t;
+
+static uint64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void s_bin(const char *name, char *path, size_t cap)
+{
+    const char *dir = getenv("SPATIUM_BIN");
+    snprintf(path, cap, "%s/%s", dir && dir[0] ? dir : "build/bin", name);
+}
+
+/* Children and directories a test made, so that a failing test (cmocka
+ * jumps out of it) still leaves no process or file behind: see s_teardown. */
+static pid_t s_children[16];
+static char s_dirs[8][64];
+
+static void s_track_dir(const char *dir)
+{
+    for (size_t i = 0; i < 8; i++) {
+        if (!s_dirs[i][0]) {
+            snprintf(s_dirs[i], sizeof s_dirs[i], "%s", dir);
+            return;
+        }
+    }
+}
+
+static void s_untrack_child(pid_t pid)
+{
+    for (size_t i = 0; i < 16; i++) {
+        if (s_children[i] == pid) {
+            s_children[i] = 0;
+        }
+    }
+}
+
+static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void s_mkdtemp(char dir[64])
+{
+    snprintf(dir, 64, "/tmp/sp-test-client-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    s_track_dir(dir);
+}
+
+static void s_rmdir(const char *dir)
+{
+    nftw(dir, s_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void s_read_file(const char *path, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return;
+    }
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+static void s_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Starts a program of $SPATIUM_BIN with args (NULL-terminated, args[0] the
+ * program name); stdout and stderr go to files in dir. */
+static pid_t s_spawn(const char *dir, const char *const *args)
+{
+    char bin[512], out[128], err[128];
+    s_bin(args[0], bin, sizeof bin);
+    snprintf(out, sizeof out, "%s/stdout", dir);
+    snprintf(err, sizeof err, "%s/stderr", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0) {
+            _exit(126);
+        }
+        dup2(fo, STDOUT_FILENO);
+        dup2(fe, STDERR_FILENO);
+        execv(bin, (char *const *)(uintptr_t)args);
+        fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    for (size_t i = 0; i < 16; i++) {
+        if (s_children[i] == 0) {
+            s_children[i] = pid;
+            break;
+        }
+    }
+    return pid;
+}
+
+/* Blocking wait for a child this test started. */
+static pid_t s_wait_child(pid_t pid, int *st)
+{
+    pid_t r = waitpid(pid, st, 0);
+    s_untrack_child(pid);
+    return r;
+}
+
+/* Reaps pid if it has exited: 1 and *status filled, else 0. */
+static int s_reaped(pid_t pid, int *status)
+{
+    int st = 0;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r != pid) {
+        return 0;
+    }
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    s_untrack_child(pid);
+    return 1;
+}
+
+static void s_collect(const char *dir, s_run_t *r)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/stdout", dir);
+    s_read_file(path, r->out, sizeof r->out);
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    s_read_file(path, r->err, sizeof r->err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* a fake coordinator                                                       */
+
+typedef struct s_fake s_fake_t;
+typedef void (*s_handler_t)(s_fake_t *f, const uint8_t *id, size_t id_len, sp_msg_t *m);
+
+struct s_fake {
+    char dir[64];
+    char ep[128];
+    void *ctx;
+    void *sock;            /* ROUTER bound at ep */
+    s_handler_t handler;
+    int n_requests;
+    /* what scenarios record or need */
+    sp_msg_train_t train;  /* last TRAIN received */
+    int stale_first;       /* answer once with a wrong request id first */
+    const char *error_text;
+    uint32_t crc[2];       /* upload: CRC of what arrived, per part */
+    uint64_t next_off[2];  /* upload: next expected offset per part */
+    uint32_t announced_crc[2];
+    uint64_t announced_size[2];
+    int chunks, chunk_order_ok, store_ok;
+    const uint8_t *model;  /* model_get reply bytes */
+    size_t model_len;
+};
+
+static void s_fake_init(s_fake_t *f, s_handler_t h)
+{
+    memset(f, 0, sizeof *f);
+    s_mkdtemp(f->dir);
+    snprintf(f->ep, sizeof f->ep, "ipc://%s/sock", f->dir);
+    f->ctx = zmq_ctx_new();
+    assert_non_null(f->ctx);
+    f->sock = zmq_socket(f->ctx, ZMQ_ROUTER);
+    assert_non_null(f->sock);
+    assert_int_equal(sp_sock_configure(f->sock, ZMQ_ROUTER), SP_OK);
+    assert_int_equal(zmq_bind(f->sock, f->ep), 0);
+    f->handler = h;
+    f->chunk_order_ok = 1;
+    f->crc[0] = f->crc[1] = (uint32_t)crc32(0L, Z_NULL, 0);
+}
+
+static void s_fake_fini(s_fake_t *f)
+{
+    zmq_close(f->sock);
+    zmq_ctx_term(f->ctx);
+    s_rmdir(f->dir);
+}
+
+static void s_reply(s_fake_t *f, const uint8_t *id, size_t id_len, sp_msg_t *m)
+{
+    assert_int_equal(sp_msg_send(f->sock, id, id_len, m), SP_OK);
+}
+
+/* Serves requests until the child exits (bounded). */
+static void s_fake_serve(s_fake_t *f, pid_t pid, s_run_t *r)
+{
+    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
+    for (;;) {
+        if (s_reaped(pid, &r->status)) {
+            break;
+        }
+        if (s_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            s_wait_child(pid, NULL);
+            fail_msg("child still running after %d ms", S_CHILD_BOUND_MS);
+        }
+        zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 20) <= 0) {
+            continue;
+        }
+        uint8_t id[256];
+        size_t id_len = sizeof id;
+        sp_msg_t m;
+        char err[256];
+        int rc = sp_msg_recv(f->sock, ZMQ_DONTWAIT, id, &id_len, &m, err, sizeof err);
+        if (rc == SP_E_TIMEOUT) {
+            continue;
+        }
+        assert_int_equal(rc, SP_OK);
+        f->n_requests++;
+        f->handler(f, id, id_len, &m);
+        sp_msg_fini(&m);
+    }
+    s_collect(f->dir, r);
+}
+
+/* Runs `spatium --coordinator EP --timeout-ms 3000 ARGS...` against f. */
+static void s_client(s_fake_t *f, s_run_t *r, const char *const *args)
+{
+    const char *argv[32] = {"spatium", "--coordinator", f->ep, "--timeout-ms", "3000"};
+    int n = 5;
+    for (int i = 0; args[i]; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = s_spawn(f->dir, argv);
+    s_fake_serve(f, pid, r);
+}
+
+/* Runs the client with no coordinator to talk to (waits for it, bounded). */
+static void s_client_alone(const char *dir, s_run_t *r, const char *const *args)
+{
+    const char *argv[32] = {"spatium"};
+    int n = 1;
+    for (int i = 0; args[i]; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = s_spawn(dir, argv);
+    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
+    while (!s_reaped(pid, &r->status)) {
+        if (s_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            s_wait_child(pid, NULL);
+            fail_msg("client still running after %d ms", S_CHILD_BOUND_MS);
+        }
+        zmq_poll(NULL, 0, 10);
+    }
+    s_collect(dir, r);
+}
+
+static uint64_t s_req_of(const sp_msg_t *m)
+{
+    switch (m->type) {
+    case SP_MSG_STATUS:
+    case SP_MSG_METRICS:
+    case SP_MSG_MODEL_GET:
+    case SP_MSG_CANCEL: return m->u.job_req.req;
+    case SP_MSG_WORKERS:
+    case SP_MSG_DATASETS: return m->u.plain_req.req;
+    case SP_MSG_TRAIN: return m->u.train.req;
+    case SP_MSG_UPLOAD_BEGIN: return m->u.upload_begin.req;
+    case SP_MSG_UPLOAD_CHUNK: return m->u.upload_chunk.req;
+    case SP_MSG_UPLOAD_END: return m->u.upload_end.req;
+    default: return 0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* canned replies                                                           */
+
+static void s_fill_status(sp_job_status_t *s, uint64_t job)
+{
+    memset(s, 0, sizeof *s);
+    s->job = job;
+    snprintf(s->dataset, sizeof s->dataset, "blobs");
+    snprintf(s->state, sizeof s->state, "running");
+    s->epoch = 2;
+    s->epochs = 5;
+    s->step = 40;
+    s->samples_seen = 2560;
+    s->loss = 0.25;
+    s->accuracy = 0.875;
+    s->val_accuracy = NAN;
+    snprintf(s->error, sizeof s->error, "quote \" and tab\t");
+}
+
+static void s_fill_metric(sp_metric_t *m, uint64_t index, const char *kind)
+{
+    memset(m, 0, sizeof *m);
+    m->index = index;
+    m->job = 7;
+    snprintf(m->kind, sizeof m->kind, "%s", kind);
+    m->epoch = (uint32_t)index / 2;
+    m->step = index * 10;
+    m->time_ms = index * 100;
+    m->loss = 1.0 / (double)(index + 1);
+    m->accuracy = 0.5 + 0.1 * (double)index;
+    m->val_loss = NAN;
+    m->val_accuracy = strcmp(kind, "epoch") == 0 ? 0.75 : NAN;
+    m->samples_per_s = 1000.0 * (double)(index + 1);
+    m->n_layers = 2;
+    m->neurons[0] = 16;
+    m->neurons[1] = 3;
+    m->saturation[0] = 0.5f;
+    m->saturation[1] = 0.25f;
+    m->growth_candidates = 1;
+    m->prune_candidates = 2;
+    m->sparsity = 0.125f;
+}
+
+static void s_handle_status(s_fake_t *f, const uint8_t *id, size_t id_len, sp_msg_t *m)
+{
+    sp_msg_t r;
+    if (f->error_text) {
+        sp_msg_send_error(f->sock, id, id_len, SP_E_NOTFOUND, s_req_of(m), m->type, "%s",
+                          f->error_text);
+        return;
+    }
+    if (m->type == SP_MSG_STATUS) {
+        sp_job_status_t jobs[2];
+        sp_msg_init(&r, SP_MSG_R_STATUS);
+        uint64_t job = m->u.job_req.job;
+        s_fill_status(&jobs[0], job ? job : 7);
+        s_fill_status(&jobs[1], 8);
+        r.u.r_status.req = m->u.job_req.req;
+        r.u.r_status.n = job ? 1 : 2;
+        r.u.r_status.jobs = jobs;
+        if (f->stale_first) {
+            f->stale_first = 0;
+            r.u.r_status.req += 1000;
+            jobs[0].epoch = 99; /* must never be printed */
+            s_reply(f, id, id_len, &r);
+            r.u.r_status.req -= 1000;
+            jobs[0].epoch = 2;
+        }
+        s_reply(f, id, id_len, &r);
+    } else if (m->type == SP_MSG_METRICS) {
+        sp_metric_t recs[3];
+        s_fill_metric(&recs[0], 0, "step");
+        s_fill_metric(&recs[1], 1, "step");
+        s_fill_metric(&recs[2], 2, "epoch");
+        sp_msg_init(&r, SP_MSG_R_METRICS);
+        r.u.r_metrics.req = m->u.job_req.req;
+        uint64_t since = m->u.job_req.since;
+        r.u.r_metrics.n = since < 3 ? (uint32_t)(3 - since) : 0;
+        r.u.r_metrics.records = since < 3 ? recs + since : NULL;
+        s_reply(f, id, id_len, &r);
+    } else if (m->type == SP_MSG_CANCEL) {
+        sp_msg_init(&r, SP_MSG_R_OK);
+        r.u.r_ok.req = m->u.job_req.req;
+        s_reply(f, id, id_len, &r);
+    } else if (m->type == SP_MSG_MODEL_GET) {
+        sp_msg_init(&r, SP_MSG_R_MODEL);
+        r.u.r_model.req = m->u.job_req.req;
+        r.u.r_model.job = m->u.job_req.job;
+        r.u.r_model.model.data = (uint8_t *)(uintptr_t)f->model;
+        r.u.r_model.model.len = f->model_len;
+        s_reply(f, id, id_len, &r);
+    } else if (m->type == SP_MSG_DATASETS) {
+        sp_dataset_info_t ds[2];
+        memset(ds, 0, sizeof ds);
+        snprintf(ds[0].name, sizeof ds[0].name, "reg");
+        snprintf(ds[0].task, sizeof ds[0].task, "regress");
+        snprintf(ds[1].name, sizeof ds[1].name, "cls");
+        snprintf(ds[1].task, sizeof ds[1].task, "classify");
+        ds[1].samples = 100;
+        ds[1].features = 4;
+        ds[1].classes = 3;
+        sp_msg_init(&r, SP_MSG_R_DATASETS);
+        r.u.r_datasets.req = m->u.plain_req.req;
+        r.u.r_datasets.n = 2;
+        r.u.r_datasets.datasets = ds;
+        s_reply(f, id, id_len, &r);
+    } else if (m->type == SP_MSG_TRAIN) {
+        f->train = m->u.train;
+        sp_msg_init(&r, SP_MSG_R_JOB);
+        r.u.r_job.req = m->u.train.req;
+        r.u.r_job.job = 12;
+        s_reply(f, id, id_len, &r);
+    } else {
+        sp_msg_send_error(f->sock, id, id_len, SP_E_INPUT, s_req_of(m), m->type, "unexpected");
+    }
+}
+
+static void s_handle_upload(s_fake_t *f, const uint8_t *id, size_t id_len, sp_msg_t *m)
+{
+    sp_msg_t r;
+    sp_msg_init(&r, SP_MSG_R_UPLOAD);
+    r.u.r_upload.req = s_req_of(m);
+    r.u.r_upload.upload = 5;
+    if (m->type == SP_MSG_UPLOAD_BEGIN) {
+        for (int p = 0; p < 2; p++) {
+            f->announced_crc[p] = m->u.upload_begin.part_crc[p];
+            f->announced_size[p] = m->u.upload_begin.part_size[p];
+        }
+    } else if (m->type == SP_MSG_UPLOAD_CHUNK) {
+        const sp_msg_upload_chunk_t *ch = &m->u.upload_chunk;
+        assert_int_equal(ch->upload, 5);
+        if (ch->offset != f->next_off[ch->part] || ch->data.len > SP_CHUNK_MAX) {
+            f->chunk_order_ok = 0;
+        }
+        f->crc[ch->part] = (uint32_t)crc32(f->crc[ch->part], ch->data.data, (uInt)ch->data.len);
+        f->next_off[ch->part] += ch->data.len;
+        f->chunks++;
+        r.u.r_upload.received = f->next_off[ch->part];
+    } else if (m->type == SP_MSG_UPLOAD_END) {
+        if (f->store_ok) {
+            r.u.r_upload.stored = 1;
+            snprintf(r.u.r_upload.info.name, sizeof r.u.r_upload.info.name, "up");
+            snprintf(r.u.r_upload.info.task, sizeof r.u.r_upload.info.task, "classify");
+            r.u.r_upload.info.samples = 3000;
+            r.u.r_upload.info.features = 4;
+            r.u.r_upload.info.classes = 3;
+        }
+    } else {
+        fail_msg("unexpected %s during an upload", sp_msg_type_name(m->type));
+    }
+    s_reply(f, id, id_len, &r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* tests without a coordinator                                              */
+
+static void test_client_usage_errors_exit_2(void **state)
+{
+    (void)state;
+    char dir[64];
+    s_mkdtemp(dir);
+    static const char *const cases[][10] = {
+        {"frobnicate", NULL},
+        {"--bogus", "status", NULL},
+        {"status", "12x", NULL},
+        {"status", "1", "2", NULL},
+        {"train", "--dataset", "d", "--layers", "4,8,3", "--epochs", "abc", NULL},
+        {"train", "--dataset", "d", "--layers", "4", NULL},
+        {"train", "--dataset", "d", "--layers", "4,8,3", "--bits", "3", NULL},
+        {"train", "--layers", "4,8,3", NULL},
+    };
+    static const char *const more[][10] = {
+        {"train", "--dataset", "d", "--layers", "4,8,3", "--batch", "8", "--partition", NULL},
+        {"model", "3", NULL},
+        {"submit", "only-a-name", NULL},
+        {"submit", "bad/name", "x.csv", NULL},
+        {"submit", "n", "data.bin", NULL},
+        {"metrics", "3", "--format", "xml", NULL},
+        {"--timeout-ms", "0", "status", NULL},
+        {"eval", "model.bin", NULL},
+    };
+    for (int set = 0; set < 2; set++) {
+        for (size_t i = 0; i < 8; i++) {
+            const char *const *args = set == 0 ? cases[i] : more[i];
+            s_run_t *r = malloc(sizeof *r);
+            assert_non_null(r);
+            s_client_alone(dir, r, args);
+            if (r->status != 2) {
+                fail_msg("`spatium %s %s ...` exited %d, expected 2 (stderr: %s)", args[0],
+                         args[1] ? args[1] : "", r->status, r->err);
+            }
+            assert_non_null(strstr(r->err, "spatium: "));
+            free(r);
+        }
+    }
+    s_rmdir(dir);
+}
+
+static void test_client_help_exits_0(void **state)
+{
+    (void)state;
+    char dir[64];
+    s_mkdtemp(dir);
+    static const char *const cmds[] = {"submit", "train", "status", "workers", "watch", "metrics",
+                                       "model",  "cancel", "datasets", "eval",  "demo"};
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *top[] = {"--help", NULL};
+    s_client_alone(dir, r, top);
+    assert_int_equal(r->status, 0);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        assert_non_null(strstr(r->out, cmds[i]));
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *args[] = {cmds[i], "--help", NULL};
+        s_client_alone(dir, r, args);
+        assert_int_equal(r->status, 0);
+        assert_non_null(strstr(r->out, "usage: spatium"));
+    }
+    const char *wargs[] = {"spatium-worker", "--help", NULL};
+    pid_t pid = s_spawn(dir, wargs);
+    int st = -1;
+    assert_int_equal(s_wait_child(pid, &st), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const char *wbad[] = {"spatium-worker", "--threads", "zero", NULL};
+    pid = s_spawn(dir, wbad);
+    assert_int_equal(s_wait_child(pid, &st), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    free(r);
+    s_rmdir(dir);
+}
+
+static void test_client_no_coordinator_exits_3(void **state)
+{
+    (void)state;
+    char dir[64], ep[128];
+    s_mkdtemp(dir);
+    snprintf(ep, sizeof ep, "ipc://%s/nobody-here", dir);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *args[] = {"--coordinator", ep, "--timeout-ms", "200", "status", NULL};
+    s_client_alone(dir, r, args);
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->err, "no reply from the coordinator"));
+    assert_string_equal(r->out, "");
+
+    /* --json: still exactly one JSON object, naming the failure */
+    const char *jargs[] = {"--json", "--coordinator", ep, "--timeout-ms", "200", "workers", NULL};
+    s_client_alone(dir, r, jargs);
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->out, "\"exit\":3"));
+    assert_true(r->out[0] == '{');
+
+    /* tcp to a closed port, timeout taken from the environment's endpoint */
+    setenv("SPATIUM_COORDINATOR", "tcp://127.0.0.1:9", 1);
+    const char *targs[] = {"--timeout-ms", "200", "datasets", NULL};
+    s_client_alone(dir, r, targs);
+    unsetenv("SPATIUM_COORDINATOR");
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->err, "tcp://127.0.0.1:9"));
+    free(r);
+    s_rmdir(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* eval on a saved model                                                    */
+
+static sp_network_t *s_make_net(const uint32_t *sizes, size_t n, uint64_t seed)
+{
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.seed = seed;
+    sp_network_t *net = sp_network_new(sizes, n, &cfg);
+    assert_non_null(net);
+    return net;
+}
+
+/* Writes rows x 4 features in [0, 1] and a label column; X and labels kept. */
+static void s_write_csv(const char *path, size_t rows, int regress, float *X, float *labels)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,c,d,label\n");
+    uint64_t s = 12345;
+    for (size_t i = 0; i < rows; i++) {
+        for (int k = 0; k < 4; k++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            float v = (float)((s >> 40) % 1000) / 1000.0f;
+            X[i * 4 + k] = v;
+            fprintf(f, "%.3f,", v);
+        }
+        if (regress) {
+            labels[i] = X[i * 4] * 0.5f - X[i * 4 + 1] * 0.25f;
+            fprintf(f, "%.9g\n", labels[i]);
+        } else {
+            labels[i] = (float)(i % 3);
+            fprintf(f, "%d\n", (int)(i % 3));
+        }
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+static double s_json_number(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p) {
+        fail_msg("no %s in %s", key, json);
+    }
+    return strtod(p + strlen(pat), NULL);
+}
+
+static void test_client_eval_on_saved_model(void **state)
+{
+    (void)state;
+    char dir[64], model[128], csv[128];
+    s_mkdtemp(dir);
+    snprintf(model, sizeof model, "%s/model.spm", dir);
+    snprintf(csv, sizeof csv, "%s/data.csv", dir);
+    enum { ROWS = 300 };
+    float *X = malloc(ROWS * 4 * sizeof *X), *labels = malloc(ROWS * sizeof *labels);
+    float *Y = malloc(ROWS * 3 * sizeof *Y);
+    assert_true(X && labels && Y);
+
+    /* classification: accuracy equals argmax computed in process */
+    const uint32_t sizes[] = {4, 8, 3};
+    sp_network_t *net = s_make_net(sizes, 3, 7);
+    assert_int_equal(sp_network_save_file(net, 0, model), SP_OK);
+    s_write_csv(csv, ROWS, 0, X, labels);
+    sp_network_t *loaded = NULL;
+    char err[256];
+    assert_int_equal(sp_network_load_file(model, &loaded, err, sizeof err), SP_OK);
+    assert_int_equal(sp_network_forward(loaded, X, ROWS, Y), SP_OK);
+    int correct = 0;
+    for (size_t i = 0; i < ROWS; i++) {
+        int best = 0;
+        for (int k = 1; k < 3; k++) {
+            best = Y[i * 3 + k] > Y[i * 3 + best] ? k : best;
+        }
+        correct += (float)best == labels[i];
+    }
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *args[] = {"--json", "eval", model, csv, NULL};
+    s_client_alone(dir, r, args);
+    assert_int_equal(r->status, 0);
+    s_assert_near(s_json_number(r->out, "accuracy"), (double)correct / ROWS, 1e-9);
+    s_assert_near(s_json_number(r->out, "samples"), ROWS, 0);
+    sp_network_destroy(&net);
+    sp_network_destroy(&loaded);
+
+    /* regression: MSE of the first output */
+    const uint32_t rsizes[] = {4, 6, 1};
+    net = s_make_net(rsizes, 3, 9);
+    assert_int_equal(sp_network_save_file(net, 0, model), SP_OK);
+    s_write_csv(csv, ROWS, 1, X, labels);
+    assert_int_equal(sp_network_load_file(model, &loaded, err, sizeof err), SP_OK);
+    assert_int_equal(sp_network_forward(loaded, X, ROWS, Y), SP_OK);
+    double sq = 0;
+    for (size_t i = 0; i < ROWS; i++) {
+        double e = (double)Y[i] - (double)labels[i];
+        sq += e * e;
+    }
+    const char *rargs[] = {"--json", "eval", model, csv, "--task", "regress", NULL};
+    s_client_alone(dir, r, rargs);
+    assert_int_equal(r->status, 0);
+    double mse = s_json_number(r->out, "mse");
+    assert_true(fabs(mse - sq / ROWS) <= 1e-6 * fmax(1.0, sq / ROWS));
+
+    /* a model of the wrong width, and a corrupt model file: exit 1, one line */
+    const uint32_t wide[] = {5, 4, 3};
+    sp_network_t *bad = s_make_net(wide, 3, 1);
+    assert_int_equal(sp_network_save_file(bad, 0, model), SP_OK);
+    const char *cargs[] = {"eval", model, csv, "--task", "regress", NULL};
+    s_client_alone(dir, r, cargs);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "inputs"));
+    s_write_file(model, "not a model at all", 18);
+    s_client_alone(dir, r, cargs);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "spatium: "));
+    const char *missing[] = {"eval", model, "/nonexistent/data.csv", NULL};
+    s_client_alone(dir, r, missing);
+    assert_int_equal(r->status, 1);
+
+    sp_network_destroy(&bad);
+    sp_network_destroy(&net);
+    sp_network_destroy(&loaded);
+    free(r);
+    free(X);
+    free(labels);
+    free(Y);
+    s_rmdir(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* against the fake coordinator                                             */
+
+static void test_client_status_json_and_text(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    f.stale_first = 1; /* a reply to an older request is skipped */
+    const char *one[] = {"--json", "status", "7", NULL};
+    s_client(&f, r, one);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "\"job\":7,"));
+    assert_non_null(strstr(r->out, "\"state\":\"running\""));
+    assert_non_null(strstr(r->out, "\"epoch\":2,"));
+    assert_non_null(strstr(r->out, "\"samples_seen\":2560"));
+    assert_non_null(strstr(r->out, "\"accuracy\":0.875"));
+    assert_non_null(strstr(r->out, "\"val_accuracy\":null")); /* NaN */
+    assert_non_null(strstr(r->out, "\"error\":\"quote \\\" and tab\\t\""));
+    assert_null(strchr(strchr(r->out, '\n') + 1, '{')); /* exactly one object */
+
+    const char *all[] = {"--json", "status", NULL};
+    s_client(&f, r, all);
+    assert_int_equal(r->status, 0);
+    assert_true(strncmp(r->out, "{\"jobs\":[{\"job\":7,", 18) == 0);
+    assert_non_null(strstr(r->out, "{\"job\":8,"));
+
+    const char *text[] = {"status", NULL};
+    s_client(&f, r, text);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "JOB"));
+    assert_non_null(strstr(r->out, "running"));
+
+    const char *cancel[] = {"cancel", "7", "--json", NULL};
+    s_client(&f, r, cancel);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "\"cancelled\":true"));
+    free(r);
+    s_fake_fini(&f);
+}
+
+static void test_client_error_reply_exits_1(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    f.error_text = "no job 99";
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *args[] = {"status", "99", NULL};
+    s_client(&f, r, args);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "no job 99"));
+    assert_null(strchr(strchr(r->err, '\n') + 1, '\n')); /* one line */
+    const char *jargs[] = {"--json", "cancel", "99", NULL};
+    s_client(&f, r, jargs);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "{\"error\":\"cancel: no job 99\",\"exit\":1}"));
+    free(r);
+    s_fake_fini(&f);
+}
+
+static void test_client_metrics_formats(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+
+    const char *json[] = {"metrics", "7", NULL};
+    s_client(&f, r, json);
+    assert_int_equal(r->status, 0);
+    assert_true(strncmp(r->out, "{\"job\":7,\"records\":[{\"index\":0,", 31) == 0);
+    assert_non_null(strstr(r->out, "\"kind\":\"epoch\""));
+    assert_non_null(strstr(r->out, "\"neurons\":[16,3]"));
+    assert_non_null(strstr(r->out, "\"val_loss\":null"));
+
+    const char *csv[] = {"metrics", "7", "--format", "csv", NULL};
+    s_client(&f, r, csv);
+    assert_int_equal(r->status, 0);
+    assert_true(strncmp(r->out, "index,job,kind,epoch,step,", 26) == 0);
+    int lines = 0;
+    for (const char *p = r->out; *p; p++) {
+        lines += *p == '\n';
+    }
+    assert_int_equal(lines, 4); /* header + 3 records */
+    assert_non_null(strstr(r->out, "\n2,7,epoch,1,20,200,"));
+    assert_non_null(strstr(r->out, ",16;3,0.5;0.25\n"));
+
+    const char *prom[] = {"metrics", "7", "--format=prometheus", NULL};
+    s_client(&f, r, prom);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "# HELP spatium_loss "));
+    assert_non_null(strstr(r->out, "# TYPE spatium_loss gauge\n"));
+    assert_non_null(strstr(r->out, "spatium_loss{job=\"7\",kind=\"step\"} 0.5\n"));
+    assert_non_null(strstr(r->out, "spatium_val_accuracy{job=\"7\",kind=\"epoch\"} 0.75\n"));
+    assert_null(strstr(r->out, "spatium_val_accuracy{job=\"7\",kind=\"step\"}")); /* NaN left out */
+    assert_non_null(strstr(r->out, "spatium_neurons{job=\"7\",kind=\"epoch\",layer=\"2\"} 3\n"));
+    assert_non_null(strstr(r->out, "spatium_metric_records_total{job=\"7\"} 3\n"));
+    /* every sample line names a metric that has a TYPE line */
+    for (const char *p = r->out; *p;) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        if (*p != '#') {
+            char name[64];
+            size_t n = strcspn(p, "{ ");
+            assert_true(n < sizeof name - 1);
+            memcpy(name, p, n);
+            name[n] = '\0';
+            char type[96];
+            snprintf(type, sizeof type, "# TYPE %s ", name);
+            assert_non_null(strstr(r->out, type));
+        }
+        p = nl + 1;
+    }
+    free(r);
+    s_fake_fini(&f);
+}
+
+static void test_client_train_sends_job(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *args[] = {"--json",    "train", "--dataset", "cls", "--layers", "4,16,3", NULL};
+    s_client(&f, r, args);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "{\"job\":12}\n");
+    assert_string_equal(f.train.dataset, "cls");
+    assert_int_equal(f.train.n_layers, 3);
+    assert_int_equal(f.train.layers[1], 16);
+    assert_int_equal(f.train.bits, 4);
+    assert_int_equal(f.train.epochs, 5);
+    assert_int_equal(f.train.batch, 64);
+    assert_int_equal(f.train.partition, 32);
+    s_assert_near(f.train.lr, 0.05, 1e-12);
+    s_assert_near(f.train.momentum, 0.9, 1e-12);
+    assert_int_equal(f.train.seed, 1);
+    assert_string_equal(f.train.mode, "backprop");
+    assert_string_equal(f.train.loss, "xent");
+    assert_int_equal(f.train.growth_every, 0);
+
+    const char *reg[] = {"train",  "--dataset", "reg",   "--layers",     "4,3,1",
+                         "--bits", "2",         "--batch", "16",         "--lr=0.1",
+                         "--mode", "local",     "--seed",  "99",         "--validation",
+                         "cls",    "--growth-every", "10", "--prune-every", "20", NULL};
+    s_client(&f, r, reg);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, "12\n");
+    assert_string_equal(f.train.loss, "mse"); /* a regression dataset */
+    assert_int_equal(f.train.bits, 2);
+    assert_int_equal(f.train.partition, 16);
+    assert_string_equal(f.train.mode, "local");
+    assert_int_equal(f.train.seed, 99);
+    assert_string_equal(f.train.validation, "cls");
+    assert_int_equal(f.train.growth_every, 10);
+    assert_int_equal(f.train.prune_every, 20);
+    free(r);
+    s_fake_fini(&f);
+}
+
+static void test_client_submit_streams_checked_chunks(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_upload);
+    char csv[128];
+    snprintf(csv, sizeof csv, "%s/data.csv", f.dir);
+    /* about 2.5 chunks of CSV */
+    size_t len = SP_CHUNK_MAX * 5 / 2;
+    char *text = malloc(len);
+    assert_non_null(text);
+    for (size_t i = 0; i < len; i++) {
+        text[i] = "0123456789,\n"[i % 12];
+    }
+    s_write_file(csv, text, len);
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)text, (uInt)len);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    f.store_ok = 1;
+    const char *args[] = {"--json", "submit", "up", csv, NULL};
+    s_client(&f, r, args);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(f.chunks, 3);
+    assert_true(f.chunk_order_ok);
+    assert_int_equal(f.announced_size[0], len);
+    assert_int_equal(f.announced_crc[0], crc);
+    assert_int_equal(f.crc[0], crc);
+    assert_non_null(strstr(r->out, "\"samples\":3000"));
+
+    /* not stored: exit 1 */
+    memset(f.next_off, 0, sizeof f.next_off);
+    f.store_ok = 0;
+    const char *again[] = {"submit", "up", csv, NULL};
+    s_client(&f, r, again);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "did not store"));
+    free(text);
+    free(r);
+    s_fake_fini(&f);
+}
+
+static void test_client_model_written(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    static const uint8_t bytes[] = "pretend model bytes \x00\x01\x02";
+    f.model = bytes;
+    f.model_len = sizeof bytes;
+    char path[128];
+    snprintf(path, sizeof path, "%s/out.spm", f.dir);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *args[] = {"model", "7", "-o", path, NULL};
+    s_client(&f, r, args);
+    assert_int_equal(r->status, 0);
+    char got[64];
+    FILE *in = fopen(path, "rb");
+    assert_non_null(in);
+    assert_int_equal(fread(got, 1, sizeof got, in), sizeof bytes);
+    fclose(in);
+    assert_memory_equal(got, bytes, sizeof bytes);
+    free(r);
+    s_fake_fini(&f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the worker against the fake coordinator                                  */
+
+/* Receives one message on f (bounded wait); fails on silence. */
+static void s_expect(s_fake_t *f, sp_msg_type_t type, uint8_t *id, size_t *id_len, sp_msg_t *m)
+{
+    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
+    for (;;) {
+        zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
+        assert_true(s_now_ms() < deadline);
+        if (zmq_poll(&it, 1, 50) <= 0) {
+            continue;
+        }
+        char err[256];
+        size_t cap = *id_len;
+        assert_int_equal(sp_msg_recv(f->sock, ZMQ_DONTWAIT, id, id_len, m, err, sizeof err),
+                         SP_OK);
+        if (m->type == type) {
+            return;
+        }
+        *id_len = cap;
+        sp_msg_fini(m); /* heartbeats and the like */
+    }
+}
+
+static void test_client_worker_computes_like_in_process(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    const char *args[] = {"spatium-worker", "--coordinator", f.ep, "--threads", "2", "--name",
+                          "tw", NULL};
+    pid_t pid = s_spawn(f.dir, args);
+    uint8_t id[256];
+    size_t id_len = sizeof id;
+    sp_msg_t m;
+    s_expect(&f, SP_MSG_HELLO, id, &id_len, &m);
+    assert_string_equal(m.u.hello.name, "tw");
+    assert_int_equal(m.u.hello.threads, 2);
+    sp_msg_fini(&m);
+
+    sp_msg_t out;
+    sp_msg_init(&out, SP_MSG_WELCOME);
+    out.u.welcome.worker_id = 1;
+    out.u.welcome.heartbeat_ms = 100;
+    out.u.welcome.liveness = 50;
+    s_reply(&f, id, id_len, &out);
+
+    /* a dataset of 40 samples and a model */
+    enum { N = 40 };
+    sp_dataset_t d;
+    memset(&d, 0, sizeof d);
+    d.task = SP_TASK_CLASSIFY;
+    d.n_samples = N;
+    d.n_features = 4;
+    d.n_classes = 3;
+    d.n_targets = 3;
+    d.x = malloc(N * 4 * sizeof *d.x);
+    d.y = malloc(N * sizeof *d.y);
+    for (size_t i = 0; i < N * 4; i++) {
+        d.x[i] = (float)((i * 37) % 100) / 100.0f;
+    }
+    for (size_t i = 0; i < N; i++) {
+        d.y[i] = (float)(i % 3);
+    }
+    uint8_t *ser = NULL;
+    size_t ser_len = 0;
+    assert_int_equal(sp_dataset_serialize(&d, &ser, &ser_len), SP_OK);
+    uint64_t sum = ((uint64_t)ser_len << 32) | crc32(crc32(0L, Z_NULL, 0), ser, (uInt)ser_len);
+    const uint32_t sizes[] = {4, 8, 3};
+    sp_network_t *net = s_make_net(sizes, 3, 5);
+    uint8_t *model = NULL;
+    size_t model_len = 0;
+    assert_int_equal(sp_network_save_buffer(net, 0, &model, &model_len), SP_OK);
+
+    /* the task first, then the model: the worker must wait for the model */
+    uint32_t idx[10] = {3, 1, 4, 15, 9, 26, 5, 35, 8, 39};
+    sp_msg_init(&out, SP_MSG_TASK);
+    out.u.task.job = 1;
+    out.u.task.version = 1;
+    out.u.task.step = 1;
+    out.u.task.partition = 2;
+    snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
+    out.u.task.checksum = sum;
+    out.u.task.n_indices = 10;
+    out.u.task.indices = idx;
+    s_reply(&f, id, id_len, &out);
+    sp_msg_init(&out, SP_MSG_MODEL);
+    out.u.model.job = 1;
+    out.u.model.version = 1;
+    out.u.model.model.data = model;
+    out.u.model.model.len = model_len;
+    s_reply(&f, id, id_len, &out);
+
+    /* the dataset, in two chunks */
+    size_t half = ser_len / 2;
+    for (int part = 0; part < 2; part++) {
+        id_len = sizeof id;
+        s_expect(&f, SP_MSG_DATA_REQ, id, &id_len, &m);
+        assert_string_equal(m.u.data_req.dataset, "toy");
+        assert_int_equal(m.u.data_req.checksum, sum);
+        assert_int_equal(m.u.data_req.offset, part == 0 ? 0 : half);
+        sp_msg_fini(&m);
+        sp_msg_init(&out, SP_MSG_DATA_CHUNK);
+        snprintf(out.u.data_chunk.dataset, sizeof out.u.data_chunk.dataset, "toy");
+        out.u.data_chunk.checksum = sum;
+        out.u.data_chunk.offset = part == 0 ? 0 : half;
+        out.u.data_chunk.total = ser_len;
+        out.u.data_chunk.data.data = ser + (part == 0 ? 0 : half);
+        out.u.data_chunk.data.len = part == 0 ? half : ser_len - half;
+        s_reply(&f, id, id_len, &out);
+    }
+
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
+    const sp_msg_result_t *res = &m.u.result;
+    assert_int_equal(res->job, 1);
+    assert_int_equal(res->version, 1);
+    assert_int_equal(res->step, 1);
+    assert_int_equal(res->partition, 2);
+    assert_int_equal(res->n_samples, 10);
+
+    /* the same gradient in process, on the model as the worker loaded it */
+    sp_network_t *ref = NULL;
+    char err[256];
+    assert_int_equal(sp_network_load_buffer(model, model_len, &ref, err, sizeof err), SP_OK);
+    size_t n_params = sp_network_n_params(ref), n_hits = sp_network_n_hits(ref);
+    assert_int_equal(res->n_grad, n_params);
+    assert_int_equal(res->n_hits, n_hits);
+    float *X = malloc(10 * 4 * sizeof *X), *T = malloc(10 * 3 * sizeof *T);
+    float *grad = calloc(n_params, sizeof *grad);
+    uint32_t *hits = calloc(n_hits ? n_hits : 1, sizeof *hits);
+    sp_dataset_gather(&d, idx, 10, X);
+    sp_dataset_targets(&d, idx, 10, T);
+    sp_batch_result_t br;
+    assert_int_equal(sp_network_gradient(ref, X, T, 10, grad, hits, &br), SP_OK);
+    assert_memory_equal(res->grad, grad, n_params * sizeof *grad);
+    assert_memory_equal(res->hits, hits, n_hits * sizeof *hits);
+    assert_int_equal(res->n_correct, br.n_correct);
+    assert_true(res->loss_sum == br.loss_sum);
+    sp_msg_fini(&m);
+
+    /* an unknown message is logged, not fatal; after version 2 arrives, a
+     * task of version 1 is stale and dropped: the next result is version 2 */
+    sp_msg_init(&out, SP_MSG_R_OK);
+    s_reply(&f, id, id_len, &out);
+    sp_msg_init(&out, SP_MSG_MODEL);
+    out.u.model.job = 1;
+    out.u.model.version = 2;
+    out.u.model.model.data = model;
+    out.u.model.model.len = model_len;
+    s_reply(&f, id, id_len, &out);
+    for (uint64_t v = 1; v <= 2; v++) {
+        sp_msg_init(&out, SP_MSG_TASK);
+        out.u.task.job = 1;
+        out.u.task.version = v;
+        out.u.task.step = v;
+        out.u.task.partition = 0;
+        snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
+        out.u.task.checksum = sum;
+        out.u.task.n_indices = 10;
+        out.u.task.indices = idx;
+        s_reply(&f, id, id_len, &out);
+    }
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
+    assert_int_equal(m.u.result.version, 2);
+    assert_int_equal(m.u.result.step, 2);
+    assert_memory_equal(m.u.result.grad, grad, n_params * sizeof *grad); /* same weights */
+    sp_msg_fini(&m);
+
+    /* SIGTERM: BYE and exit 0 */
+    kill(pid, SIGTERM);
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_BYE, id, &id_len, &m);
+    sp_msg_fini(&m);
+    int st = -1;
+    assert_int_equal(s_wait_child(pid, &st), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+
+    free(X);
+    free(T);
+    free(grad);
+    free(hits);
+    free(ser);
+    free(model);
+    sp_dataset_fini(&d);
+    sp_network_destroy(&net);
+    sp_network_destroy(&ref);
+    s_fake_fini(&f);
+}
+
+static void test_client_worker_waits_and_reregisters(void **state)
+{
+    (void)state;
+    char dir[64], ep[128];
+    s_mkdtemp(dir);
+    snprintf(ep, sizeof ep, "ipc://%s/late", dir);
+    const char *args[] = {"spatium-worker", "--coordinator", ep, "--threads", "1", NULL};
+    pid_t pid = s_spawn(dir, args);
+
+    /* the coordinator appears only once the worker is running */
+    s_fake_t f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.dir, sizeof f.dir, "%s", dir);
+    f.ctx = zmq_ctx_new();
+    f.sock = zmq_socket(f.ctx, ZMQ_ROUTER);
+    sp_sock_configure(f.sock, ZMQ_ROUTER);
+    assert_int_equal(zmq_bind(f.sock, ep), 0);
+    uint8_t id[256];
+    size_t id_len = sizeof id;
+    sp_msg_t m, out;
+    s_expect(&f, SP_MSG_HELLO, id, &id_len, &m);
+    sp_msg_fini(&m);
+
+    /* "not registered" makes it say HELLO again */
+    sp_msg_send_error(f.sock, id, id_len, SP_E_STATE, 0, SP_MSG_HEARTBEAT,
+                      "not registered: send hello first");
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_HELLO, id, &id_len, &m);
+    sp_msg_fini(&m);
+
+    /* registered, then silence: after liveness beats it reconnects with a new
+     * identity and says HELLO again */
+    uint8_t first[256];
+    size_t first_len = id_len;
+    memcpy(first, id, id_len);
+    sp_msg_init(&out, SP_MSG_WELCOME);
+    out.u.welcome.worker_id = 3;
+    out.u.welcome.heartbeat_ms = 50;
+    out.u.welcome.liveness = 2;
+    s_reply(&f, id, id_len, &out);
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_HEARTBEAT, id, &id_len, &m);
+    sp_msg_fini(&m);
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_HELLO, id, &id_len, &m);
+    sp_msg_fini(&m);
+    assert_false(id_len == first_len && memcmp(id, first, id_len) == 0);
+
+    /* garbage frames do not kill it */
+    zmq_send(f.sock, id, id_len, ZMQ_SNDMORE);
+    zmq_send(f.sock, "junk", 4, ZMQ_SNDMORE);
+    zmq_send(f.sock, "\xc1\xc1", 2, 0);
+    sp_msg_init(&out, SP_MSG_WELCOME);
+    out.u.welcome.worker_id = 4;
+    out.u.welcome.heartbeat_ms = 50;
+    out.u.welcome.liveness = 100;
+    s_reply(&f, id, id_len, &out);
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_HEARTBEAT, id, &id_len, &m);
+    sp_msg_fini(&m);
+
+    kill(pid, SIGINT);
+    int st = -1;
+    assert_int_equal(s_wait_child(pid, &st), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    s_fake_fini(&f);
+}
+
+/* Kills and reaps what a test left running, removes its directories. */
+static int s_teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < 16; i++) {
+        if (s_children[i] > 0) {
+            kill(s_children[i], SIGKILL);
+            waitpid(s_children[i], NULL, 0);
+            s_children[i] = 0;
+        }
+    }
+    for (size_t i = 0; i < 8; i++) {
+        if (s_dirs[i][0]) {
+            s_rmdir(s_dirs[i]);
+            s_dirs[i][0] = '\0';
+        }
+    }
+    return 0;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_client_usage_errors_exit_2, s_teardown),
+        cmocka_unit_test_teardown(test_client_help_exits_0, s_teardown),
+        cmocka_unit_test_teardown(test_client_no_coordinator_exits_3, s_teardown),
+        cmocka_unit_test_teardown(test_client_eval_on_saved_model, s_teardown),
+        cmocka_unit_test_teardown(test_client_status_json_and_text, s_teardown),
+        cmocka_unit_test_teardown(test_client_error_reply_exits_1, s_teardown),
+        cmocka_unit_test_teardown(test_client_metrics_formats, s_teardown),
+        cmocka_unit_test_teardown(test_client_train_sends_job, s_teardown),
+        cmocka_unit_test_teardown(test_client_submit_streams_checked_chunks, s_teardown),
+        cmocka_unit_test_teardown(test_client_model_written, s_teardown),
+        cmocka_unit_test_teardown(test_client_worker_computes_like_in_process, s_teardown),
+        cmocka_unit_test_teardown(test_client_worker_waits_and_reregisters, s_teardown),
+    };
+    return cmocka_run_group_tests_name("client", tests, NULL, NULL);
+}

@@ -1,0 +1,698 @@
+/* test_cluster: end-to-end tests of the distributed trainer. Each test runs
+ * the real programs (coordinator, workers, client) from $SPATIUM_BIN on ipc://
+ * endpoints in a temporary directory, with fast heartbeats, and stops every
+ * process it started. Every wait is a bounded poll of the coordinator's
+ * status. The reference model (one worker) is computed once per suite and
+ * shared through the group state. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/network.h"
+#include "common/rng.h"
+#include "proto/messages.h"
+#include "tests/cluster_util.h"
+
+#define S_HEARTBEAT_MS 200
+#define S_LIVENESS 5
+#define S_JOB_TIMEOUT_MS 60000
+#define S_SAMPLES 400
+#define S_CLASSES 4
+/* The long job: long enough (in steps) that a kill or a join lands mid-job. */
+#define S_LONG_EPOCHS 24
+#define S_LONG_BATCH 32
+#define S_LONG_PARTITION 8
+
+typedef struct {
+    sp_cluster_t cl;
+    int up;             /* coordinator started and the dataset stored */
+    uint8_t *ref;       /* model of the long job with one worker */
+    size_t ref_len;
+    char csv_path[256];
+} s_fix_t;
+
+/* Four Gaussian blobs in [0, 1]^2, one class each, as CSV text with a header. */
+static char *s_blobs_csv(size_t *len)
+{
+    size_t cap = (size_t)S_SAMPLES * 48 + 64;
+    char *s = malloc(cap);
+    if (s == NULL) {
+        return NULL;
+    }
+    size_t n = (size_t)snprintf(s, cap, "x0,x1,label\n");
+    sp_rng_t rng;
+    sp_rng_init(&rng, 7);
+    static const float cx[S_CLASSES] = {0.25f, 0.75f, 0.25f, 0.75f};
+    static const float cy[S_CLASSES] = {0.25f, 0.25f, 0.75f, 0.75f};
+    for (int i = 0; i < S_SAMPLES; i++) {
+        int k = i % S_CLASSES;
+        double x = cx[k] + 0.08 * sp_rng_normal(&rng), y = cy[k] + 0.08 * sp_rng_normal(&rng);
+        x = x < 0 ? 0 : (x > 1 ? 1 : x);
+        y = y < 0 ? 0 : (y > 1 ? 1 : y);
+        n += (size_t)snprintf(s + n, cap - n, "%.5f,%.5f,%d\n", x, y, k);
+    }
+    *len = n;
+    return s;
+}
+
+static void s_job_def(sp_msg_train_t *t, const char *dataset, uint32_t epochs, uint32_t batch,
+                      uint32_t partition)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->dataset, sizeof t->dataset, "%s", dataset);
+    t->n_layers = 3;
+    t->layers[0] = 2;
+    t->layers[1] = 16;
+    t->layers[2] = S_CLASSES;
+    t->bits = 4;
+    t->epochs = epochs;
+    t->batch = batch;
+    t->partition = partition;
+    t->lr = 0.05;
+    t->momentum = 0.9;
+    t->seed = 11;
+    snprintf(t->mode, sizeof t->mode, "backprop");
+    snprintf(t->loss, sizeof t->loss, "xent");
+}
+
+static void s_long_job(sp_msg_train_t *t)
+{
+    s_job_def(t, "blobs", S_LONG_EPOCHS, S_LONG_BATCH, S_LONG_PARTITION);
+}
+
+static uint64_t s_long_samples(void)
+{
+    return (uint64_t)S_LONG_EPOCHS * S_SAMPLES;
+}
+
+static int s_group_setup(void **state)
+{
+    s_fix_t *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        return -1;
+    }
+    *state = f;
+    if (sp_cluster_init(&f->cl, S_HEARTBEAT_MS, S_LIVENESS) != 0) {
+        return 0; /* the tests report it */
+    }
+    snprintf(f->csv_path, sizeof f->csv_path, "%s/blobs.csv", f->cl.dir);
+    size_t len = 0;
+    char *csv = s_blobs_csv(&len);
+    if (csv == NULL || sp_cu_write_file(f->csv_path, csv, len) != 0) {
+        free(csv);
+        return 0;
+    }
+    if (sp_cluster_start_coord(&f->cl) == 0) {
+        char err[SP_TEXT_MAX] = "";
+        const uint8_t *parts[1] = {(const uint8_t *)csv};
+        size_t sizes[1] = {len};
+        if (sp_cluster_upload(&f->cl, "blobs", "csv", "classify", parts, sizes, 1, 1000, err,
+                              sizeof err) == 0) {
+            f->up = 1;
+        } else {
+            fprintf(stderr, "setup: upload failed: %s\n", err);
+        }
+    }
+    free(csv);
+    return 0;
+}
+
+static int s_group_teardown(void **state)
+{
+    s_fix_t *f = *state;
+    if (f != NULL) {
+        sp_cluster_fini(&f->cl);
+        free(f->ref);
+        free(f);
+    }
+    return 0;
+}
+
+static s_fix_t *s_fix(void **state)
+{
+    s_fix_t *f = *state;
+    if (!f->up) {
+        sp_cluster_dump_logs(&f->cl);
+    }
+    assert_true(f->up);
+    return f;
+}
+
+/* Runs a job to its end; fails the test (with the logs) unless it is done. */
+static uint64_t s_run_job(s_fix_t *f, const sp_msg_train_t *t, sp_job_status_t *st)
+{
+    char err[SP_TEXT_MAX] = "";
+    uint64_t job = 0;
+    if (sp_cluster_train(&f->cl, t, &job, err, sizeof err) != 0) {
+        fprintf(stderr, "train refused: %s\n", err);
+        fail();
+    }
+    if (sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, st) != 0 ||
+        strcmp(st->state, "done") != 0) {
+        sp_cluster_dump_logs(&f->cl);
+        fprintf(stderr, "job %llu: %s %s\n", (unsigned long long)job, st->state, st->error);
+        fail();
+    }
+    return job;
+}
+
+static void s_stop_workers(s_fix_t *f)
+{
+    for (int i = 0; i < SP_CU_MAX_WORKERS; i++) {
+        sp_cluster_stop_worker(&f->cl, i, SIGTERM);
+    }
+    assert_int_equal(sp_cluster_wait_workers(&f->cl, 0, 10000), 0);
+}
+
+static void s_start_workers(s_fix_t *f, int n, const int *threads)
+{
+    for (int i = 0; i < n; i++) {
+        assert_true(sp_cluster_add_worker(&f->cl, threads ? threads[i] : 1) >= 0);
+    }
+    if (sp_cluster_wait_workers(&f->cl, n, 20000) != 0) {
+        sp_cluster_dump_logs(&f->cl);
+        fail_msg("%d workers did not register", n);
+    }
+}
+
+static void s_fetch(s_fix_t *f, uint64_t job, uint8_t **buf, size_t *len)
+{
+    assert_int_equal(sp_cluster_model(&f->cl, job, buf, len), 0);
+    assert_true(*len > 0);
+}
+
+/* The reference: the long job with one single-threaded worker. */
+static void s_reference(s_fix_t *f)
+{
+    if (f->ref != NULL) {
+        return;
+    }
+    s_start_workers(f, 1, NULL);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    sp_job_status_t st;
+    uint64_t job = s_run_job(f, &t, &st);
+    s_fetch(f, job, &f->ref, &f->ref_len);
+    s_stop_workers(f);
+}
+
+static void s_assert_same_model(const s_fix_t *f, const uint8_t *m, size_t len)
+{
+    assert_int_equal(len, f->ref_len);
+    assert_memory_equal(m, f->ref, len);
+}
+
+static int s_find_worker(s_fix_t *f, const char *name, sp_worker_info_t *out)
+{
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_WORKERS);
+    if (sp_cluster_call(&f->cl, &req, &rep, 2000) != 0) {
+        return -1;
+    }
+    int found = -1;
+    if (rep.type == SP_MSG_R_WORKERS) {
+        for (uint32_t i = 0; i < rep.u.r_workers.n; i++) {
+            /* the newest entry of that name */
+            if (strcmp(rep.u.r_workers.workers[i].name, name) == 0) {
+                *out = rep.u.r_workers.workers[i];
+                found = 0;
+            }
+        }
+    }
+    sp_msg_fini(&rep);
+    return found;
+}
+
+static void test_cluster_job_end_to_end_two_workers(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    char client[512];
+    assert_int_equal(sp_cu_bin("spatium", client, sizeof client), 0);
+    int n0 = sp_cluster_n_datasets(&f->cl);
+    /* The dataset goes through the client program, as a user would send it. */
+    char *submit[] = {client, "--coordinator", f->cl.cep, "--timeout-ms", "10000", "submit",
+                      "e2e", f->csv_path, NULL};
+    char out[4096];
+    int rc = sp_cu_run(submit, 30000, out, sizeof out);
+    if (rc != 0) {
+        sp_cluster_dump_logs(&f->cl);
+        fail_msg("spatium submit exited %d: %s", rc, out);
+    }
+    assert_int_equal(sp_cluster_n_datasets(&f->cl), n0 + 1);
+
+    s_start_workers(f, 2, NULL);
+    sp_msg_train_t t;
+    s_job_def(&t, "e2e", 20, 32, 8);
+    sp_job_status_t st;
+    uint64_t job = s_run_job(f, &t, &st);
+    assert_int_equal(st.epoch, 20);
+    assert_int_equal(st.samples_seen, 20 * S_SAMPLES);
+    assert_true(st.accuracy >= 0.9);
+
+    /* Both workers took part. */
+    sp_worker_info_t w0, w1;
+    assert_int_equal(s_find_worker(f, "w0", &w0), 0);
+    assert_int_equal(s_find_worker(f, "w1", &w1), 0);
+    assert_true(w0.partitions_done > 0 && w1.partitions_done > 0);
+
+    /* The model through the client equals the one the protocol returns,
+     * and it classifies the data. */
+    char model_path[300], jobtxt[32];
+    snprintf(model_path, sizeof model_path, "%s/e2e.spm", f->cl.dir);
+    snprintf(jobtxt, sizeof jobtxt, "%llu", (unsigned long long)job);
+    char *get[] = {client, "--coordinator", f->cl.cep, "model", jobtxt, "-o", model_path, NULL};
+    rc = sp_cu_run(get, 30000, out, sizeof out);
+    assert_int_equal(rc, 0);
+    uint8_t *file = NULL, *wire = NULL;
+    size_t file_len = 0, wire_len = 0;
+    assert_int_equal(sp_cu_read_file(model_path, &file, &file_len), 0);
+    s_fetch(f, job, &wire, &wire_len);
+    assert_int_equal(file_len, wire_len);
+    assert_memory_equal(file, wire, wire_len);
+    sp_network_t *net = NULL;
+    char err[SP_TEXT_MAX];
+    assert_int_equal(sp_network_load_buffer(file, file_len, &net, err, sizeof err), SP_OK);
+    size_t csv_len = 0;
+    char *csv = s_blobs_csv(&csv_len);
+    sp_dataset_t ds;
+    sp_csv_opts_t o;
+    sp_csv_opts_default(&o);
+    assert_int_equal(sp_dataset_parse_csv(csv, csv_len, &o, &ds, err, sizeof err), SP_OK);
+    float *Y = malloc((size_t)ds.n_samples * S_CLASSES * sizeof *Y);
+    assert_non_null(Y);
+    assert_int_equal(sp_network_forward(net, ds.x, ds.n_samples, Y), SP_OK);
+    uint32_t correct = 0;
+    for (uint32_t i = 0; i < ds.n_samples; i++) {
+        uint32_t best = 0;
+        for (uint32_t k = 1; k < S_CLASSES; k++) {
+            best = Y[i * S_CLASSES + k] > Y[i * S_CLASSES + best] ? k : best;
+        }
+        correct += best == (uint32_t)ds.y[i];
+    }
+    assert_true(correct >= ds.n_samples * 9 / 10);
+
+    /* Metrics: queryable from index 0, with an epoch record per epoch, and
+     * the same records as JSON lines in the state directory. */
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_METRICS);
+    req.u.job_req.job = job;
+    assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
+    assert_int_equal(rep.type, SP_MSG_R_METRICS);
+    uint32_t epochs = 0;
+    for (uint32_t i = 0; i < rep.u.r_metrics.n; i++) {
+        assert_int_equal(rep.u.r_metrics.records[i].index, i);
+        epochs += strcmp(rep.u.r_metrics.records[i].kind, "epoch") == 0;
+    }
+    assert_int_equal(epochs, 20);
+    uint32_t n_records = rep.u.r_metrics.n;
+    sp_msg_fini(&rep);
+    char jsonl[400];
+    snprintf(jsonl, sizeof jsonl, "%s/jobs/%llu/metrics.jsonl", f->cl.state,
+             (unsigned long long)job);
+    uint8_t *jbuf = NULL;
+    size_t jlen = 0;
+    assert_int_equal(sp_cu_read_file(jsonl, &jbuf, &jlen), 0);
+    uint32_t lines = 0;
+    for (size_t i = 0; i < jlen; i++) {
+        lines += jbuf[i] == '\n';
+    }
+    assert_int_equal(lines, n_records);
+
+    free(jbuf);
+    free(Y);
+    sp_dataset_fini(&ds);
+    free(csv);
+    sp_network_destroy(&net);
+    free(file);
+    free(wire);
+    s_stop_workers(f);
+}
+
+static void test_cluster_same_model_for_1_2_3_workers(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    static const int threads[3] = {1, 2, 1};
+    for (int n = 2; n <= 3; n++) {
+        s_start_workers(f, n, threads);
+        sp_msg_train_t t;
+        s_long_job(&t);
+        sp_job_status_t st;
+        uint64_t job = s_run_job(f, &t, &st);
+        uint8_t *m = NULL;
+        size_t len = 0;
+        s_fetch(f, job, &m, &len);
+        s_assert_same_model(f, m, len);
+        free(m);
+        s_stop_workers(f);
+    }
+}
+
+static void test_cluster_worker_killed_mid_job(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    s_start_workers(f, 2, NULL);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    char err[SP_TEXT_MAX];
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    sp_job_status_t st;
+    /* mid-job: an eighth of the samples seen, the job still running */
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 8, S_JOB_TIMEOUT_MS, &st),
+                     0);
+    sp_cluster_stop_worker(&f->cl, 1, SIGKILL);
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
+    assert_string_equal(st.state, "done");
+    uint8_t *m = NULL;
+    size_t len = 0;
+    s_fetch(f, job, &m, &len);
+    s_assert_same_model(f, m, len);
+    free(m);
+    /* The coordinator noticed the death through the missing heartbeats. */
+    assert_int_equal(sp_cluster_wait_workers(&f->cl, 1, 10000), 0);
+    s_stop_workers(f);
+}
+
+static void test_cluster_worker_joins_mid_job(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    s_start_workers(f, 1, NULL);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    char err[SP_TEXT_MAX];
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    sp_job_status_t st;
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 10, S_JOB_TIMEOUT_MS, &st),
+                     0);
+    /* Hold the first worker so that the job cannot end before the second
+     * one has joined; it may be declared dead meanwhile, which is fine:
+     * its late results are dropped. */
+    kill(f->cl.workers[0], SIGSTOP);
+    int slot = sp_cluster_add_worker(&f->cl, 1);
+    assert_int_equal(slot, 1);
+    sp_worker_info_t w1;
+    uint64_t end = sp_cu_now_ms() + 20000;
+    while (s_find_worker(f, "w1", &w1) != 0 && sp_cu_now_ms() < end) {
+        sp_cu_nap(5);
+    }
+    kill(f->cl.workers[0], SIGCONT);
+    assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
+    assert_string_equal(st.state, "running");
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
+    assert_string_equal(st.state, "done");
+    uint8_t *m = NULL;
+    size_t len = 0;
+    s_fetch(f, job, &m, &len);
+    s_assert_same_model(f, m, len);
+    free(m);
+    assert_int_equal(s_find_worker(f, "w1", &w1), 0);
+    assert_true(w1.partitions_done > 0);
+    s_stop_workers(f);
+}
+
+static int s_find_dataset(s_fix_t *f, const char *name, sp_dataset_info_t *out)
+{
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_DATASETS);
+    if (sp_cluster_call(&f->cl, &req, &rep, 5000) != 0) {
+        return -1;
+    }
+    int rc = -1;
+    if (rep.type == SP_MSG_R_DATASETS) {
+        for (uint32_t i = 0; i < rep.u.r_datasets.n; i++) {
+            if (strcmp(rep.u.r_datasets.datasets[i].name, name) == 0) {
+                *out = rep.u.r_datasets.datasets[i];
+                rc = 0;
+            }
+        }
+    }
+    sp_msg_fini(&rep);
+    return rc;
+}
+
+static void test_cluster_coordinator_killed_resumes_same_model(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    sp_dataset_info_t before, after;
+    assert_int_equal(s_find_dataset(f, "blobs", &before), 0);
+    int n_before = sp_cluster_n_datasets(&f->cl);
+    s_start_workers(f, 2, NULL);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    char err[SP_TEXT_MAX];
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    sp_job_status_t st;
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 4, S_JOB_TIMEOUT_MS, &st),
+                     0);
+    sp_cu_kill9(f->cl.coord);
+    f->cl.coord = 0;
+    assert_int_equal(sp_cluster_start_coord(&f->cl), 0);
+    /* Datasets all there, unchanged. */
+    assert_int_equal(sp_cluster_n_datasets(&f->cl), n_before);
+    assert_int_equal(s_find_dataset(f, "blobs", &after), 0);
+    assert_int_equal(after.checksum, before.checksum);
+    assert_int_equal(after.samples, before.samples);
+    /* The workers find the new coordinator by themselves; the job resumes. */
+    if (sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st) != 0 ||
+        strcmp(st.state, "done") != 0) {
+        sp_cluster_dump_logs(&f->cl);
+        fail_msg("job did not finish after the restart: %s", st.state);
+    }
+    uint8_t *m = NULL;
+    size_t len = 0;
+    s_fetch(f, job, &m, &len);
+    s_assert_same_model(f, m, len);
+    free(m);
+    s_stop_workers(f);
+}
+
+static void test_cluster_client_without_coordinator_exits_3(void **state)
+{
+    s_fix_t *f = *state;
+    char client[512], ep[300];
+    assert_int_equal(sp_cu_bin("spatium", client, sizeof client), 0);
+    snprintf(ep, sizeof ep, "ipc://%s/nobody-here", f->cl.dir);
+    char *argv[] = {client, "--coordinator", ep, "--timeout-ms", "300", "datasets", NULL};
+    char out[1024];
+    assert_int_equal(sp_cu_run(argv, 20000, out, sizeof out), 3);
+    char *argv2[] = {client, "--coordinator", ep, "--timeout-ms", "300", "--json", "status",
+                     NULL};
+    assert_int_equal(sp_cu_run(argv2, 20000, out, sizeof out), 3);
+}
+
+/* Uploads a bad dataset and checks it was refused with a message naming
+ * `want` and that nothing was stored. */
+static void s_refused(s_fix_t *f, const char *name, const char *format, const uint8_t *const *parts,
+                      const size_t *sizes, int n_parts, const char *want)
+{
+    int n0 = sp_cluster_n_datasets(&f->cl);
+    char err[SP_TEXT_MAX] = "";
+    int rc = sp_cluster_upload(&f->cl, name, format, "classify", parts, sizes, n_parts, 7, err,
+                               sizeof err);
+    if (rc == 0 || strstr(err, want) == NULL) {
+        fail_msg("dataset %s: rc %d, error '%s' (wanted '%s')", name, rc, err, want);
+    }
+    assert_int_equal(sp_cluster_n_datasets(&f->cl), n0);
+    char path[400];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/datasets/%s.spds", f->cl.state, name);
+    assert_int_not_equal(stat(path, &sb), 0);
+}
+
+static void s_refused_csv(s_fix_t *f, const char *name, const char *text, const char *want)
+{
+    const uint8_t *parts[1] = {(const uint8_t *)text};
+    size_t sizes[1] = {strlen(text)};
+    s_refused(f, name, "csv", parts, sizes, 1, want);
+}
+
+static size_t s_idx_header(uint8_t *p, uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols)
+{
+    uint32_t v[4] = {magic, n, rows, cols};
+    int dims = magic == 0x803 ? 3 : 1;
+    for (int i = 0; i < 1 + dims; i++) {
+        p[4 * i] = (uint8_t)(v[i] >> 24);
+        p[4 * i + 1] = (uint8_t)(v[i] >> 16);
+        p[4 * i + 2] = (uint8_t)(v[i] >> 8);
+        p[4 * i + 3] = (uint8_t)v[i];
+    }
+    return 4u * (1u + (unsigned)dims);
+}
+
+static void test_cluster_bad_datasets_refused(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_refused_csv(f, "ragged", "a,b,label\n0.1,0.2,0\n0.3,1\n", "line 3: ragged");
+    s_refused_csv(f, "text", "0.1,0.2,0\n0.3,abc,1\n", "line 2");
+    s_refused_csv(f, "nan", "0.1,0.2,0\n0.3,nan,1\n0.5,0.5,1\n", "NaN");
+    uint8_t images[64], labels[32];
+    memset(images, 0x10, sizeof images);
+    memset(labels, 0, sizeof labels);
+    /* 10 images of 4x4 announced, 16 bytes of pixels present */
+    size_t hi = s_idx_header(images, 0x803, 10, 4, 4);
+    size_t hl = s_idx_header(labels, 0x801, 10, 0, 0);
+    const uint8_t *parts[2] = {images, labels};
+    size_t sizes[2] = {hi + 16, hl + 10};
+    s_refused(f, "truncated", "idx", parts, sizes, 2, "truncated");
+    /* 2 complete images but 3 labels */
+    hi = s_idx_header(images, 0x803, 2, 4, 4);
+    hl = s_idx_header(labels, 0x801, 3, 0, 0);
+    sizes[0] = hi + 32;
+    sizes[1] = hl + 3;
+    s_refused(f, "mismatch", "idx", parts, sizes, 2, "labels hold 3");
+}
+
+/* Sends raw frames on a fresh DEALER and expects an ERROR back. */
+static void s_expect_error(void *ctx, const char *ep, const void *const *frames,
+                           const size_t *lens, int n_frames, const char *what)
+{
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    assert_non_null(d);
+    int linger = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_connect(d, ep), 0);
+    for (int i = 0; i < n_frames; i++) {
+        assert_true(zmq_send(d, frames[i], lens[i], i + 1 < n_frames ? ZMQ_SNDMORE : 0) >= 0);
+    }
+    zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
+    int ok = 0;
+    uint64_t end = sp_cu_now_ms() + 5000;
+    while (!ok && sp_cu_now_ms() < end) {
+        if (zmq_poll(&it, 1, 200) <= 0) {
+            continue;
+        }
+        sp_msg_t m;
+        char err[SP_TEXT_MAX];
+        if (sp_msg_recv(d, ZMQ_DONTWAIT, NULL, NULL, &m, err, sizeof err) == SP_OK) {
+            ok = m.type == SP_MSG_ERROR && m.u.error.message[0] != '\0';
+            sp_msg_fini(&m);
+            if (!ok) {
+                break;
+            }
+        }
+    }
+    zmq_close(d);
+    if (!ok) {
+        fail_msg("no ERROR reply for %s on %s", what, ep);
+    }
+}
+
+static void test_cluster_malformed_frames_answered(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    void *ctx = f->cl.zctx;
+    const char *eps[2] = {f->cl.cep, f->cl.wep};
+    int n_types = 0;
+    for (uint32_t type = 1; type < 64; type++) {
+        if (sp_msg_type_name(type) == NULL) {
+            continue;
+        }
+        n_types++;
+        sp_msg_t m;
+        assert_int_equal(sp_msg_example(&m, (sp_msg_type_t)type, type), SP_OK);
+        uint8_t hdr[SP_MSG_HEADER_BYTES];
+        uint8_t *body = NULL;
+        size_t body_len = 0;
+        assert_int_equal(sp_msg_encode(&m, hdr, &body, &body_len), SP_OK);
+        sp_msg_fini(&m);
+        for (int e = 0; e < 2; e++) {
+            char what[96];
+            /* truncated body */
+            const void *fr[3] = {hdr, body, body};
+            size_t ln[3] = {sizeof hdr, body_len / 2, 1};
+            snprintf(what, sizeof what, "truncated %s", sp_msg_type_name(type));
+            s_expect_error(ctx, eps[e], fr, ln, 2, what);
+            /* wrong protocol version */
+            uint8_t bad[SP_MSG_HEADER_BYTES];
+            memcpy(bad, hdr, sizeof bad);
+            bad[2] = (uint8_t)(SP_PROTO_VERSION + 7);
+            fr[0] = bad;
+            ln[1] = body_len;
+            snprintf(what, sizeof what, "wrong version %s", sp_msg_type_name(type));
+            s_expect_error(ctx, eps[e], fr, ln, 2, what);
+            /* absurd count: a map claiming 4 billion entries in 5 bytes */
+            static const uint8_t absurd[5] = {0xdf, 0xff, 0xff, 0xff, 0xff};
+            fr[0] = hdr;
+            fr[1] = absurd;
+            ln[1] = sizeof absurd;
+            snprintf(what, sizeof what, "absurd count %s", sp_msg_type_name(type));
+            s_expect_error(ctx, eps[e], fr, ln, 2, what);
+            /* wrong frame count: three frames, then one */
+            fr[1] = body;
+            ln[1] = body_len;
+            snprintf(what, sizeof what, "three frames %s", sp_msg_type_name(type));
+            s_expect_error(ctx, eps[e], fr, ln, 3, what);
+            snprintf(what, sizeof what, "one frame %s", sp_msg_type_name(type));
+            s_expect_error(ctx, eps[e], fr, ln, 1, what);
+        }
+        free(body);
+    }
+    assert_true(n_types >= 20);
+    /* unknown type */
+    uint8_t hdr[SP_MSG_HEADER_BYTES] = {'S', 'P', (uint8_t)SP_PROTO_VERSION, 200};
+    static const uint8_t empty_map[1] = {0x80};
+    const void *fr[2] = {hdr, empty_map};
+    size_t ln[2] = {sizeof hdr, sizeof empty_map};
+    s_expect_error(ctx, f->cl.cep, fr, ln, 2, "unknown type");
+    s_expect_error(ctx, f->cl.wep, fr, ln, 2, "unknown type");
+    /* The coordinator still serves. */
+    assert_true(sp_cluster_n_datasets(&f->cl) >= 1);
+    sp_job_status_t st;
+    sp_msg_train_t t;
+    s_job_def(&t, "blobs", 1, 32, 8);
+    char err[SP_TEXT_MAX];
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_CANCEL);
+    req.u.job_req.job = job;
+    assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
+    assert_int_equal(rep.type, SP_MSG_R_OK);
+    sp_msg_fini(&rep);
+}
+
+/* Whatever a test left running (after a failed assertion) is stopped. */
+static int s_test_teardown(void **state)
+{
+    s_fix_t *f = *state;
+    for (int i = 0; i < SP_CU_MAX_WORKERS; i++) {
+        sp_cluster_stop_worker(&f->cl, i, SIGTERM);
+    }
+    return 0;
+}
+
+#define S_TEST(fn) cmocka_unit_test_teardown(fn, s_test_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        S_TEST(test_cluster_job_end_to_end_two_workers),
+        S_TEST(test_cluster_same_model_for_1_2_3_workers),
+        S_TEST(test_cluster_worker_killed_mid_job),
+        S_TEST(test_cluster_worker_joins_mid_job),
+        S_TEST(test_cluster_coordinator_killed_resumes_same_model),
+        S_TEST(test_cluster_client_without_coordinator_exits_3),
+        S_TEST(test_cluster_bad_datasets_refused),
+        S_TEST(test_cluster_malformed_frames_answered),
+    };
+    return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
+}

@@ -1,0 +1,181 @@
+/* cache: the worker's model and dataset caches and dataset assembly. Slots
+ * are fixed arrays; the least recently used slot is evicted when a new job
+ * or dataset needs room. */
+#include "worker/cache.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "common/error.h"
+
+void sp_cache_init(sp_cache_t *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
+void sp_cache_download_abort(sp_cache_t *c)
+{
+    free(c->dl.buf);
+    memset(&c->dl, 0, sizeof c->dl);
+}
+
+void sp_cache_fini(sp_cache_t *c)
+{
+    for (size_t i = 0; i < SP_CACHE_MODELS; i++) {
+        sp_network_destroy(&c->models[i].net);
+    }
+    for (size_t i = 0; i < SP_CACHE_DATASETS; i++) {
+        sp_dataset_fini(&c->datasets[i].data);
+    }
+    sp_cache_download_abort(c);
+    memset(c, 0, sizeof *c);
+}
+
+int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint8_t *buf,
+                       size_t len, char *err, size_t errlen)
+{
+    sp_cache_model_t *slot = NULL, *lru = &c->models[0];
+    for (size_t i = 0; i < SP_CACHE_MODELS; i++) {
+        sp_cache_model_t *m = &c->models[i];
+        if (m->job == job) {
+            slot = m;
+        }
+        if (m->used < lru->used || (lru->job != 0 && m->job == 0)) {
+            lru = m;
+        }
+    }
+    if (slot && slot->version >= version) {
+        return SP_OK; /* a duplicate or an older model: keep ours */
+    }
+    sp_network_t *net = NULL;
+    int rc = sp_network_load_buffer(buf, len, &net, err, errlen);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    if (!slot) {
+        slot = lru;
+    }
+    sp_network_destroy(&slot->net);
+    slot->job = job;
+    slot->version = version;
+    slot->net = net;
+    slot->used = ++c->clock;
+    return SP_OK;
+}
+
+sp_network_t *sp_cache_model(sp_cache_t *c, uint64_t job, uint64_t *version)
+{
+    for (size_t i = 0; i < SP_CACHE_MODELS; i++) {
+        if (c->models[i].job == job && c->models[i].net) {
+            c->models[i].used = ++c->clock;
+            *version = c->models[i].version;
+            return c->models[i].net;
+        }
+    }
+    *version = 0;
+    return NULL;
+}
+
+const sp_dataset_t *sp_cache_dataset(sp_cache_t *c, const char *name, uint64_t checksum)
+{
+    for (size_t i = 0; i < SP_CACHE_DATASETS; i++) {
+        sp_cache_dataset_t *d = &c->datasets[i];
+        if (d->name[0] && d->checksum == checksum && strcmp(d->name, name) == 0) {
+            d->used = ++c->clock;
+            return &d->data;
+        }
+    }
+    return NULL;
+}
+
+void sp_cache_download_start(sp_cache_t *c, const char *name, uint64_t checksum)
+{
+    sp_cache_download_abort(c);
+    c->dl.active = 1;
+    snprintf(c->dl.name, sizeof c->dl.name, "%s", name);
+    c->dl.checksum = checksum;
+}
+
+/* The checksum's low 32 bits are the CRC-32 of the serialized dataset; the
+ * high 32 bits are 0 or its length modulo 2^32 (the coordinator's form). */
+static int s_checksum_ok(const uint8_t *buf, size_t len, uint64_t checksum)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < ((size_t)1 << 30) ? len - off : ((size_t)1 << 30);
+        crc = crc32(crc, buf + off, (uInt)n);
+        off += n;
+    }
+    uint64_t high = checksum >> 32;
+    return (uint32_t)checksum == (uint32_t)crc && (high == 0 || high == (len & 0xffffffffu));
+}
+
+int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *err,
+                            size_t errlen)
+{
+    sp_cache_download_t *dl = &c->dl;
+    if (!dl->active || ch->checksum != dl->checksum || strcmp(ch->dataset, dl->name) != 0) {
+        return sp_err_input(err, errlen, "data_chunk for dataset '%s' that is not being fetched",
+                            ch->dataset);
+    }
+    if (ch->total == 0 || ch->total > SP_CACHE_MAX_DATASET_BYTES ||
+        (dl->total != 0 && ch->total != dl->total)) {
+        return sp_err_input(err, errlen, "data_chunk of '%s': bad total %" PRIu64 " bytes",
+                            ch->dataset, ch->total);
+    }
+    if (ch->offset != dl->received || ch->data.len == 0 ||
+        ch->data.len > ch->total - ch->offset) {
+        return sp_err_input(err, errlen,
+                            "data_chunk of '%s': %zu bytes at offset %" PRIu64
+                            " do not continue the %" PRIu64 " received",
+                            ch->dataset, ch->data.len, ch->offset, dl->received);
+    }
+    if (!dl->buf) {
+        dl->buf = malloc((size_t)ch->total);
+        if (!dl->buf) {
+            sp_cache_download_abort(c);
+            return sp_err_input(err, errlen, "no memory for dataset '%s' (%" PRIu64 " bytes)",
+                                ch->dataset, ch->total);
+        }
+        dl->total = ch->total;
+    }
+    memcpy(dl->buf + dl->received, ch->data.data, ch->data.len);
+    dl->received += ch->data.len;
+    if (dl->received < dl->total) {
+        return 0;
+    }
+    if (!s_checksum_ok(dl->buf, (size_t)dl->total, dl->checksum)) {
+        sp_cache_download_abort(c);
+        return sp_err_input(err, errlen, "dataset '%s': bytes do not match checksum %016" PRIx64,
+                            ch->dataset, ch->checksum);
+    }
+    sp_dataset_t data;
+    memset(&data, 0, sizeof data);
+    int rc = sp_dataset_deserialize(dl->buf, (size_t)dl->total, &data, err, errlen);
+    if (rc != SP_OK) {
+        sp_cache_download_abort(c);
+        return rc;
+    }
+    sp_cache_dataset_t *slot = &c->datasets[0];
+    for (size_t i = 0; i < SP_CACHE_DATASETS; i++) {
+        sp_cache_dataset_t *d = &c->datasets[i];
+        if (!d->name[0]) {
+            slot = d;
+            break;
+        }
+        if (d->used < slot->used) {
+            slot = d;
+        }
+    }
+    sp_dataset_fini(&slot->data);
+    snprintf(slot->name, sizeof slot->name, "%s", dl->name);
+    slot->checksum = dl->checksum;
+    slot->data = data;
+    slot->used = ++c->clock;
+    sp_cache_download_abort(c);
+    return 1;
+}

@@ -1,0 +1,554 @@
+/* worker: connection state machine, message handling and task computation
+ * of spatium-worker. Invariants: at most one socket is open; every task in
+ * the queue owns its index array; a task is computed only on the exact
+ * model version it names and on the dataset (name, checksum) it names, and
+ * a task for an older version than the cached model is dropped as stale. */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/network.h"
+#include "worker/cache.h"
+
+typedef enum {
+    S_DISCONNECTED = 0,   /* no socket; reopen at reconnect_ms */
+    S_HELLO_SENT,         /* HELLO sent, waiting for WELCOME until hello_deadline_ms */
+    S_READY               /* registered: heartbeats, tasks */
+} s_state_t;
+
+struct sp_worker {
+    sp_worker_config_t cfg;
+    volatile sig_atomic_t *stop;
+    void *ctx;
+    void *sock;
+    s_state_t state;
+    uint32_t worker_id;        /* from WELCOME */
+    uint32_t heartbeat_ms;     /* from WELCOME, 10..60000 */
+    uint32_t liveness;         /* from WELCOME, 1..100 */
+    uint64_t last_heard_ms;    /* last message from the coordinator */
+    uint64_t next_beat_ms;     /* next HEARTBEAT due */
+    uint64_t hello_deadline_ms;
+    uint64_t reconnect_ms;
+    uint32_t backoff_ms;       /* SP_WORKER_BACKOFF_MIN_MS..MAX_MS */
+    uint64_t last_log_ms;      /* rate limit of bad-input logs */
+    uint64_t suppressed;       /* bad-input logs not printed since */
+    sp_cache_t cache;
+    sp_msg_task_t *tasks;      /* FIFO queue, n_tasks used, each owns indices */
+    size_t n_tasks;
+    /* scratch buffers of the computation, grown as needed */
+    float *X, *T, *grad;
+    uint32_t *hits;
+    size_t X_cap, T_cap, grad_cap, hits_cap;
+    uint64_t tasks_done;
+};
+
+static uint64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Logs bad input from the network at most once a second. */
+static void s_log_bad(sp_worker_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_log_bad(sp_worker_t *w, const char *fmt, ...)
+{
+    uint64_t now = s_now_ms();
+    if (w->last_log_ms != 0 && now - w->last_log_ms < 1000) {
+        w->suppressed++;
+        return;
+    }
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (w->suppressed) {
+        sp_log(SP_LOG_WARN, "%s (and %" PRIu64 " more like it)", text, w->suppressed);
+    } else {
+        sp_log(SP_LOG_WARN, "%s", text);
+    }
+    w->suppressed = 0;
+    w->last_log_ms = now;
+}
+
+sp_worker_t *sp_worker_new(const sp_worker_config_t *cfg, volatile sig_atomic_t *stop)
+{
+    sp_worker_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        return NULL;
+    }
+    w->cfg = *cfg;
+    w->stop = stop;
+    w->ctx = zmq_ctx_new();
+    w->tasks = calloc(SP_WORKER_MAX_QUEUED, sizeof *w->tasks);
+    if (!w->ctx || !w->tasks) {
+        sp_worker_destroy(&w);
+        return NULL;
+    }
+    w->backoff_ms = SP_WORKER_BACKOFF_MIN_MS;
+    w->heartbeat_ms = 1000;
+    w->liveness = 3;
+    sp_cache_init(&w->cache);
+    return w;
+}
+
+static void s_clear_tasks(sp_worker_t *w)
+{
+    for (size_t i = 0; i < w->n_tasks; i++) {
+        free(w->tasks[i].indices);
+    }
+    w->n_tasks = 0;
+}
+
+static void s_close(sp_worker_t *w)
+{
+    if (w->sock) {
+        zmq_close(w->sock);
+        w->sock = NULL;
+    }
+    w->state = S_DISCONNECTED;
+    /* the coordinator hands out a dead worker's partitions again: ours are void */
+    s_clear_tasks(w);
+    sp_cache_download_abort(&w->cache);
+}
+
+void sp_worker_destroy(sp_worker_t **wp)
+{
+    if (!wp || !*wp) {
+        return;
+    }
+    sp_worker_t *w = *wp;
+    s_close(w);
+    if (w->ctx) {
+        zmq_ctx_term(w->ctx);
+    }
+    sp_cache_fini(&w->cache);
+    free(w->tasks);
+    free(w->X);
+    free(w->T);
+    free(w->grad);
+    free(w->hits);
+    free(w);
+    *wp = NULL;
+}
+
+static int s_send(sp_worker_t *w, const sp_msg_t *m)
+{
+    if (!w->sock) {
+        return SP_E_STATE;
+    }
+    int rc = sp_msg_send(w->sock, NULL, 0, m);
+    if (rc != SP_OK) {
+        s_log_bad(w, "could not send %s to the coordinator: %s", sp_msg_type_name(m->type),
+                  sp_strerror(rc));
+    }
+    return rc;
+}
+
+static void s_send_hello(sp_worker_t *w)
+{
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_HELLO);
+    snprintf(m.u.hello.name, sizeof m.u.hello.name, "%s", w->cfg.name);
+    m.u.hello.threads = w->cfg.threads;
+    s_send(w, &m);
+    w->state = S_HELLO_SENT;
+    /* a coordinator busy with a big upload may take a moment to answer */
+    w->hello_deadline_ms = s_now_ms() + SP_WORKER_HELLO_WAIT_MS + w->backoff_ms;
+}
+
+/* Opens a fresh socket (a new identity: the coordinator sees a new peer) and
+ * says HELLO. */
+static int s_open(sp_worker_t *w)
+{
+    w->sock = zmq_socket(w->ctx, ZMQ_DEALER);
+    if (!w->sock) {
+        sp_log(SP_LOG_ERROR, "cannot create a socket: %s", zmq_strerror(errno));
+        return SP_E_IO;
+    }
+    sp_sock_configure(w->sock, ZMQ_DEALER);
+    int zero = 0, send_ms = 1000;
+    zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(w->sock, ZMQ_SNDTIMEO, &send_ms, sizeof send_ms);
+    if (zmq_connect(w->sock, w->cfg.endpoint) != 0) {
+        sp_log(SP_LOG_ERROR, "cannot connect to %s: %s", w->cfg.endpoint, zmq_strerror(errno));
+        zmq_close(w->sock);
+        w->sock = NULL;
+        return SP_E_IO;
+    }
+    s_send_hello(w);
+    return SP_OK;
+}
+
+/* Drops the connection and schedules a new registration after the backoff. */
+static void s_reconnect_later(sp_worker_t *w, uint32_t delay_ms)
+{
+    s_close(w);
+    w->reconnect_ms = s_now_ms() + delay_ms;
+}
+
+static void s_backoff_grow(sp_worker_t *w)
+{
+    w->backoff_ms *= 2;
+    if (w->backoff_ms > SP_WORKER_BACKOFF_MAX_MS) {
+        w->backoff_ms = SP_WORKER_BACKOFF_MAX_MS;
+    }
+}
+
+static void s_request_data(sp_worker_t *w)
+{
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_DATA_REQ);
+    snprintf(m.u.data_req.dataset, sizeof m.u.data_req.dataset, "%s", w->cache.dl.name);
+    m.u.data_req.checksum = w->cache.dl.checksum;
+    m.u.data_req.offset = w->cache.dl.received;
+    w->cache.dl.requested_ms = s_now_ms();
+    s_send(w, &m);
+}
+
+static void s_queue_task(sp_worker_t *w, sp_msg_t *m)
+{
+    if (w->n_tasks == SP_WORKER_MAX_QUEUED) {
+        s_log_bad(w, "task queue full: dropping the oldest task");
+        free(w->tasks[0].indices);
+        memmove(w->tasks, w->tasks + 1, (w->n_tasks - 1) * sizeof *w->tasks);
+        w->n_tasks--;
+    }
+    w->tasks[w->n_tasks++] = m->u.task;
+    m->u.task.indices = NULL; /* the queue owns them now */
+    m->u.task.n_indices = 0;
+}
+
+static void s_drop_task(sp_worker_t *w, size_t i)
+{
+    free(w->tasks[i].indices);
+    memmove(w->tasks + i, w->tasks + i + 1, (w->n_tasks - i - 1) * sizeof *w->tasks);
+    w->n_tasks--;
+}
+
+static void s_handle(sp_worker_t *w, sp_msg_t *m)
+{
+    char err[512] = "";
+    switch (m->type) {
+    case SP_MSG_WELCOME:
+        w->worker_id = m->u.welcome.worker_id;
+        w->heartbeat_ms = m->u.welcome.heartbeat_ms ? m->u.welcome.heartbeat_ms : 1000;
+        w->liveness = m->u.welcome.liveness ? m->u.welcome.liveness : 3;
+        w->state = S_READY;
+        w->next_beat_ms = s_now_ms() + w->heartbeat_ms;
+        w->backoff_ms = SP_WORKER_BACKOFF_MIN_MS;
+        sp_log(SP_LOG_INFO, "registered with %s as worker %u (heartbeat %u ms, liveness %u)",
+               w->cfg.endpoint, w->worker_id, w->heartbeat_ms, w->liveness);
+        break;
+    case SP_MSG_HEARTBEAT:
+        break;
+    case SP_MSG_BYE:
+        sp_log(SP_LOG_INFO, "coordinator said bye (%s): registering again", m->u.bye.reason);
+        w->backoff_ms = SP_WORKER_BACKOFF_MIN_MS;
+        s_reconnect_later(w, SP_WORKER_BACKOFF_MIN_MS);
+        break;
+    case SP_MSG_MODEL:
+        if (sp_cache_put_model(&w->cache, m->u.model.job, m->u.model.version,
+                               m->u.model.model.data, m->u.model.model.len, err,
+                               sizeof err) != SP_OK) {
+            s_log_bad(w, "model of job %" PRIu64 " version %" PRIu64 " refused: %s",
+                      m->u.model.job, m->u.model.version, err);
+            sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_MODEL,
+                              "model of job %" PRIu64 " version %" PRIu64 " refused: %s",
+                              m->u.model.job, m->u.model.version, err);
+        }
+        break;
+    case SP_MSG_TASK:
+        if (w->state == S_READY) {
+            s_queue_task(w, m);
+        }
+        break;
+    case SP_MSG_DATA_CHUNK: {
+        int rc = sp_cache_download_chunk(&w->cache, &m->u.data_chunk, err, sizeof err);
+        if (rc == 1) {
+            sp_log(SP_LOG_INFO, "dataset %s cached", m->u.data_chunk.dataset);
+        } else if (rc == 0) {
+            s_request_data(w);
+        } else {
+            s_log_bad(w, "%s", err);
+        }
+        break;
+    }
+    case SP_MSG_ERROR:
+        if (strstr(m->u.error.message, "not registered")) {
+            sp_log(SP_LOG_INFO, "coordinator does not know us: registering again");
+            s_clear_tasks(w);
+            s_send_hello(w);
+        } else if (m->u.error.ref_type == SP_MSG_DATA_REQ && w->cache.dl.active) {
+            s_log_bad(w, "coordinator refused dataset %s: %s", w->cache.dl.name,
+                      m->u.error.message);
+            char name[SP_NAME_MAX];
+            snprintf(name, sizeof name, "%s", w->cache.dl.name);
+            uint64_t sum = w->cache.dl.checksum;
+            sp_cache_download_abort(&w->cache);
+            for (size_t i = w->n_tasks; i-- > 0;) {
+                if (w->tasks[i].checksum == sum && strcmp(w->tasks[i].dataset, name) == 0) {
+                    s_drop_task(w, i);
+                }
+            }
+        } else {
+            s_log_bad(w, "coordinator error: %s", m->u.error.message);
+        }
+        break;
+    default:
+        s_log_bad(w, "unexpected %s message from the coordinator", sp_msg_type_name(m->type));
+        break;
+    }
+}
+
+static int s_grow(void **buf, size_t *cap, size_t n, size_t elem)
+{
+    if (n <= *cap) {
+        return 0;
+    }
+    void *p = realloc(*buf, n * elem);
+    if (!p) {
+        return -1;
+    }
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+/* Computes task t on net and d and sends the RESULT. */
+static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
+                      const sp_dataset_t *d)
+{
+    size_t n = t->n_indices, nf = d->n_features, nt = d->n_targets;
+    size_t n_in = sp_network_n_inputs(net), n_out = sp_network_n_outputs(net);
+    const char *problem = NULL;
+    if (n == 0) {
+        problem = "no sample indices";
+    } else if (n_in != nf) {
+        problem = "the model's input width is not the dataset's feature count";
+    } else if (n_out != nt) {
+        problem = "the model's output width is not the dataset's target count";
+    }
+    for (size_t i = 0; i < n && !problem; i++) {
+        if (t->indices[i] >= d->n_samples) {
+            problem = "a sample index is past the end of the dataset";
+        }
+    }
+    if (problem) {
+        s_log_bad(w, "task of job %" PRIu64 " step %" PRIu64 " refused: %s", t->job, t->step,
+                  problem);
+        sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_TASK,
+                          "task of job %" PRIu64 " step %" PRIu64 " partition %u: %s", t->job,
+                          t->step, t->partition, problem);
+        return;
+    }
+    size_t n_params = sp_network_n_params(net), n_hits = sp_network_n_hits(net);
+    if (s_grow((void **)&w->X, &w->X_cap, n * nf, sizeof *w->X) ||
+        s_grow((void **)&w->T, &w->T_cap, n * nt, sizeof *w->T) ||
+        s_grow((void **)&w->grad, &w->grad_cap, n_params, sizeof *w->grad) ||
+        s_grow((void **)&w->hits, &w->hits_cap, n_hits, sizeof *w->hits)) {
+        s_log_bad(w, "out of memory for a task of %zu samples", n);
+        return;
+    }
+    uint64_t t0 = s_now_us();
+    sp_dataset_gather(d, t->indices, n, w->X);
+    sp_dataset_targets(d, t->indices, n, w->T);
+    memset(w->grad, 0, n_params * sizeof *w->grad);
+    memset(w->hits, 0, n_hits * sizeof *w->hits);
+    sp_batch_result_t res;
+    memset(&res, 0, sizeof res);
+    int rc = sp_network_gradient(net, w->X, w->T, n, w->grad, w->hits, &res);
+    uint64_t t1 = s_now_us();
+    if (rc != SP_OK) {
+        s_log_bad(w, "gradient of job %" PRIu64 " step %" PRIu64 " failed: %s", t->job, t->step,
+                  sp_strerror(rc));
+        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, SP_MSG_TASK,
+                          "gradient of job %" PRIu64 " step %" PRIu64 " failed: %s", t->job,
+                          t->step, sp_strerror(rc));
+        return;
+    }
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_RESULT);
+    sp_msg_result_t *r = &m.u.result;
+    r->job = t->job;
+    r->version = t->version;
+    r->step = t->step;
+    r->partition = t->partition;
+    r->n_samples = res.n_samples;
+    r->n_correct = res.n_correct;
+    r->loss_sum = res.loss_sum;
+    r->compute_us = t1 - t0;
+    r->n_grad = (uint32_t)n_params;
+    r->grad = w->grad; /* borrowed: m is not finalized */
+    r->n_hits = (uint32_t)n_hits;
+    r->hits = w->hits;
+    s_send(w, &m);
+    w->tasks_done++;
+}
+
+/* Finds a task that can run now; drops stale ones and starts the download
+ * a waiting task needs. Returns its queue index or -1. */
+static long s_next_task(sp_worker_t *w, sp_network_t **net, const sp_dataset_t **d)
+{
+    for (size_t i = 0; i < w->n_tasks;) {
+        sp_msg_task_t *t = &w->tasks[i];
+        uint64_t have = 0;
+        sp_network_t *model = sp_cache_model(&w->cache, t->job, &have);
+        if (have > t->version) {
+            s_drop_task(w, i); /* the coordinator moved on: this result would be dropped */
+            continue;
+        }
+        if (have == t->version && model) {
+            const sp_dataset_t *data = sp_cache_dataset(&w->cache, t->dataset, t->checksum);
+            if (data) {
+                *net = model;
+                *d = data;
+                return (long)i;
+            }
+            if (!w->cache.dl.active) {
+                sp_log(SP_LOG_INFO, "fetching dataset %s", t->dataset);
+                sp_cache_download_start(&w->cache, t->dataset, t->checksum);
+                s_request_data(w);
+            }
+        }
+        i++;
+    }
+    return -1;
+}
+
+/* Receives everything waiting on the socket. */
+static void s_drain(sp_worker_t *w)
+{
+    while (w->sock) {
+        char err[512] = "";
+        sp_msg_t m;
+        int rc = sp_msg_recv(w->sock, ZMQ_DONTWAIT, NULL, NULL, &m, err, sizeof err);
+        if (rc == SP_E_TIMEOUT) {
+            return;
+        }
+        if (rc != SP_OK) {
+            if (rc == SP_E_IO) {
+                if (errno == EINTR || errno == EAGAIN) {
+                    return;
+                }
+                s_log_bad(w, "receive failed: %s", zmq_strerror(errno));
+                return;
+            }
+            s_log_bad(w, "bad frame from the coordinator: %s", err[0] ? err : sp_strerror(rc));
+            continue;
+        }
+        w->last_heard_ms = s_now_ms();
+        s_handle(w, &m);
+        sp_msg_fini(&m);
+    }
+}
+
+static void s_say_bye(sp_worker_t *w)
+{
+    if (!w->sock || w->state != S_READY) {
+        return;
+    }
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_BYE);
+    snprintf(m.u.bye.reason, sizeof m.u.bye.reason, "worker %s stopping", w->cfg.name);
+    int linger_ms = 500; /* let the BYE leave before the socket closes */
+    zmq_setsockopt(w->sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+    s_send(w, &m);
+}
+
+int sp_worker_run(sp_worker_t *w)
+{
+    sp_log(SP_LOG_INFO, "worker %s: coordinator %s, %u threads", w->cfg.name, w->cfg.endpoint,
+           w->cfg.threads);
+    w->reconnect_ms = s_now_ms();
+    while (!*w->stop) {
+        uint64_t now = s_now_ms();
+        if (!w->sock) {
+            if (now >= w->reconnect_ms) {
+                if (s_open(w) != SP_OK) {
+                    s_backoff_grow(w);
+                    w->reconnect_ms = now + w->backoff_ms;
+                }
+                w->last_heard_ms = now;
+            } else {
+                uint64_t wait = w->reconnect_ms - now;
+                zmq_poll(NULL, 0, (long)(wait < 200 ? wait : 200));
+            }
+            continue;
+        }
+        sp_network_t *net = NULL;
+        const sp_dataset_t *d = NULL;
+        long ti = w->state == S_READY ? s_next_task(w, &net, &d) : -1;
+        long timeout = 200; /* ms; bounds how late a stop request is seen */
+        if (ti >= 0) {
+            timeout = 0;
+        } else if (w->state == S_READY && w->next_beat_ms > now &&
+                   (long)(w->next_beat_ms - now) < timeout) {
+            timeout = (long)(w->next_beat_ms - now);
+        }
+        zmq_pollitem_t item = {w->sock, 0, ZMQ_POLLIN, 0};
+        int pr = zmq_poll(&item, 1, timeout);
+        if (pr < 0 && errno != EINTR) {
+            s_log_bad(w, "poll failed: %s", zmq_strerror(errno));
+        }
+        if (pr > 0) {
+            s_drain(w);
+        }
+        if (!w->sock || *w->stop) {
+            continue;
+        }
+        now = s_now_ms();
+        if (w->state == S_HELLO_SENT) {
+            if (now >= w->hello_deadline_ms) {
+                sp_log(SP_LOG_INFO, "no answer from %s: trying again", w->cfg.endpoint);
+                s_backoff_grow(w);
+                s_reconnect_later(w, 0);
+            }
+            continue;
+        }
+        if (now - w->last_heard_ms > (uint64_t)w->liveness * w->heartbeat_ms) {
+            sp_log(SP_LOG_WARN, "coordinator silent for %" PRIu64 " ms: reconnecting",
+                   now - w->last_heard_ms);
+            s_reconnect_later(w, w->backoff_ms);
+            s_backoff_grow(w);
+            continue;
+        }
+        if (now >= w->next_beat_ms) {
+            sp_msg_t hb;
+            sp_msg_init(&hb, SP_MSG_HEARTBEAT);
+            s_send(w, &hb);
+            w->next_beat_ms = now + w->heartbeat_ms;
+        }
+        if (w->cache.dl.active && now - w->cache.dl.requested_ms > 2u * w->heartbeat_ms + 1000u) {
+            s_request_data(w); /* the request or its chunk was lost */
+        }
+        if (pr > 0 || ti < 0) {
+            continue; /* messages may have changed the queue: look again */
+        }
+        sp_msg_task_t t = w->tasks[ti];
+        w->tasks[ti].indices = NULL;
+        s_drop_task(w, (size_t)ti);
+        s_compute(w, &t, net, d);
+        free(t.indices);
+    }
+    s_say_bye(w);
+    s_close(w);
+    sp_log(SP_LOG_INFO, "worker %s stopped after %" PRIu64 " tasks", w->cfg.name, w->tasks_done);
+    return SP_OK;
+}
