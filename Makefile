@@ -99,7 +99,7 @@ test: all
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san \
-	    OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wno-format-truncation" \
 	    test
 
 bench: $(BUILD)/bin/spatium-bench

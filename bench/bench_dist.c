@@ -118,14 +118,22 @@ static void s_rmrf(const char *path)
 static uint64_t s_req_of(const sp_msg_t *m)
 {
     switch (m->type) {
-    case SP_MSG_ERROR: return m->u.error.req;
-    case SP_MSG_R_UPLOAD: return m->u.r_upload.req;
-    case SP_MSG_R_JOB: return m->u.r_job.req;
-    case SP_MSG_R_STATUS: return m->u.r_status.req;
-    case SP_MSG_R_WORKERS: return m->u.r_workers.req;
-    case SP_MSG_R_METRICS: return m->u.r_metrics.req;
-    case SP_MSG_R_DATASETS: return m->u.r_datasets.req;
-    default: return 0;
+    case SP_MSG_ERROR:
+        return m->u.error.req;
+    case SP_MSG_R_UPLOAD:
+        return m->u.r_upload.req;
+    case SP_MSG_R_JOB:
+        return m->u.r_job.req;
+    case SP_MSG_R_STATUS:
+        return m->u.r_status.req;
+    case SP_MSG_R_WORKERS:
+        return m->u.r_workers.req;
+    case SP_MSG_R_METRICS:
+        return m->u.r_metrics.req;
+    case SP_MSG_R_DATASETS:
+        return m->u.r_datasets.req;
+    default:
+        return 0;
     }
 }
 
@@ -177,8 +185,8 @@ static int s_env_start(s_env_t *e)
     char bin[PATH_MAX + 32], log[128];
     snprintf(bin, sizeof bin, "%s/spatium-coordinator", e->bindir);
     snprintf(log, sizeof log, "%s/coordinator.log", e->dir);
-    char *argv[] = {bin, "--workers", e->wep, "--clients", e->cep, "--metrics", e->mep,
-                    "--state-dir", e->state, "--log-level", "warn", NULL};
+    char *argv[] = {bin,    "--workers",   e->wep,   "--clients",   e->cep, "--metrics",
+                    e->mep, "--state-dir", e->state, "--log-level", "warn", NULL};
     e->coord = s_spawn(argv, log);
     e->zctx = zmq_ctx_new();
     e->dealer = zmq_socket(e->zctx, ZMQ_DEALER);

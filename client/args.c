@@ -43,17 +43,17 @@ int sp_args_u64(const sp_cli_t *c, const char *what, const char *s, uint64_t lo,
     char *end = NULL;
     errno = 0;
     if (s[0] < '0' || s[0] > '9') {
-        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: '%s' (expected a number)",
-                             what, s);
+        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: '%s' (expected a number)", what,
+                             s);
     }
     unsigned long long v = strtoull(s, &end, 10);
     if (errno != 0 || *end != '\0') {
-        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: '%s' (expected a number)",
-                             what, s);
+        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: '%s' (expected a number)", what,
+                             s);
     }
     if (v < lo || v > hi) {
-        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: %s (must be %llu..%llu)", what,
-                             s, (unsigned long long)lo, (unsigned long long)hi);
+        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: %s (must be %llu..%llu)", what, s,
+                             (unsigned long long)lo, (unsigned long long)hi);
     }
     *out = v;
     return 0;
@@ -77,12 +77,12 @@ int sp_args_double(const sp_cli_t *c, const char *what, const char *s, double lo
     errno = 0;
     double v = strtod(s, &end);
     if (s[0] == '\0' || errno != 0 || *end != '\0' || !isfinite(v)) {
-        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: '%s' (expected a number)",
-                             what, s);
+        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: '%s' (expected a number)", what,
+                             s);
     }
     if (v < lo || v > hi) {
-        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: %s (must be %g..%g)", what, s,
-                             lo, hi);
+        return sp_cli_report(c, SP_EXIT_USAGE, "bad value for %s: %s (must be %g..%g)", what, s, lo,
+                             hi);
     }
     *out = v;
     return 0;

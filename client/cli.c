@@ -105,17 +105,30 @@ static int s_open(sp_cli_t *c)
 static void s_set_req(sp_msg_t *m, uint64_t id)
 {
     switch (m->type) {
-    case SP_MSG_UPLOAD_BEGIN: m->u.upload_begin.req = id; break;
-    case SP_MSG_UPLOAD_CHUNK: m->u.upload_chunk.req = id; break;
-    case SP_MSG_UPLOAD_END: m->u.upload_end.req = id; break;
-    case SP_MSG_TRAIN: m->u.train.req = id; break;
+    case SP_MSG_UPLOAD_BEGIN:
+        m->u.upload_begin.req = id;
+        break;
+    case SP_MSG_UPLOAD_CHUNK:
+        m->u.upload_chunk.req = id;
+        break;
+    case SP_MSG_UPLOAD_END:
+        m->u.upload_end.req = id;
+        break;
+    case SP_MSG_TRAIN:
+        m->u.train.req = id;
+        break;
     case SP_MSG_STATUS:
     case SP_MSG_METRICS:
     case SP_MSG_MODEL_GET:
-    case SP_MSG_CANCEL: m->u.job_req.req = id; break;
+    case SP_MSG_CANCEL:
+        m->u.job_req.req = id;
+        break;
     case SP_MSG_WORKERS:
-    case SP_MSG_DATASETS: m->u.plain_req.req = id; break;
-    default: SP_ASSERT(!"not a client request type");
+    case SP_MSG_DATASETS:
+        m->u.plain_req.req = id;
+        break;
+    default:
+        SP_ASSERT(!"not a client request type");
     }
 }
 
@@ -123,16 +136,26 @@ static void s_set_req(sp_msg_t *m, uint64_t id)
 static uint64_t s_reply_req(const sp_msg_t *m)
 {
     switch (m->type) {
-    case SP_MSG_ERROR: return m->u.error.req;
-    case SP_MSG_R_OK: return m->u.r_ok.req;
-    case SP_MSG_R_UPLOAD: return m->u.r_upload.req;
-    case SP_MSG_R_JOB: return m->u.r_job.req;
-    case SP_MSG_R_STATUS: return m->u.r_status.req;
-    case SP_MSG_R_WORKERS: return m->u.r_workers.req;
-    case SP_MSG_R_METRICS: return m->u.r_metrics.req;
-    case SP_MSG_R_MODEL: return m->u.r_model.req;
-    case SP_MSG_R_DATASETS: return m->u.r_datasets.req;
-    default: return 0;
+    case SP_MSG_ERROR:
+        return m->u.error.req;
+    case SP_MSG_R_OK:
+        return m->u.r_ok.req;
+    case SP_MSG_R_UPLOAD:
+        return m->u.r_upload.req;
+    case SP_MSG_R_JOB:
+        return m->u.r_job.req;
+    case SP_MSG_R_STATUS:
+        return m->u.r_status.req;
+    case SP_MSG_R_WORKERS:
+        return m->u.r_workers.req;
+    case SP_MSG_R_METRICS:
+        return m->u.r_metrics.req;
+    case SP_MSG_R_MODEL:
+        return m->u.r_model.req;
+    case SP_MSG_R_DATASETS:
+        return m->u.r_datasets.req;
+    default:
+        return 0;
     }
 }
 
@@ -142,9 +165,12 @@ static const char *s_command_of(sp_msg_type_t type)
     switch (type) {
     case SP_MSG_UPLOAD_BEGIN:
     case SP_MSG_UPLOAD_CHUNK:
-    case SP_MSG_UPLOAD_END: return "submit";
-    case SP_MSG_MODEL_GET: return "model";
-    default: return sp_msg_type_name(type);
+    case SP_MSG_UPLOAD_END:
+        return "submit";
+    case SP_MSG_MODEL_GET:
+        return "model";
+    default:
+        return sp_msg_type_name(type);
     }
 }
 
@@ -203,8 +229,8 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
             continue;
         }
         if (rc != SP_OK) {
-            return sp_cli_report(c, SP_EXIT_FAIL, "%s: bad reply from the coordinator: %s",
-                                 what, err[0] ? err : sp_strerror(rc));
+            return sp_cli_report(c, SP_EXIT_FAIL, "%s: bad reply from the coordinator: %s", what,
+                                 err[0] ? err : sp_strerror(rc));
         }
         uint64_t rid = s_reply_req(&m);
         if (m.type == SP_MSG_ERROR && (rid == id || rid == 0)) {

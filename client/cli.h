@@ -14,10 +14,10 @@
 
 /* Exit status of the `spatium` program (an interface scripts rely on). */
 enum {
-    SP_EXIT_OK = 0,          /* success */
-    SP_EXIT_FAIL = 1,        /* the operation failed (one line on stderr) */
-    SP_EXIT_USAGE = 2,       /* unknown command or flag, missing or bad argument */
-    SP_EXIT_UNREACHABLE = 3  /* no reply from the coordinator within the timeout */
+    SP_EXIT_OK = 0,         /* success */
+    SP_EXIT_FAIL = 1,       /* the operation failed (one line on stderr) */
+    SP_EXIT_USAGE = 2,      /* unknown command or flag, missing or bad argument */
+    SP_EXIT_UNREACHABLE = 3 /* no reply from the coordinator within the timeout */
 };
 
 #define SP_CLI_DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
@@ -26,12 +26,12 @@ enum {
 
 typedef struct {
     char endpoint[SP_CLI_ENDPOINT_MAX]; /* coordinator's client endpoint */
-    int json;                 /* 1: one JSON object on stdout per command */
-    int timeout_ms;           /* bound on the wait for each reply, 1..86400000 */
-    void *ctx;                /* ZeroMQ context, created on first request */
-    void *sock;               /* DEALER connected to endpoint, NULL until needed */
-    uint64_t next_req;        /* request id of the next request, >= 1 */
-    volatile sig_atomic_t *interrupt; /* set by a signal handler: stop waiting (may be NULL) */
+    int json;                           /* 1: one JSON object on stdout per command */
+    int timeout_ms;                     /* bound on the wait for each reply, 1..86400000 */
+    void *ctx;                          /* ZeroMQ context, created on first request */
+    void *sock;                         /* DEALER connected to endpoint, NULL until needed */
+    uint64_t next_req;                  /* request id of the next request, >= 1 */
+    volatile sig_atomic_t *interrupt;   /* set by a signal handler: stop waiting (may be NULL) */
 } sp_cli_t;
 
 /* Fills c with the defaults ($SPATIUM_COORDINATOR overrides the endpoint). */
@@ -43,9 +43,9 @@ void sp_cli_reset_socket(sp_cli_t *c);
 
 /* Sends req (its request id is set here) and waits up to timeout_ms for the
  * reply with the same id. On SP_EXIT_OK *reply holds a message of type want
- * (any reply type when want is 0; caller calls sp_msg_fini). An ERROR reply, or a reply of another type,
- * reports one line and returns SP_EXIT_FAIL; silence returns
- * SP_EXIT_UNREACHABLE (reported too unless quiet). req is not freed. */
+ * (any reply type when want is 0; caller calls sp_msg_fini). An ERROR reply, or a reply of another
+ * type, reports one line and returns SP_EXIT_FAIL; silence returns SP_EXIT_UNREACHABLE (reported
+ * too unless quiet). req is not freed. */
 int sp_cli_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *reply);
 /* Same, without reporting an unreachable coordinator (callers that retry). */
 int sp_cli_call_quiet(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *reply);

@@ -145,8 +145,7 @@ int sp_datafile_load(const sp_cli_t *c, const sp_datafile_opts_t *o, const char 
         rc = sp_file_read_all(labels, S_MAX_FILE_BYTES, &b, &blen, err, sizeof err);
         if (rc != SP_OK) {
             free(a);
-            return sp_cli_report(c, SP_EXIT_FAIL, "%s: %s", labels,
-                                 err[0] ? err : sp_strerror(rc));
+            return sp_cli_report(c, SP_EXIT_FAIL, "%s: %s", labels, err[0] ? err : sp_strerror(rc));
         }
         rc = sp_dataset_parse_idx(a, alen, b, blen, out, err, sizeof err);
     } else {

@@ -9,10 +9,10 @@
 #include "common/dataset.h"
 
 typedef struct {
-    char format[8];      /* "csv", "idx", or "" until given or guessed */
-    int label_column;    /* -1 last, 0 first, N (CSV only) */
-    sp_task_t task;      /* classify (default) or regress */
-    int header;          /* -1 detect, 0 no, 1 yes (CSV only) */
+    char format[8];   /* "csv", "idx", or "" until given or guessed */
+    int label_column; /* -1 last, 0 first, N (CSV only) */
+    sp_task_t task;   /* classify (default) or regress */
+    int header;       /* -1 detect, 0 no, 1 yes (CSV only) */
 } sp_datafile_opts_t;
 
 void sp_datafile_opts_default(sp_datafile_opts_t *o);

@@ -44,8 +44,8 @@ static void s_on_signal(int sig)
 }
 
 typedef struct {
-    char dir[64];                  /* private temporary directory, /tmp/spatium-demo-* */
-    char bindir[PATH_MAX];         /* where spatium-coordinator / -worker live */
+    char dir[64];          /* private temporary directory, /tmp/spatium-demo-* */
+    char bindir[PATH_MAX]; /* where spatium-coordinator / -worker live */
     pid_t coordinator;
     pid_t workers[S_MAX_WORKERS];
     int n_workers;
@@ -284,8 +284,8 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
     snprintf(ep_metrics, sizeof ep_metrics, "ipc://%s/metrics", d.dir);
     snprintf(state, sizeof state, "%s/state", d.dir);
     snprintf(log, sizeof log, "%s/coordinator.log", d.dir);
-    char *cargs[] = {coord_bin,  "--workers", ep_workers, "--clients", ep_clients, "--metrics",
-                     ep_metrics, "--state-dir", state,    NULL};
+    char *cargs[] = {coord_bin,   "--workers", ep_workers,    "--clients", ep_clients,
+                     "--metrics", ep_metrics,  "--state-dir", state,       NULL};
     int rc = SP_EXIT_OK;
     d.coordinator = s_spawn(coord_bin, cargs, log);
     if (d.coordinator < 0) {
@@ -299,8 +299,8 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
         char name[32], wlog[128];
         snprintf(name, sizeof name, "demo-worker-%u", i + 1);
         snprintf(wlog, sizeof wlog, "%s/%s.log", d.dir, name);
-        char *wargs[] = {worker_bin, "--coordinator", ep_workers, "--threads", threads_s,
-                         "--name",   name,            NULL};
+        char *wargs[] = {worker_bin, "--coordinator", ep_workers, "--threads",
+                         threads_s,  "--name",        name,       NULL};
         d.workers[d.n_workers] = s_spawn(worker_bin, wargs, wlog);
         if (d.workers[d.n_workers] < 0) {
             rc = sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot start a worker");
@@ -313,8 +313,8 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
         c->timeout_ms = 10000; /* the demo's coordinator also parses what we upload */
     }
     if (rc == SP_EXIT_OK && !c->json) {
-        printf("spatium demo: a coordinator and %u worker%s (%u thread%s each) in %s\n",
-               n_workers, n_workers > 1 ? "s" : "", threads, threads > 1 ? "s" : "", d.dir);
+        printf("spatium demo: a coordinator and %u worker%s (%u thread%s each) in %s\n", n_workers,
+               n_workers > 1 ? "s" : "", threads, threads > 1 ? "s" : "", d.dir);
         fflush(stdout);
     }
 
@@ -425,8 +425,8 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
             }
         }
     } else if (s.state[0] && !s_interrupted) {
-        sp_cli_report(c, rc, "demo: job %" PRIu64 " %s%s%s", job, s.state,
-                      s.error[0] ? ": " : "", s.error);
+        sp_cli_report(c, rc, "demo: job %" PRIu64 " %s%s%s", job, s.state, s.error[0] ? ": " : "",
+                      s.error);
     }
     if (rc != SP_EXIT_OK && !s_interrupted) {
         int st = 0;

@@ -32,8 +32,8 @@ static int s_run(sp_cli_t *c, sp_network_t *net, const sp_dataset_t *d, s_eval_t
     size_t n_in = sp_network_n_inputs(net), n_out = sp_network_n_outputs(net);
     if (n_in != d->n_features) {
         return sp_cli_report(c, SP_EXIT_FAIL,
-                             "eval: the model takes %zu inputs but the data has %u features",
-                             n_in, d->n_features);
+                             "eval: the model takes %zu inputs but the data has %u features", n_in,
+                             d->n_features);
     }
     if (d->task == SP_TASK_CLASSIFY && d->n_classes > n_out) {
         return sp_cli_report(c, SP_EXIT_FAIL,

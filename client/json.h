@@ -12,9 +12,9 @@
 
 typedef struct {
     FILE *f;
-    int depth;                          /* open containers, 0..SP_JSON_MAX_DEPTH */
-    int count[SP_JSON_MAX_DEPTH];       /* items written in each open container */
-    int after_key;                      /* a key was written, its value comes next */
+    int depth;                    /* open containers, 0..SP_JSON_MAX_DEPTH */
+    int count[SP_JSON_MAX_DEPTH]; /* items written in each open container */
+    int after_key;                /* a key was written, its value comes next */
 } sp_json_t;
 
 void sp_json_init(sp_json_t *j, FILE *f);

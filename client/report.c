@@ -34,8 +34,9 @@ void sp_report_status_fields(sp_json_t *j, const sp_job_status_t *s)
 
 void sp_report_status_line(FILE *f, const sp_job_status_t *s)
 {
-    fprintf(f, "job %" PRIu64 " %s  dataset %s  epoch %u/%u  step %" PRIu64 "  samples %" PRIu64
-               "  loss ",
+    fprintf(f,
+            "job %" PRIu64 " %s  dataset %s  epoch %u/%u  step %" PRIu64 "  samples %" PRIu64
+            "  loss ",
             s->job, s->state, s->dataset, s->epoch, s->epochs, s->step, s->samples_seen);
     s_num(f, "%.4f", s->loss);
     fputs("  accuracy ", f);
@@ -231,9 +232,9 @@ void sp_report_metric_csv_row(FILE *f, const sp_metric_t *m)
 }
 
 typedef struct {
-    const char *name;   /* without the spatium_ prefix */
+    const char *name; /* without the spatium_ prefix */
     const char *help;
-    int layered;        /* one series per layer */
+    int layered; /* one series per layer */
 } s_prom_metric_t;
 
 static const s_prom_metric_t s_prom[] = {
@@ -254,18 +255,30 @@ static const s_prom_metric_t s_prom[] = {
 static double s_prom_value(const sp_metric_t *m, size_t which, uint32_t layer)
 {
     switch (which) {
-    case 0: return m->loss;
-    case 1: return m->accuracy;
-    case 2: return m->val_loss;
-    case 3: return m->val_accuracy;
-    case 4: return m->samples_per_s;
-    case 5: return m->epoch;
-    case 6: return (double)m->step;
-    case 7: return m->sparsity;
-    case 8: return m->growth_candidates;
-    case 9: return m->prune_candidates;
-    case 10: return m->neurons[layer];
-    default: return m->saturation[layer];
+    case 0:
+        return m->loss;
+    case 1:
+        return m->accuracy;
+    case 2:
+        return m->val_loss;
+    case 3:
+        return m->val_accuracy;
+    case 4:
+        return m->samples_per_s;
+    case 5:
+        return m->epoch;
+    case 6:
+        return (double)m->step;
+    case 7:
+        return m->sparsity;
+    case 8:
+        return m->growth_candidates;
+    case 9:
+        return m->prune_candidates;
+    case 10:
+        return m->neurons[layer];
+    default:
+        return m->saturation[layer];
     }
 }
 

@@ -18,8 +18,7 @@
 #define S_MAX_PART_BYTES ((uint64_t)4 << 30) /* the protocol's bound on one part */
 
 /* Size and CRC-32 of a whole file, read in chunks. */
-static int s_scan(const sp_cli_t *c, const char *path, uint64_t *size, uint32_t *crc,
-                  uint8_t *buf)
+static int s_scan(const sp_cli_t *c, const char *path, uint64_t *size, uint32_t *crc, uint8_t *buf)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -48,8 +47,8 @@ static int s_scan(const sp_cli_t *c, const char *path, uint64_t *size, uint32_t 
     return SP_EXIT_OK;
 }
 
-static int s_send_part(sp_cli_t *c, uint64_t upload, uint32_t part, const char *path,
-                       uint64_t size, uint8_t *buf)
+static int s_send_part(sp_cli_t *c, uint64_t upload, uint32_t part, const char *path, uint64_t size,
+                       uint8_t *buf)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -82,8 +81,8 @@ static int s_send_part(sp_cli_t *c, uint64_t upload, uint32_t part, const char *
     return SP_EXIT_OK;
 }
 
-int sp_submit_upload(sp_cli_t *c, const char *name, const sp_datafile_opts_t *o,
-                     const char *file, const char *labels, sp_dataset_info_t *info)
+int sp_submit_upload(sp_cli_t *c, const char *name, const sp_datafile_opts_t *o, const char *file,
+                     const char *labels, sp_dataset_info_t *info)
 {
     uint8_t *buf = malloc(SP_CHUNK_MAX);
     if (!buf) {
@@ -138,7 +137,8 @@ int sp_submit_upload(sp_cli_t *c, const char *name, const sp_datafile_opts_t *o,
 static const char s_submit_usage_head[] =
     "usage: spatium submit NAME FILE [LABELS_FILE] [options]\n"
     "Uploads a dataset to the coordinator under NAME (1-63 characters of\n"
-    "A-Z a-z 0-9 . _ -, not starting with '.'): a numeric CSV file (header optional), or an IDX images\n"
+    "A-Z a-z 0-9 . _ -, not starting with '.'): a numeric CSV file (header optional), or an IDX "
+    "images\n"
     "file with its IDX labels file; gzip or not. Succeeds once the coordinator\n"
     "has checked and durably stored it, and prints samples, features, classes.\n";
 

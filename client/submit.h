@@ -10,7 +10,7 @@
  * coordinator replies that the dataset is durably stored, and fills *info.
  * o->format must be set (sp_datafile_check). Returns an SP_EXIT_* code,
  * failures reported. */
-int sp_submit_upload(sp_cli_t *c, const char *name, const sp_datafile_opts_t *o,
-                     const char *file, const char *labels, sp_dataset_info_t *info);
+int sp_submit_upload(sp_cli_t *c, const char *name, const sp_datafile_opts_t *o, const char *file,
+                     const char *labels, sp_dataset_info_t *info);
 
 #endif

@@ -47,11 +47,11 @@ static uint64_t s_dataset_samples(sp_cli_t *c, const char *name)
 }
 
 typedef struct {
-    int tty;                  /* draw a bar on stdout */
-    int bar_shown;            /* a bar line is on screen, not yet ended */
-    uint64_t samples;         /* per epoch, 0 unknown */
-    double samples_per_s;     /* latest figure */
-    double loss, accuracy;    /* latest step figures */
+    int tty;               /* draw a bar on stdout */
+    int bar_shown;         /* a bar line is on screen, not yet ended */
+    uint64_t samples;      /* per epoch, 0 unknown */
+    double samples_per_s;  /* latest figure */
+    double loss, accuracy; /* latest step figures */
 } s_progress_t;
 
 static void s_bar_clear(s_progress_t *p)
@@ -314,8 +314,8 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
             }
         } else if (S_OPT("--loss")) {
             if (m > 0 && strcmp(v, "mse") != 0 && strcmp(v, "xent") != 0) {
-                bad = sp_cli_report(c, SP_EXIT_USAGE, "bad value for --loss: '%s' (mse or xent)",
-                                    v);
+                bad =
+                    sp_cli_report(c, SP_EXIT_USAGE, "bad value for --loss: '%s' (mse or xent)", v);
             } else {
                 bad = m < 0;
                 if (!bad) {
@@ -325,13 +325,12 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
         } else if (S_OPT("--growth-every")) {
             bad = m < 0 || sp_args_u32(c, "--growth-every", v, 0, UINT32_MAX, &t->growth_every);
         } else if (S_OPT("--growth-threshold")) {
-            bad = m < 0 || sp_args_double(c, "--growth-threshold", v, 0.0, 1.0,
-                                          &t->growth_threshold);
+            bad =
+                m < 0 || sp_args_double(c, "--growth-threshold", v, 0.0, 1.0, &t->growth_threshold);
         } else if (S_OPT("--prune-every")) {
             bad = m < 0 || sp_args_u32(c, "--prune-every", v, 0, UINT32_MAX, &t->prune_every);
         } else if (S_OPT("--prune-threshold")) {
-            bad = m < 0 ||
-                  sp_args_double(c, "--prune-threshold", v, 0.0, 1.0, &t->prune_threshold);
+            bad = m < 0 || sp_args_double(c, "--prune-threshold", v, 0.0, 1.0, &t->prune_threshold);
         } else {
             int g = sp_args_global(c, argc, argv, &i);
             if (g < 0) {

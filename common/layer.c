@@ -197,6 +197,14 @@ void sp_layer_refresh_rows(sp_layer_t *l, uint32_t lo, uint32_t hi)
     }
 }
 
+void sp_layer_refresh_weights(sp_layer_t *l, uint32_t lo, uint32_t hi)
+{
+    for (uint32_t o = lo; o < hi; o++) {
+        sp_neuron_effective_row(&l->nr[o], l->W + (size_t)o * l->n_in);
+        l->bias[o] = l->nr[o].bias;
+    }
+}
+
 void sp_layer_refresh(sp_layer_t *l, int n_threads)
 {
     int nth = s_threads(n_threads);
@@ -263,7 +271,7 @@ int sp_layer_learn(sp_layer_t *l, const float *x, const float *err, int n_thread
         for (size_t o = lo; o < hi; o++) {
             failed |= sp_neuron_learn(&l->nr[o], &in, err[o]) != SP_OK;
         }
-        sp_layer_refresh_rows(l, (uint32_t)lo, (uint32_t)hi);
+        sp_layer_refresh_weights(l, (uint32_t)lo, (uint32_t)hi);
     }
     return failed ? SP_E_NOMEM : SP_OK;
 }

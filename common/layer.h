@@ -1,8 +1,10 @@
 /* layer: a SpatialLayer, neurons on a 3D grid stored in Morton order of their
  * grid position (ties by id), each seeing the whole input vector. Beside the
  * neurons it keeps a dense float copy of the effective weights
- * W[o][i] = gain_o / n_found_o * w_oi (0 when absent), rebuilt once after every
- * weight change, for the batched GEMM path, plus per-sample scratch.
+ * W[o][i] = gain_o / n_found_o * w_oi (0 when absent), rebuilt from the packed
+ * storage after every weight change (the same code on load, so a loaded
+ * network computes the same bits), for the batched GEMM path and backward,
+ * plus per-sample scratch.
  * Every parallel operation splits outputs (neurons or samples) by ith/nth and
  * never splits a float sum, so results do not depend on the thread count. */
 #ifndef SP_LAYER_H
@@ -69,6 +71,8 @@ sp_layer_t *sp_layer_clone(const sp_layer_t *l);
 
 /* Rebuilds W, bias and act rows [lo, hi) from the neurons. */
 void sp_layer_refresh_rows(sp_layer_t *l, uint32_t lo, uint32_t hi);
+/* W rows and biases only (after a weight change; the maps did not change). */
+void sp_layer_refresh_weights(sp_layer_t *l, uint32_t lo, uint32_t hi);
 /* All rows, rows split over n_threads (<= 0: OpenMP default). */
 void sp_layer_refresh(sp_layer_t *l, int n_threads);
 /* Scratch for cap samples; SP_E_NOMEM. */

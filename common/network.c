@@ -725,7 +725,7 @@ static int s_apply(sp_network_t *n, const float *grad, size_t n_samples, const u
             float ga = local ? grad[offs[l] + K * n_in + K + o] : 0.0f;
             s_step_neuron(n, &L->nr[o], L->W + (size_t)o * n_in, gE, gb, ga, inv_n, local,
                           mse_scale);
-            sp_layer_refresh_rows(L, o, o + 1);
+            sp_layer_refresh_weights(L, o, o + 1);
         }
     }
     if (hits) {

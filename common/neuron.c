@@ -49,7 +49,7 @@ static sp_memory_t *s_memory_new(uint32_t n_in, unsigned bits, uint64_t base)
 /* Refreshes the cached run pointers (after anything that may move storage). */
 static void s_recache(sp_neuron_t *nr)
 {
-    nr->run = sp_memory_run(nr->mem, nr->base, nr->n_in);
+    nr->run = sp_memory_run_mut(nr->mem, nr->base, nr->n_in);
     nr->occ = sp_memory_run_occupancy(nr->mem, nr->base, nr->n_in);
     SP_ASSERT(nr->run != NULL && nr->occ != NULL);
 }
@@ -129,8 +129,7 @@ int sp_neuron_copy(sp_neuron_t *dst, const sp_neuron_t *src)
 static void s_sync_occupancy(sp_neuron_t *nr, const uint64_t *want)
 {
     uint64_t diff[S_OCC_WORDS(S_MAX_FAN_IN)];
-    const uint64_t *cur = sp_memory_run_occupancy(nr->mem, nr->base, nr->n_in);
-    SP_ASSERT(cur != NULL);
+    const uint64_t *cur = nr->occ;
     size_t words = S_OCC_WORDS(nr->n_in), changed = 0;
     for (size_t w = 0; w < words; w++) {
         diff[w] = cur[w] ^ want[w];
@@ -139,7 +138,10 @@ static void s_sync_occupancy(sp_neuron_t *nr, const uint64_t *want)
         }
         changed |= diff[w] != 0;
     }
-    for (size_t w = 0; changed && w < words; w++) {
+    if (!changed) {
+        return;
+    }
+    for (size_t w = 0; w < words; w++) {
         uint64_t d = diff[w];
         while (d) {
             unsigned b = (unsigned)__builtin_ctzll(d);
@@ -149,6 +151,7 @@ static void s_sync_occupancy(sp_neuron_t *nr, const uint64_t *want)
             SP_ASSERT(rc == SP_OK); /* the run is reserved; NOMEM here is fatal */
         }
     }
+    s_recache(nr);
 }
 
 /* Quantizes the float row w into the run (nearest level, presence by threshold). */
@@ -156,23 +159,17 @@ static void s_store_row(sp_neuron_t *nr, const float *w)
 {
     uint64_t occ[S_OCC_WORDS(S_MAX_FAN_IN)];
     size_t words = S_OCC_WORDS(nr->n_in);
-    memcpy(occ, sp_memory_run_occupancy(nr->mem, nr->base, nr->n_in), words * sizeof(uint64_t));
-    uint8_t *packed = sp_memory_run_mut(nr->mem, nr->base, nr->n_in);
-    SP_ASSERT(packed != NULL);
+    memcpy(occ, nr->occ, words * sizeof(uint64_t));
     size_t found = sp_kern_quantize_row(w, nr->n_in, nr->bits,
-                                        sp_neuron_presence_threshold(nr->bits), packed, occ);
+                                        sp_neuron_presence_threshold(nr->bits), nr->run, occ);
     s_sync_occupancy(nr, occ);
-    s_recache(nr);
     nr->n_found = (uint32_t)found;
 }
 
 void sp_neuron_load_run(sp_neuron_t *nr, const uint8_t *packed, const uint64_t *occ)
 {
-    uint8_t *run = sp_memory_run_mut(nr->mem, nr->base, nr->n_in);
-    SP_ASSERT(run != NULL);
-    memcpy(run, packed, sp_quant_packed_size(nr->n_in, nr->bits));
+    memcpy(nr->run, packed, sp_quant_packed_size(nr->n_in, nr->bits));
     s_sync_occupancy(nr, occ);
-    s_recache(nr);
     nr->n_found = (uint32_t)sp_memory_count(nr->mem);
 }
 
@@ -333,14 +330,11 @@ int sp_neuron_learn(sp_neuron_t *nr, const sp_input_t *in, float error)
     if (sp_morton_encode(in->context) == nr->base) {
         uint64_t occ[S_OCC_WORDS(S_MAX_FAN_IN)];
         size_t words = S_OCC_WORDS(nr->n_in);
-        memcpy(occ, sp_memory_run_occupancy(nr->mem, nr->base, nr->n_in),
-               words * sizeof(uint64_t));
-        uint8_t *packed = sp_memory_run_mut(nr->mem, nr->base, nr->n_in);
-        size_t found = sp_kern_learn_packed(nr->master, packed, occ, in->values, nr->n_in,
+        memcpy(occ, nr->occ, words * sizeof(uint64_t));
+        size_t found = sp_kern_learn_packed(nr->master, nr->run, occ, in->values, nr->n_in,
                                             nr->bits, rate_err,
                                             sp_neuron_presence_threshold(nr->bits));
         s_sync_occupancy(nr, occ);
-        s_recache(nr);
         nr->n_found = (uint32_t)found;
     } else {
         /* The weights of another context are not this neuron's run: nothing to
@@ -460,6 +454,7 @@ int sp_neuron_remap_inputs(sp_neuron_t *nr, uint32_t n_new, const uint32_t *src)
     sp_memory_destroy(&nr->mem);
     nr->mem = mem;
     nr->n_in = n_new;
+    s_recache(nr);
     if (nr->master) {
         free(nr->master);
         free(nr->mom);

@@ -47,7 +47,7 @@ typedef struct {
     uint32_t n_in;          /* fan-in = memory capacity, >= 1 */
     uint64_t base;          /* Morton code of input 0's weight */
     sp_memory_t *mem;       /* owned; cells [base, base + n_in) all reserved */
-    const uint8_t *run;     /* cached sp_memory_run of those cells (borrowed from mem) */
+    uint8_t *run;           /* cached sp_memory_run_mut of those cells (borrowed from mem) */
     const uint64_t *occ;    /* cached sp_memory_run_occupancy; both refreshed by every
                                neuron function that writes mem (never write mem directly) */
     uint32_t n_found;       /* weights stored (present), 0..n_in */

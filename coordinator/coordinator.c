@@ -99,7 +99,8 @@ int sp_coord_init(sp_coord_t *c, const sp_coord_config_t *cfg, volatile sig_atom
     c->cfg = *cfg;
     c->stop = stop;
     if (sp_store_mkdirs(cfg->state_dir) != SP_OK) {
-        sp_log(SP_LOG_ERROR, "cannot create the state directory %s: %s", cfg->state_dir, strerror(errno));
+        sp_log(SP_LOG_ERROR, "cannot create the state directory %s: %s", cfg->state_dir,
+               strerror(errno));
         return SP_E_IO;
     }
     sp_store_clean_tmp(cfg->state_dir);
@@ -155,22 +156,36 @@ void sp_coord_fini(sp_coord_t *c)
 static void s_client_msg(sp_coord_t *c, const uint8_t *id, size_t id_len, sp_msg_t *m)
 {
     switch (m->type) {
-    case SP_MSG_UPLOAD_BEGIN: sp_uploads_begin(c, id, id_len, &m->u.upload_begin); break;
-    case SP_MSG_UPLOAD_CHUNK: sp_uploads_chunk(c, id, id_len, &m->u.upload_chunk); break;
-    case SP_MSG_UPLOAD_END: sp_uploads_end(c, id, id_len, &m->u.upload_end); break;
-    case SP_MSG_TRAIN: sp_jobs_train(c, id, id_len, &m->u.train); break;
+    case SP_MSG_UPLOAD_BEGIN:
+        sp_uploads_begin(c, id, id_len, &m->u.upload_begin);
+        break;
+    case SP_MSG_UPLOAD_CHUNK:
+        sp_uploads_chunk(c, id, id_len, &m->u.upload_chunk);
+        break;
+    case SP_MSG_UPLOAD_END:
+        sp_uploads_end(c, id, id_len, &m->u.upload_end);
+        break;
+    case SP_MSG_TRAIN:
+        sp_jobs_train(c, id, id_len, &m->u.train);
+        break;
     case SP_MSG_STATUS:
         sp_jobs_reply_status(c, id, id_len, m->u.job_req.req, m->u.job_req.job);
         break;
-    case SP_MSG_WORKERS: sp_workers_reply_list(c, id, id_len, m->u.plain_req.req); break;
-    case SP_MSG_DATASETS: sp_datasets_reply_list(c, id, id_len, m->u.plain_req.req); break;
+    case SP_MSG_WORKERS:
+        sp_workers_reply_list(c, id, id_len, m->u.plain_req.req);
+        break;
+    case SP_MSG_DATASETS:
+        sp_datasets_reply_list(c, id, id_len, m->u.plain_req.req);
+        break;
     case SP_MSG_METRICS:
         sp_metrics_reply(c, id, id_len, m->u.job_req.req, m->u.job_req.job, m->u.job_req.since);
         break;
     case SP_MSG_MODEL_GET:
         sp_jobs_model_get(c, id, id_len, m->u.job_req.req, m->u.job_req.job);
         break;
-    case SP_MSG_CANCEL: sp_jobs_cancel(c, id, id_len, m->u.job_req.req, m->u.job_req.job); break;
+    case SP_MSG_CANCEL:
+        sp_jobs_cancel(c, id, id_len, m->u.job_req.req, m->u.job_req.job);
+        break;
     default:
         c->bad_frames++;
         sp_coord_log_bad(c, id, id_len, "unexpected message type on the client socket");

@@ -15,56 +15,57 @@
 #include "coordinator/store.h"
 #include "proto/messages.h"
 
-#define SP_COORD_ID_MAX 256            /* ZeroMQ routing ids are at most 255 bytes */
-#define SP_COORD_MAX_INFLIGHT 2        /* partitions in flight per worker */
-#define SP_COORD_MAX_PARTS 4096        /* partitions per batch (batch / partition) */
-#define SP_COORD_MAX_UPLOADS 16        /* concurrent uploads */
-#define SP_COORD_UPLOAD_MAX_BYTES (2ull << 30) /* sum of an upload's parts */
-#define SP_COORD_UPLOAD_IDLE_MS 120000 /* an upload without a chunk for this long is dropped */
+#define SP_COORD_ID_MAX 256                     /* ZeroMQ routing ids are at most 255 bytes */
+#define SP_COORD_MAX_INFLIGHT 2                 /* partitions in flight per worker */
+#define SP_COORD_MAX_PARTS 4096                 /* partitions per batch (batch / partition) */
+#define SP_COORD_MAX_UPLOADS 16                 /* concurrent uploads */
+#define SP_COORD_UPLOAD_MAX_BYTES (2ull << 30)  /* sum of an upload's parts */
+#define SP_COORD_UPLOADS_MAX_BYTES (4ull << 30) /* reserved by all uploads in progress */
+#define SP_COORD_UPLOAD_IDLE_MS 120000      /* an upload without a chunk for this long is dropped */
 #define SP_COORD_MAX_WEIGHTS (256ull << 20) /* sum of layers[i] * layers[i+1] of a job */
-#define SP_COORD_CKPT_EVERY_MS 2000    /* training time between checkpoints */
+#define SP_COORD_CKPT_EVERY_MS 2000         /* training time between checkpoints */
 #define SP_COORD_MAX_DATASETS 4096
 #define SP_COORD_MAX_WORKER_ERRORS 64 /* worker errors without progress before a job fails */
 
 typedef struct {
-    const char *workers_ep;  /* ROUTER for workers, e.g. tcp://x:5555 */
-    const char *clients_ep;  /* ROUTER for clients */
-    const char *metrics_ep;  /* PUB for metric records */
-    const char *state_dir;   /* datasets, jobs, checkpoints */
-    uint32_t heartbeat_ms;   /* 10..60000 */
-    uint32_t liveness;       /* missed beats before a worker is dead, 1..100 */
+    const char *workers_ep; /* ROUTER for workers, e.g. tcp://x:5555 */
+    const char *clients_ep; /* ROUTER for clients */
+    const char *metrics_ep; /* PUB for metric records */
+    const char *state_dir;  /* datasets, jobs, checkpoints */
+    uint32_t heartbeat_ms;  /* 10..60000 */
+    uint32_t liveness;      /* missed beats before a worker is dead, 1..100 */
 } sp_coord_config_t;
 
 /* --- workers (workers.c) ------------------------------------------------ */
 typedef struct {
-    uint32_t id;                        /* >= 1, never reused in a process */
-    uint8_t ident[SP_COORD_ID_MAX];     /* ROUTER routing id */
+    uint32_t id;                    /* >= 1, never reused in a process */
+    uint8_t ident[SP_COORD_ID_MAX]; /* ROUTER routing id */
     size_t ident_len;
     char name[SP_NAME_MAX];
     uint32_t threads;
-    int alive;                          /* 0 once declared dead or gone (BYE) */
-    uint64_t last_seen_ms;              /* monotonic ms of the last message from it */
+    int alive;             /* 0 once declared dead or gone (BYE) */
+    uint64_t last_seen_ms; /* monotonic ms of the last message from it */
     uint64_t joined_ms;
-    uint32_t in_flight;                 /* partitions of the current step assigned to it */
-    uint64_t model_job, model_version;  /* model it was last sent (0 = none) */
+    uint32_t in_flight;                /* partitions of the current step assigned to it */
+    uint64_t model_job, model_version; /* model it was last sent (0 = none) */
     uint64_t partitions_done;
     uint64_t samples_done;
-    uint64_t compute_us;                /* sum of the compute time it reported */
-    uint32_t heartbeats_missed;         /* beats it stayed silent, in total */
-    uint32_t failures;                  /* deaths, refused results, errors it sent */
-    uint64_t bytes_out, bytes_in;       /* approximate payload bytes sent to / from it */
+    uint64_t compute_us;          /* sum of the compute time it reported */
+    uint32_t heartbeats_missed;   /* beats it stayed silent, in total */
+    uint32_t failures;            /* deaths, refused results, errors it sent */
+    uint64_t bytes_out, bytes_in; /* approximate payload bytes sent to / from it */
 } sp_worker_t;
 
 typedef struct {
-    sp_worker_t *v;  /* dead workers stay listed (alive = 0) until the list fills */
+    sp_worker_t *v; /* dead workers stay listed (alive = 0) until the list fills */
     size_t n, cap;
     uint32_t next_id;
 } sp_workers_t;
 
 /* --- datasets (datasets.c) ---------------------------------------------- */
 typedef struct {
-    sp_dataset_info_t info;  /* name, task, sizes, checksum, serialized bytes */
-    char path[512];          /* <state>/datasets/<name>.spds */
+    sp_dataset_info_t info; /* name, task, sizes, checksum, serialized bytes */
+    char path[512];         /* <state>/datasets/<name>.spds */
 } sp_dsentry_t;
 
 typedef struct {
@@ -74,11 +75,11 @@ typedef struct {
 
 /* --- uploads (uploads.c) ------------------------------------------------ */
 typedef struct {
-    uint64_t id;              /* >= 1 */
+    uint64_t id; /* >= 1 */
     sp_msg_upload_begin_t begin;
-    uint8_t *part[2];         /* part_size[i] bytes each */
-    uint64_t received[2];     /* bytes received per part */
-    uint64_t last_ms;         /* last activity, for the idle timeout */
+    uint8_t *part[2];     /* part_size[i] bytes each */
+    uint64_t received[2]; /* bytes received per part */
+    uint64_t last_ms;     /* last activity, for the idle timeout */
 } sp_upload_t;
 
 typedef struct {
@@ -97,19 +98,19 @@ typedef enum {
 
 typedef struct {
     uint64_t id;
-    sp_msg_train_t def;       /* the validated train request (req zeroed) */
+    sp_msg_train_t def; /* the validated train request (req zeroed) */
     sp_job_state_t state;
     char error[SP_TEXT_MAX];
-    uint32_t epoch;           /* 1-based epoch in progress; epochs when finished */
-    uint64_t step;            /* global steps completed */
+    uint32_t epoch; /* 1-based epoch in progress; epochs when finished */
+    uint64_t step;  /* global steps completed */
     uint64_t samples_seen;
     double loss, accuracy, val_accuracy; /* last completed epoch; NaN before */
-    uint64_t n_records;       /* metric records written */
-    char dir[512];            /* <state>/jobs/<id> */
+    uint64_t n_records;                  /* metric records written */
+    char dir[512];                       /* <state>/jobs/<id> */
 } sp_job_t;
 
 typedef struct {
-    sp_job_t *v;              /* ascending id = submission order */
+    sp_job_t *v; /* ascending id = submission order */
     size_t n, cap;
     uint64_t next_id;
 } sp_jobs_t;
@@ -118,9 +119,9 @@ typedef enum { SP_PART_PENDING = 0, SP_PART_INFLIGHT, SP_PART_DONE } sp_part_sta
 
 typedef struct {
     sp_part_state_t state;
-    uint32_t worker;          /* worker id while in flight */
-    uint32_t offset, len;     /* slice of the batch */
-    float *grad;              /* buffered until its turn in the ordered sum */
+    uint32_t worker;      /* worker id while in flight */
+    uint32_t offset, len; /* slice of the batch */
+    float *grad;          /* buffered until its turn in the ordered sum */
     uint32_t *hits;
     double loss_sum;
     uint32_t n_correct;
@@ -128,44 +129,45 @@ typedef struct {
 
 /* The running job's training state; exists only while a job runs. */
 typedef struct {
-    uint64_t job_id;          /* the job (looked up by id: jobs.v may move) */
-    sp_network_t *net;        /* master network, with training state */
-    sp_dsentry_t ds;          /* copy of the training set's entry */
-    sp_dataset_t val;         /* validation set, loaded; n_samples == 0 when none */
+    uint64_t job_id;   /* the job (looked up by id: jobs.v may move) */
+    sp_network_t *net; /* master network, with training state */
+    sp_dsentry_t ds;   /* copy of the training set's entry */
+    sp_dataset_t val;  /* validation set, loaded; n_samples == 0 when none */
     int classify;
     uint32_t n_samples;
-    uint32_t *perm;           /* permutation of the current epoch */
-    uint32_t epoch;           /* 0-based epoch in progress */
+    uint32_t *perm; /* permutation of the current epoch */
+    uint32_t epoch; /* 0-based epoch in progress */
     uint64_t step_in_epoch, steps_per_epoch;
-    uint64_t global_step;     /* steps completed */
-    uint64_t version;         /* model version of the current step, >= 1 (in checkpoints) */
-    uint64_t version_base;    /* added on the wire: starts << 40, so versions sent after a
-                                 restart are above any sent before it (worker caches keep
-                                 the newest version of a job) */
+    uint64_t global_step;  /* steps completed */
+    uint64_t version;      /* model version of the current step, >= 1 (in checkpoints) */
+    uint64_t version_base; /* added on the wire: starts << 40, so versions sent after a
+                              restart are above any sent before it (worker caches keep
+                              the newest version of a job) */
     size_t n_params, n_hits;
-    uint8_t *model;           /* model file (no training state) of `version` */
+    uint8_t *model; /* model file (no training state) of `version` */
     size_t model_len;
     /* current step */
     uint32_t batch_len, n_parts, next_reduce;
     sp_part_t *parts;
-    float *sum;               /* n_params, ordered sum of the reduced partitions */
-    uint32_t *hits_sum;       /* n_hits */
+    float *sum;         /* n_params, ordered sum of the reduced partitions */
+    uint32_t *hits_sum; /* n_hits */
     double step_loss;
     uint64_t step_correct;
     /* accumulators */
     double ep_loss;
     uint64_t ep_correct, ep_samples;
-    double rec_loss;          /* since the last step record */
+    double rec_loss; /* since the last step record */
     uint64_t rec_correct, rec_samples, rec_steps;
     uint64_t rec_t0_ms;
     uint64_t ep_t0_ms;
-    uint64_t ep_samples_t;    /* samples in this process's part of the epoch (rate) */
-    uint64_t train_ms_base;   /* training time before this process resumed */
-    uint64_t t_start_ms;      /* monotonic ms this process started running it */
+    uint64_t ep_samples_t;  /* samples in this process's part of the epoch (rate) */
+    uint64_t train_ms_base; /* training time before this process resumed */
+    uint64_t t_start_ms;    /* monotonic ms this process started running it */
     uint64_t last_ckpt_ms;
-    uint64_t dropped;         /* results refused */
-    uint32_t worker_errors;   /* errors from workers since the last completed step */
-    uint64_t bytes_wire;      /* bytes sent + received for this job (payloads) */
+    uint64_t dropped;       /* results refused */
+    uint32_t worker_errors; /* errors from workers since the last completed step */
+    int growth_full;        /* sp_network_grow said the network is at its limit */
+    uint64_t bytes_wire;    /* bytes sent + received for this job (payloads) */
 } sp_run_t;
 
 /* --- the root object ----------------------------------------------------- */
@@ -177,15 +179,15 @@ typedef struct {
     sp_datasets_t datasets;
     sp_uploads_t uploads;
     sp_jobs_t jobs;
-    sp_run_t *run;            /* NULL when no job runs */
-    sp_store_writer_t *writer; /* checkpoints and job state files, off the loop */
+    sp_run_t *run;               /* NULL when no job runs */
+    sp_store_writer_t *writer;   /* checkpoints and job state files, off the loop */
     volatile sig_atomic_t *stop; /* set by the signal handler */
-    uint64_t bad_frames;      /* malformed messages received */
+    uint64_t bad_frames;         /* malformed messages received */
     struct {
         uint8_t ident[SP_COORD_ID_MAX];
         size_t ident_len;
         uint64_t last_ms;
-    } badlog[32];             /* rate limit of "bad frame" log lines per peer */
+    } badlog[32]; /* rate limit of "bad frame" log lines per peer */
     unsigned badlog_next;
 } sp_coord_t;
 
@@ -211,8 +213,12 @@ void sp_coord_reply_error(sp_coord_t *c, void *sock, const uint8_t *id, size_t i
 void sp_coord_log_bad(sp_coord_t *c, const uint8_t *id, size_t id_len, const char *what);
 
 /* --- workers.c ----------------------------------------------------------- */
+/* Frees the registry. */
 void sp_workers_fini(sp_workers_t *w);
+/* The live worker behind a routing id, or NULL (borrowed; valid until the
+ * registry changes). */
 sp_worker_t *sp_workers_find_ident(sp_workers_t *w, const uint8_t *id, size_t id_len);
+/* A worker by id, dead or alive, or NULL (borrowed). */
 sp_worker_t *sp_workers_find(sp_workers_t *w, uint32_t worker_id);
 /* Handles one decoded message from the worker socket (HELLO, HEARTBEAT, BYE,
  * DATA_REQ, RESULT, ERROR); anything else gets an ERROR reply. */
@@ -230,7 +236,9 @@ void sp_workers_reply_list(sp_coord_t *c, const uint8_t *id, size_t id_len, uint
 /* Loads the info of every <state>/datasets/<name>.spds (corrupt files are
  * logged and skipped, never deleted). */
 int sp_datasets_load(sp_coord_t *c);
+/* Frees the registry (not the files). */
 void sp_datasets_fini(sp_datasets_t *d);
+/* The entry of a stored dataset, or NULL (borrowed). */
 const sp_dsentry_t *sp_datasets_find(const sp_datasets_t *d, const char *name);
 /* Adds an entry (the file is already stored). */
 int sp_datasets_add(sp_datasets_t *d, const sp_dsentry_t *e);
@@ -247,17 +255,18 @@ int sp_datasets_store(sp_coord_t *c, const char *name, const sp_dataset_t *ds,
 /* DATASETS reply. */
 void sp_datasets_reply_list(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req);
 /* DATA_REQ from a worker: one DATA_CHUNK reply. */
-void sp_datasets_serve(sp_coord_t *c, const uint8_t *id, size_t id_len,
-                       const sp_msg_data_req_t *r);
+void sp_datasets_serve(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_data_req_t *r);
 
 /* --- uploads.c ----------------------------------------------------------- */
+/* Drops every upload in progress. */
 void sp_uploads_fini(sp_uploads_t *u);
+/* UPLOAD_BEGIN, UPLOAD_CHUNK, UPLOAD_END from a client: each answers with
+ * R_UPLOAD or ERROR (docs/COORDINATOR.md, "Uploads"). */
 void sp_uploads_begin(sp_coord_t *c, const uint8_t *id, size_t id_len,
                       const sp_msg_upload_begin_t *b);
 void sp_uploads_chunk(sp_coord_t *c, const uint8_t *id, size_t id_len,
                       const sp_msg_upload_chunk_t *ch);
-void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len,
-                    const sp_msg_upload_end_t *e);
+void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_upload_end_t *e);
 /* Drops uploads idle for longer than SP_COORD_UPLOAD_IDLE_MS. */
 void sp_uploads_expire(sp_coord_t *c, uint64_t now_ms);
 
@@ -265,14 +274,18 @@ void sp_uploads_expire(sp_coord_t *c, uint64_t now_ms);
 /* Loads every job of <state>/jobs; a job that was running is queued to
  * resume from its checkpoint. */
 int sp_jobs_load(sp_coord_t *c);
+/* Frees the running job and the job list (nothing is written). */
 void sp_jobs_fini(sp_coord_t *c);
+/* A job by id, or NULL (borrowed; valid until a job is added). */
 sp_job_t *sp_jobs_find(sp_jobs_t *j, uint64_t id);
+/* "queued", "running", "done", "failed" or "cancelled". */
 const char *sp_jobs_state_name(sp_job_state_t s);
+/* Client requests: TRAIN (validate, store durably, R_JOB), STATUS (one job
+ * or, for 0, the newest SP_MAX_LIST), MODEL_GET, CANCEL; ERROR otherwise. */
 void sp_jobs_train(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_train_t *t);
 void sp_jobs_reply_status(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
                           uint64_t job);
-void sp_jobs_model_get(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
-                       uint64_t job);
+void sp_jobs_model_get(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req, uint64_t job);
 void sp_jobs_cancel(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req, uint64_t job);
 /* Starts the next queued job when none runs, dispatches pending partitions
  * to idle workers, and writes a checkpoint when one is due. */
@@ -293,8 +306,8 @@ void sp_jobs_checkpoint(sp_coord_t *c);
  * publishes it on the PUB socket under the topic "job/<id>". */
 int sp_metrics_record(sp_coord_t *c, sp_job_t *job, sp_metric_t *rec);
 /* METRICS reply: records index >= since, at most SP_MAX_LIST. */
-void sp_metrics_reply(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
-                      uint64_t job, uint64_t since);
+void sp_metrics_reply(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req, uint64_t job,
+                      uint64_t since);
 /* Cuts a job's metrics files to n records (resume from a checkpoint). */
 int sp_metrics_truncate(sp_job_t *job, uint64_t n);
 /* Number of records in a job's metrics files. */

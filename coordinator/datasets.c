@@ -105,8 +105,7 @@ int sp_datasets_load(sp_coord_t *c)
         char name[SP_NAME_MAX];
         memcpy(name, e->d_name, n - 5);
         name[n - 5] = '\0';
-        if (snprintf(ent.path, sizeof ent.path, "%s/%s", dir, e->d_name) >=
-            (int)sizeof ent.path) {
+        if (snprintf(ent.path, sizeof ent.path, "%s/%s", dir, e->d_name) >= (int)sizeof ent.path) {
             continue;
         }
         uint8_t *buf = NULL;
@@ -176,8 +175,7 @@ void sp_datasets_reply_list(sp_coord_t *c, const uint8_t *id, size_t id_len, uin
     free(list);
 }
 
-void sp_datasets_serve(sp_coord_t *c, const uint8_t *id, size_t id_len,
-                       const sp_msg_data_req_t *r)
+void sp_datasets_serve(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_data_req_t *r)
 {
     const sp_dsentry_t *e = sp_datasets_find(&c->datasets, r->dataset);
     if (e == NULL || e->info.checksum != r->checksum) {

@@ -97,11 +97,16 @@ static double s_bitsd(uint64_t u)
 const char *sp_jobs_state_name(sp_job_state_t s)
 {
     switch (s) {
-    case SP_JOB_QUEUED: return "queued";
-    case SP_JOB_RUNNING: return "running";
-    case SP_JOB_DONE: return "done";
-    case SP_JOB_FAILED: return "failed";
-    case SP_JOB_CANCELLED: return "cancelled";
+    case SP_JOB_QUEUED:
+        return "queued";
+    case SP_JOB_RUNNING:
+        return "running";
+    case SP_JOB_DONE:
+        return "done";
+    case SP_JOB_FAILED:
+        return "failed";
+    case SP_JOB_CANCELLED:
+        return "cancelled";
     }
     return "unknown";
 }
@@ -356,8 +361,7 @@ int sp_jobs_load(sp_coord_t *c)
             break;
         }
         job->id = id;
-        if (snprintf(job->dir, sizeof job->dir, "%s/%s", dir, e->d_name) >=
-            (int)sizeof job->dir) {
+        if (snprintf(job->dir, sizeof job->dir, "%s/%s", dir, e->d_name) >= (int)sizeof job->dir) {
             c->jobs.n--;
             continue;
         }
@@ -616,8 +620,8 @@ static int s_read_checkpoint(const sp_job_t *job, s_ckpt_t *ck, sp_network_t **n
         snprintf(err, errlen, "checkpoint: bad magic or truncated");
         goto out;
     }
-    uint32_t ver = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
-          (uint32_t)buf[7] << 24;
+    uint32_t ver =
+        (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
     if (ver != S_CKPT_VERSION) {
         snprintf(err, errlen, "checkpoint: format version %u, this build reads %u", ver,
                  S_CKPT_VERSION);
@@ -735,8 +739,7 @@ static void s_start(sp_coord_t *c, sp_job_t *job)
     if (job->def.validation[0] != '\0') {
         const sp_dsentry_t *v = sp_datasets_find(&c->datasets, job->def.validation);
         if (v == NULL || sp_datasets_read(v, &r->val, err, sizeof err) != SP_OK) {
-            s_fail(c, "validation dataset '%s': %s", job->def.validation,
-                   v == NULL ? "gone" : err);
+            s_fail(c, "validation dataset '%s': %s", job->def.validation, v == NULL ? "gone" : err);
             return;
         }
     }
@@ -1089,8 +1092,8 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
                 }
             }
             if (++r->worker_errors >= SP_COORD_MAX_WORKER_ERRORS) {
-                s_fail(c, "workers keep sending unusable results (%u); last: %s",
-                       r->worker_errors, why);
+                s_fail(c, "workers keep sending unusable results (%u); last: %s", r->worker_errors,
+                       why);
             }
         } else {
             sp_log(SP_LOG_DEBUG, "result from worker %u dropped: %s", wk->id, why);
@@ -1186,9 +1189,15 @@ static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
         for (uint32_t i = 0; i < st.layer_count && i < SP_NET_MAX_LAYERS; i++) {
             cand += st.layers[i].growth_candidates;
         }
-        if (cand > 0) {
+        if (cand > 0 && !r->growth_full) {
             int n = sp_network_grow(r->net);
-            if (n < 0) {
+            if (n == SP_E_RANGE) {
+                /* The network is as large as it may get: stop growing. */
+                sp_log(SP_LOG_WARN, "job %llu: network at its size limit, growth stops",
+                       (unsigned long long)job->id);
+                r->growth_full = 1;
+                n = 0;
+            } else if (n < 0) {
                 s_fail(c, "growth failed (%s)", sp_strerror(n));
                 return -1;
             }
@@ -1377,9 +1386,10 @@ static int s_bad_train(sp_coord_t *c, const sp_msg_train_t *t, char *err, size_t
         }
         if (v->info.features != e->info.features || strcmp(v->info.task, e->info.task) != 0 ||
             (classify && v->info.classes != e->info.classes)) {
-            snprintf(err, errlen, "validation: '%s' (%u features, %u classes, %s) does not match "
-                     "'%s'", v->info.name, v->info.features, v->info.classes, v->info.task,
-                     e->info.name);
+            snprintf(err, errlen,
+                     "validation: '%s' (%u features, %u classes, %s) does not match "
+                     "'%s'",
+                     v->info.name, v->info.features, v->info.classes, v->info.task, e->info.name);
             return SP_E_INPUT;
         }
     }
@@ -1453,8 +1463,8 @@ void sp_jobs_reply_status(sp_coord_t *c, const uint8_t *id, size_t id_len, uint6
     if (job_id != 0) {
         sp_job_t *job = sp_jobs_find(&c->jobs, job_id);
         if (job == NULL) {
-            sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOTFOUND, req,
-                                 SP_MSG_STATUS, "no job %llu", (unsigned long long)job_id);
+            sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOTFOUND, req, SP_MSG_STATUS,
+                                 "no job %llu", (unsigned long long)job_id);
             return;
         }
         first = (size_t)(job - c->jobs.v);
@@ -1486,8 +1496,8 @@ void sp_jobs_model_get(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t
 {
     sp_job_t *job = sp_jobs_find(&c->jobs, job_id);
     if (job == NULL) {
-        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOTFOUND, req,
-                             SP_MSG_MODEL_GET, "no job %llu", (unsigned long long)job_id);
+        sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_NOTFOUND, req, SP_MSG_MODEL_GET,
+                             "no job %llu", (unsigned long long)job_id);
         return;
     }
     sp_msg_t m;
@@ -1508,8 +1518,7 @@ void sp_jobs_model_get(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t
     if (rc != SP_OK) {
         sp_coord_reply_error(c, c->clients_sock, id, id_len, SP_E_STATE, req, SP_MSG_MODEL_GET,
                              "job %llu (%s) has no model%s%s", (unsigned long long)job_id,
-                             sp_jobs_state_name(job->state), job->error[0] ? ": " : "",
-                             job->error);
+                             sp_jobs_state_name(job->state), job->error[0] ? ": " : "", job->error);
         return;
     }
     m.u.r_model.model.data = buf;
@@ -1518,8 +1527,7 @@ void sp_jobs_model_get(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t
     free(buf);
 }
 
-void sp_jobs_cancel(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
-                    uint64_t job_id)
+void sp_jobs_cancel(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req, uint64_t job_id)
 {
     sp_job_t *job = sp_jobs_find(&c->jobs, job_id);
     if (job == NULL) {

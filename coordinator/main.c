@@ -3,6 +3,7 @@
  * level); the loop then checkpoints the running job, says BYE to the workers
  * and the process exits 0. A bad flag prints the usage and exits 2. */
 #include <errno.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,16 +22,15 @@ static void s_on_signal(int sig)
 
 static void s_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: spatium-coordinator [--workers EP] [--clients EP] [--metrics EP]\n"
-            "                           [--state-dir DIR] [--heartbeat-ms MS] [--liveness N]\n"
-            "                           [--log-level error|warn|info|debug]\n"
-            "  --workers EP        ROUTER endpoint for workers   (default tcp://*:5555)\n"
-            "  --clients EP        ROUTER endpoint for clients   (default tcp://*:5556)\n"
-            "  --metrics EP        PUB endpoint for live metrics (default tcp://*:5557)\n"
-            "  --state-dir DIR     datasets, jobs, checkpoints   (default ./spatium-state)\n"
-            "  --heartbeat-ms MS   heartbeat interval, 10..60000 (default 1000)\n"
-            "  --liveness N        missed beats before a worker is dead, 1..100 (default 3)\n");
+    fprintf(f, "usage: spatium-coordinator [--workers EP] [--clients EP] [--metrics EP]\n"
+               "                           [--state-dir DIR] [--heartbeat-ms MS] [--liveness N]\n"
+               "                           [--log-level error|warn|info|debug]\n"
+               "  --workers EP        ROUTER endpoint for workers   (default tcp://*:5555)\n"
+               "  --clients EP        ROUTER endpoint for clients   (default tcp://*:5556)\n"
+               "  --metrics EP        PUB endpoint for live metrics (default tcp://*:5557)\n"
+               "  --state-dir DIR     datasets, jobs, checkpoints   (default ./spatium-state)\n"
+               "  --heartbeat-ms MS   heartbeat interval, 10..60000 (default 1000)\n"
+               "  --liveness N        missed beats before a worker is dead, 1..100 (default 3)\n");
 }
 
 static int s_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -62,9 +62,9 @@ int main(int argc, char **argv)
             s_usage(stdout);
             return 0;
         }
-        static const char *const known[] = {"--workers",      "--clients",  "--metrics",
-                                            "--state-dir",    "--heartbeat-ms", "--liveness",
-                                            "--log-level",    NULL};
+        static const char *const known[] = {
+            "--workers",      "--clients",  "--metrics",   "--state-dir",
+            "--heartbeat-ms", "--liveness", "--log-level", NULL};
         int is_known = 0;
         for (int k = 0; known[k] != NULL; k++) {
             is_known |= strcmp(a, known[k]) == 0;
@@ -122,6 +122,11 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* The coordinator's network work per step (optimizer step, model
+     * encoding, stats) is small; OpenMP threads would only spin after each
+     * call and take the cores the workers on this machine need. Results do
+     * not depend on the thread count. */
+    omp_set_num_threads(1);
 
     sp_coord_t *c = calloc(1, sizeof *c);
     if (c == NULL) {

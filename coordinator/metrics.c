@@ -4,8 +4,8 @@
  * METRICS without parsing JSON), then published on the PUB socket under the
  * topic "job/<id>". Invariant: both files hold the same n_records records,
  * record i has index i; resuming cuts both back to the checkpoint's count. */
-#include <math.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +26,10 @@ static size_t s_num(char *p, size_t left, double v)
     return n < 0 ? 0 : ((size_t)n < left ? (size_t)n : left - 1);
 }
 
-#define S_PUT(...)                                                                     \
-    do {                                                                               \
-        int k_ = snprintf(line + n, cap - n, __VA_ARGS__);                             \
-        n += k_ < 0 ? 0 : ((size_t)k_ < cap - n ? (size_t)k_ : cap - n - 1);           \
+#define S_PUT(...)                                                                                 \
+    do {                                                                                           \
+        int k_ = snprintf(line + n, cap - n, __VA_ARGS__);                                         \
+        n += k_ < 0 ? 0 : ((size_t)k_ < cap - n ? (size_t)k_ : cap - n - 1);                       \
     } while (0)
 #define S_NUM(v) (n += s_num(line + n, cap - n, (v)))
 
@@ -37,9 +37,10 @@ static size_t s_num(char *p, size_t left, double v)
 static size_t s_json(const sp_metric_t *r, char *line, size_t cap)
 {
     size_t n = 0;
-    S_PUT("{\"index\":%llu,\"job\":%llu,\"kind\":\"%s\",\"epoch\":%u,\"step\":%llu,\"time_ms\":%llu,",
-          (unsigned long long)r->index, (unsigned long long)r->job, r->kind, r->epoch,
-          (unsigned long long)r->step, (unsigned long long)r->time_ms);
+    S_PUT(
+        "{\"index\":%llu,\"job\":%llu,\"kind\":\"%s\",\"epoch\":%u,\"step\":%llu,\"time_ms\":%llu,",
+        (unsigned long long)r->index, (unsigned long long)r->job, r->kind, r->epoch,
+        (unsigned long long)r->step, (unsigned long long)r->time_ms);
     S_PUT("\"loss\":");
     S_NUM(r->loss);
     S_PUT(",\"accuracy\":");
@@ -62,7 +63,25 @@ static size_t s_json(const sp_metric_t *r, char *line, size_t cap)
     S_PUT("],\"growth_candidates\":%u,\"prune_candidates\":%u,\"sparsity\":", r->growth_candidates,
           r->prune_candidates);
     S_NUM(r->sparsity);
-    S_PUT("}\n");
+    return n;
+}
+
+/* ,"workers":[...] with every registered worker's figures (epoch records). */
+static size_t s_json_workers(const sp_workers_t *w, char *line, size_t cap)
+{
+    size_t n = 0;
+    S_PUT(",\"workers\":[");
+    for (size_t i = 0; i < w->n && n + 256 < cap; i++) {
+        const sp_worker_t *wk = &w->v[i];
+        double sps = wk->compute_us ? (double)wk->samples_done * 1e6 / (double)wk->compute_us : 0;
+        S_PUT("%s{\"id\":%u,\"name\":\"%s\",\"alive\":%s,\"partitions_done\":%llu,"
+              "\"samples_per_s\":",
+              i ? "," : "", wk->id, wk->name, wk->alive ? "true" : "false",
+              (unsigned long long)wk->partitions_done);
+        S_NUM(sps);
+        S_PUT(",\"heartbeats_missed\":%u,\"failures\":%u}", wk->heartbeats_missed, wk->failures);
+    }
+    S_PUT("]");
     return n;
 }
 
@@ -71,14 +90,24 @@ int sp_metrics_record(sp_coord_t *c, sp_job_t *job, sp_metric_t *rec)
     rec->index = job->n_records;
     rec->job = job->id;
     char path[600];
-    char line[4096];
-    size_t n = s_json(rec, line, sizeof line);
+    size_t cap = 4096 + (strcmp(rec->kind, "epoch") == 0 ? c->workers.n * 256 : 0);
+    char *line = malloc(cap);
+    if (line == NULL) {
+        return SP_E_NOMEM;
+    }
+    size_t n = s_json(rec, line, cap - 4);
+    if (strcmp(rec->kind, "epoch") == 0) {
+        n += s_json_workers(&c->workers, line + n, cap - 4 - n);
+    }
+    line[n++] = '}';
+    line[n++] = '\n';
     s_path(job, "metrics.bin", path, sizeof path);
     int rc = sp_store_append(path, rec, sizeof *rec, 0);
     if (rc == SP_OK) {
         s_path(job, "metrics.jsonl", path, sizeof path);
         rc = sp_store_append(path, line, n, 0);
     }
+    free(line);
     if (rc != SP_OK) {
         sp_log(SP_LOG_ERROR, "job %llu: cannot append a metric record: %s",
                (unsigned long long)job->id, strerror(errno));

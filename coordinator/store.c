@@ -257,11 +257,11 @@ typedef struct s_item {
 struct sp_store_writer {
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;    /* signalled on new work, on completion and on stop */
+    pthread_cond_t cv;     /* signalled on new work, on completion and on stop */
     s_item_t *head, *tail; /* waiting items, FIFO */
-    int busy;             /* the thread is writing an item it took */
+    int busy;              /* the thread is writing an item it took */
     int stop;
-    int failed;           /* a write failed since the last flush */
+    int failed; /* a write failed since the last flush */
 };
 
 static void *s_writer_main(void *arg)

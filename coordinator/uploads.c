@@ -57,8 +57,8 @@ static int s_name_ok(const char *s)
     return 1;
 }
 
-static void s_reply(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req,
-                    uint64_t upload, uint64_t received, const sp_dataset_info_t *info)
+static void s_reply(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req, uint64_t upload,
+                    uint64_t received, const sp_dataset_info_t *info)
 {
     sp_msg_t m;
     sp_msg_init(&m, SP_MSG_R_UPLOAD);
@@ -131,11 +131,22 @@ void sp_uploads_begin(sp_coord_t *c, const uint8_t *id, size_t id_len,
         return;
     }
     int slot = -1;
+    uint64_t reserved = 0;
     for (int i = 0; i < SP_COORD_MAX_UPLOADS; i++) {
-        if (c->uploads.v[i] == NULL) {
-            slot = i;
-            break;
+        const sp_upload_t *u = c->uploads.v[i];
+        if (u == NULL) {
+            slot = slot < 0 ? i : slot;
+        } else {
+            reserved += u->begin.part_size[0] + (u->begin.n_parts > 1 ? u->begin.part_size[1] : 0);
         }
+    }
+    if (reserved + total > SP_COORD_UPLOADS_MAX_BYTES) {
+        sp_coord_reply_error(c, s, id, id_len, SP_E_STATE, b->req, T,
+                             "uploads in progress hold %llu bytes; %llu more is above the limit "
+                             "of %llu; retry later",
+                             (unsigned long long)reserved, (unsigned long long)total,
+                             (unsigned long long)SP_COORD_UPLOADS_MAX_BYTES);
+        return;
     }
     if (slot < 0) {
         sp_coord_reply_error(c, s, id, id_len, SP_E_STATE, b->req, T,
@@ -252,8 +263,7 @@ static int s_parse(const sp_upload_t *up, sp_dataset_t *ds, char *err, size_t er
     return rc;
 }
 
-void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len,
-                    const sp_msg_upload_end_t *e)
+void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_upload_end_t *e)
 {
     void *s = c->clients_sock;
     const uint32_t T = SP_MSG_UPLOAD_END;

@@ -21,7 +21,8 @@ void sp_workers_fini(sp_workers_t *w)
 sp_worker_t *sp_workers_find_ident(sp_workers_t *w, const uint8_t *id, size_t id_len)
 {
     for (size_t i = 0; i < w->n; i++) {
-        if (w->v[i].alive && w->v[i].ident_len == id_len && memcmp(w->v[i].ident, id, id_len) == 0) {
+        if (w->v[i].alive && w->v[i].ident_len == id_len &&
+            memcmp(w->v[i].ident, id, id_len) == 0) {
             return &w->v[i];
         }
     }
@@ -211,8 +212,8 @@ void sp_workers_reply_list(sp_coord_t *c, const uint8_t *id, size_t id_len, uint
         o->threads = wk->threads;
         o->alive = wk->alive;
         o->partitions_done = wk->partitions_done;
-        o->samples_per_s = wk->compute_us > 0 ? (double)wk->samples_done * 1e6 / (double)wk->compute_us
-                                              : 0.0;
+        o->samples_per_s =
+            wk->compute_us > 0 ? (double)wk->samples_done * 1e6 / (double)wk->compute_us : 0.0;
         o->heartbeats_missed = wk->heartbeats_missed;
         o->failures = wk->failures;
     }

@@ -162,7 +162,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     continue;
                 }
                 char key[33];
-                memcpy(key, k->via.str.ptr, k->via.str.size);
+                if (k->via.str.size > 0) { /* msgpack-c gives NULL for an empty str */
+                    memcpy(key, k->via.str.ptr, k->via.str.size);
+                }
                 key[k->via.str.size] = '\0';
                 if (sp_mp_map_get(root, key) == NULL && strlen(key) == k->via.str.size) {
                     fprintf(stderr, "fuzz_mpcheck: map_get misses key \"%s\"\n", key);

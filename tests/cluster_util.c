@@ -99,16 +99,19 @@ int sp_cu_wait(pid_t pid, int timeout_ms, int *status)
     }
 }
 
-void sp_cu_stop(pid_t pid, int timeout_ms)
+int sp_cu_stop(pid_t pid, int timeout_ms)
 {
     if (pid <= 0) {
-        return;
+        return 0;
     }
     kill(pid, SIGTERM);
-    if (sp_cu_wait(pid, timeout_ms, NULL) != 0) {
+    int status = 0;
+    if (sp_cu_wait(pid, timeout_ms, &status) != 0) {
         kill(pid, SIGKILL);
         (void)sp_cu_wait(pid, 5000, NULL);
+        return -1;
     }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 void sp_cu_kill9(pid_t pid)
@@ -287,9 +290,9 @@ int sp_cluster_start_coord(sp_cluster_t *cl)
     snprintf(hb, sizeof hb, "%d", cl->heartbeat_ms);
     snprintf(lv, sizeof lv, "%d", cl->liveness);
     snprintf(log, sizeof log, "%s/coordinator-%d.log", cl->dir, cl->coord_starts++);
-    char *argv[] = {bin,         "--workers",      cl->wep, "--clients",  cl->cep,
-                    "--metrics", cl->mep,          "--state-dir", cl->state, "--heartbeat-ms",
-                    hb,          "--liveness",     lv,      NULL};
+    char *argv[] = {bin,     "--workers",   cl->wep,   "--clients",      cl->cep, "--metrics",
+                    cl->mep, "--state-dir", cl->state, "--heartbeat-ms", hb,      "--liveness",
+                    lv,      NULL};
     cl->coord = sp_cu_spawn(argv, log);
     if (cl->coord < 0) {
         cl->coord = 0;
@@ -341,8 +344,9 @@ void sp_cluster_stop_worker(sp_cluster_t *cl, int slot, int sig)
     }
     if (sig == SIGKILL) {
         sp_cu_kill9(cl->workers[slot]);
-    } else {
-        sp_cu_stop(cl->workers[slot], 5000);
+    } else if (sp_cu_stop(cl->workers[slot], 5000) != 0) {
+        fprintf(stderr, "cluster: worker %d did not exit cleanly\n", slot);
+        cl->unclean++;
     }
     cl->workers[slot] = 0;
 }
@@ -370,14 +374,20 @@ int sp_cluster_wait_workers(sp_cluster_t *cl, int n, int timeout_ms)
     return -1;
 }
 
-void sp_cluster_fini(sp_cluster_t *cl)
+int sp_cluster_fini(sp_cluster_t *cl)
 {
     for (int i = 0; i < SP_CU_MAX_WORKERS; i++) {
         sp_cluster_stop_worker(cl, i, SIGTERM);
     }
     if (cl->coord > 0) {
-        sp_cu_stop(cl->coord, 10000);
+        if (sp_cu_stop(cl->coord, 10000) != 0) {
+            fprintf(stderr, "cluster: the coordinator did not exit cleanly\n");
+            cl->unclean++;
+        }
         cl->coord = 0;
+    }
+    if (cl->unclean > 0) {
+        sp_cluster_dump_logs(cl);
     }
     if (cl->dealer != NULL) {
         zmq_close(cl->dealer);
@@ -391,6 +401,7 @@ void sp_cluster_fini(sp_cluster_t *cl)
         s_rmrf(cl->dir);
     }
     cl->dir[0] = '\0';
+    return cl->unclean;
 }
 
 void sp_cluster_dump_logs(const sp_cluster_t *cl)
@@ -423,33 +434,56 @@ void sp_cluster_dump_logs(const sp_cluster_t *cl)
 static void s_set_req(sp_msg_t *m, uint64_t req)
 {
     switch (m->type) {
-    case SP_MSG_UPLOAD_BEGIN: m->u.upload_begin.req = req; break;
-    case SP_MSG_UPLOAD_CHUNK: m->u.upload_chunk.req = req; break;
-    case SP_MSG_UPLOAD_END: m->u.upload_end.req = req; break;
-    case SP_MSG_TRAIN: m->u.train.req = req; break;
+    case SP_MSG_UPLOAD_BEGIN:
+        m->u.upload_begin.req = req;
+        break;
+    case SP_MSG_UPLOAD_CHUNK:
+        m->u.upload_chunk.req = req;
+        break;
+    case SP_MSG_UPLOAD_END:
+        m->u.upload_end.req = req;
+        break;
+    case SP_MSG_TRAIN:
+        m->u.train.req = req;
+        break;
     case SP_MSG_STATUS:
     case SP_MSG_METRICS:
     case SP_MSG_MODEL_GET:
-    case SP_MSG_CANCEL: m->u.job_req.req = req; break;
+    case SP_MSG_CANCEL:
+        m->u.job_req.req = req;
+        break;
     case SP_MSG_WORKERS:
-    case SP_MSG_DATASETS: m->u.plain_req.req = req; break;
-    default: break;
+    case SP_MSG_DATASETS:
+        m->u.plain_req.req = req;
+        break;
+    default:
+        break;
     }
 }
 
 static uint64_t s_rep_req(const sp_msg_t *m)
 {
     switch (m->type) {
-    case SP_MSG_ERROR: return m->u.error.req;
-    case SP_MSG_R_OK: return m->u.r_ok.req;
-    case SP_MSG_R_UPLOAD: return m->u.r_upload.req;
-    case SP_MSG_R_JOB: return m->u.r_job.req;
-    case SP_MSG_R_STATUS: return m->u.r_status.req;
-    case SP_MSG_R_WORKERS: return m->u.r_workers.req;
-    case SP_MSG_R_METRICS: return m->u.r_metrics.req;
-    case SP_MSG_R_MODEL: return m->u.r_model.req;
-    case SP_MSG_R_DATASETS: return m->u.r_datasets.req;
-    default: return UINT64_MAX;
+    case SP_MSG_ERROR:
+        return m->u.error.req;
+    case SP_MSG_R_OK:
+        return m->u.r_ok.req;
+    case SP_MSG_R_UPLOAD:
+        return m->u.r_upload.req;
+    case SP_MSG_R_JOB:
+        return m->u.r_job.req;
+    case SP_MSG_R_STATUS:
+        return m->u.r_status.req;
+    case SP_MSG_R_WORKERS:
+        return m->u.r_workers.req;
+    case SP_MSG_R_METRICS:
+        return m->u.r_metrics.req;
+    case SP_MSG_R_MODEL:
+        return m->u.r_model.req;
+    case SP_MSG_R_DATASETS:
+        return m->u.r_datasets.req;
+    default:
+        return UINT64_MAX;
     }
 }
 

@@ -20,10 +20,11 @@ typedef struct {
     char state[192];                   /* coordinator state directory */
     char wep[192], cep[192], mep[192]; /* worker, client, metrics endpoints */
     int heartbeat_ms, liveness;
-    pid_t coord;                       /* 0 when not running */
-    int coord_starts;                  /* log file numbering */
-    pid_t workers[SP_CU_MAX_WORKERS];  /* 0 = slot free */
-    void *zctx, *dealer;               /* raw client of the coordinator */
+    pid_t coord;                      /* 0 when not running */
+    int coord_starts;                 /* log file numbering */
+    pid_t workers[SP_CU_MAX_WORKERS]; /* 0 = slot free */
+    int unclean;                      /* processes stopped by SIGTERM that did not exit 0 */
+    void *zctx, *dealer;              /* raw client of the coordinator */
     uint64_t req;
 } sp_cluster_t;
 
@@ -35,8 +36,9 @@ int sp_cu_bin(const char *prog, char *out, size_t outlen);
 pid_t sp_cu_spawn(char *const argv[], const char *log_path);
 /* Waits up to timeout_ms for pid to exit; 0 and *status on exit, -1 on timeout. */
 int sp_cu_wait(pid_t pid, int timeout_ms, int *status);
-/* SIGTERM, up to timeout_ms for it to exit, then SIGKILL; reaps it. */
-void sp_cu_stop(pid_t pid, int timeout_ms);
+/* SIGTERM, up to timeout_ms for it to exit, then SIGKILL; reaps it.
+ * Returns 0 when it exited by itself with status 0, else -1. */
+int sp_cu_stop(pid_t pid, int timeout_ms);
 /* SIGKILL and reap. */
 void sp_cu_kill9(pid_t pid);
 /* Runs argv to completion (at most timeout_ms; killed after that), stdout
@@ -57,8 +59,11 @@ int sp_cluster_add_worker(sp_cluster_t *cl, int threads);
 void sp_cluster_stop_worker(sp_cluster_t *cl, int slot, int sig);
 /* Waits (bounded) until the coordinator lists `n` live workers. */
 int sp_cluster_wait_workers(sp_cluster_t *cl, int n, int timeout_ms);
-/* Stops everything, closes the client socket, removes the directory. */
-void sp_cluster_fini(sp_cluster_t *cl);
+/* Stops everything, closes the client socket, removes the directory (kept,
+ * like the logs, when SPATIUM_KEEP_TMP is set). Returns how many processes
+ * did not exit cleanly (status 0) on SIGTERM over the cluster's life, e.g.
+ * after a sanitizer report. */
+int sp_cluster_fini(sp_cluster_t *cl);
 /* Prints the tail of every log of the cluster (on failure). */
 void sp_cluster_dump_logs(const sp_cluster_t *cl);
 

@@ -37,9 +37,9 @@
 /* processes and files                                                      */
 
 typedef struct {
-    int status;            /* exit code; 128 + signal when killed */
-    char out[S_OUT_MAX];   /* stdout */
-    char err[S_OUT_MAX];   /* stderr */
+    int status;          /* exit code; 128 + signal when killed */
+    char out[S_OUT_MAX]; /* stdout */
+    char err[S_OUT_MAX]; /* stderr */
 } s_run_t;
 
 static uint64_t s_now_ms(void)
@@ -190,19 +190,19 @@ struct s_fake {
     char dir[64];
     char ep[128];
     void *ctx;
-    void *sock;            /* ROUTER bound at ep */
+    void *sock; /* ROUTER bound at ep */
     s_handler_t handler;
     int n_requests;
     /* what scenarios record or need */
-    sp_msg_train_t train;  /* last TRAIN received */
-    int stale_first;       /* answer once with a wrong request id first */
+    sp_msg_train_t train; /* last TRAIN received */
+    int stale_first;      /* answer once with a wrong request id first */
     const char *error_text;
-    uint32_t crc[2];       /* upload: CRC of what arrived, per part */
-    uint64_t next_off[2];  /* upload: next expected offset per part */
+    uint32_t crc[2];      /* upload: CRC of what arrived, per part */
+    uint64_t next_off[2]; /* upload: next expected offset per part */
     uint32_t announced_crc[2];
     uint64_t announced_size[2];
     int chunks, chunk_order_ok, store_ok;
-    const uint8_t *model;  /* model_get reply bytes */
+    const uint8_t *model; /* model_get reply bytes */
     size_t model_len;
 };
 
@@ -308,14 +308,21 @@ static uint64_t s_req_of(const sp_msg_t *m)
     case SP_MSG_STATUS:
     case SP_MSG_METRICS:
     case SP_MSG_MODEL_GET:
-    case SP_MSG_CANCEL: return m->u.job_req.req;
+    case SP_MSG_CANCEL:
+        return m->u.job_req.req;
     case SP_MSG_WORKERS:
-    case SP_MSG_DATASETS: return m->u.plain_req.req;
-    case SP_MSG_TRAIN: return m->u.train.req;
-    case SP_MSG_UPLOAD_BEGIN: return m->u.upload_begin.req;
-    case SP_MSG_UPLOAD_CHUNK: return m->u.upload_chunk.req;
-    case SP_MSG_UPLOAD_END: return m->u.upload_end.req;
-    default: return 0;
+    case SP_MSG_DATASETS:
+        return m->u.plain_req.req;
+    case SP_MSG_TRAIN:
+        return m->u.train.req;
+    case SP_MSG_UPLOAD_BEGIN:
+        return m->u.upload_begin.req;
+    case SP_MSG_UPLOAD_CHUNK:
+        return m->u.upload_chunk.req;
+    case SP_MSG_UPLOAD_END:
+        return m->u.upload_end.req;
+    default:
+        return 0;
     }
 }
 
@@ -522,8 +529,9 @@ static void test_client_help_exits_0(void **state)
     (void)state;
     char dir[64];
     s_mkdtemp(dir);
-    static const char *const cmds[] = {"submit", "train", "status", "workers", "watch", "metrics",
-                                       "model",  "cancel", "datasets", "eval",  "demo"};
+    static const char *const cmds[] = {"submit",   "train",   "status", "workers",
+                                       "watch",    "metrics", "model",  "cancel",
+                                       "datasets", "eval",    "demo"};
     s_run_t *r = malloc(sizeof *r);
     assert_non_null(r);
     const char *top[] = {"--help", NULL};
@@ -844,7 +852,7 @@ static void test_client_train_sends_job(void **state)
     s_fake_init(&f, s_handle_status);
     s_run_t *r = malloc(sizeof *r);
     assert_non_null(r);
-    const char *args[] = {"--json",    "train", "--dataset", "cls", "--layers", "4,16,3", NULL};
+    const char *args[] = {"--json", "train", "--dataset", "cls", "--layers", "4,16,3", NULL};
     s_client(&f, r, args);
     assert_int_equal(r->status, 0);
     assert_string_equal(r->out, "{\"job\":12}\n");
@@ -862,10 +870,27 @@ static void test_client_train_sends_job(void **state)
     assert_string_equal(f.train.loss, "xent");
     assert_int_equal(f.train.growth_every, 0);
 
-    const char *reg[] = {"train",  "--dataset", "reg",   "--layers",     "4,3,1",
-                         "--bits", "2",         "--batch", "16",         "--lr=0.1",
-                         "--mode", "local",     "--seed",  "99",         "--validation",
-                         "cls",    "--growth-every", "10", "--prune-every", "20", NULL};
+    const char *reg[] = {"train",
+                         "--dataset",
+                         "reg",
+                         "--layers",
+                         "4,3,1",
+                         "--bits",
+                         "2",
+                         "--batch",
+                         "16",
+                         "--lr=0.1",
+                         "--mode",
+                         "local",
+                         "--seed",
+                         "99",
+                         "--validation",
+                         "cls",
+                         "--growth-every",
+                         "10",
+                         "--prune-every",
+                         "20",
+                         NULL};
     s_client(&f, r, reg);
     assert_int_equal(r->status, 0);
     assert_string_equal(r->out, "12\n");
@@ -962,8 +987,7 @@ static void s_expect(s_fake_t *f, sp_msg_type_t type, uint8_t *id, size_t *id_le
         }
         char err[256];
         size_t cap = *id_len;
-        assert_int_equal(sp_msg_recv(f->sock, ZMQ_DONTWAIT, id, id_len, m, err, sizeof err),
-                         SP_OK);
+        assert_int_equal(sp_msg_recv(f->sock, ZMQ_DONTWAIT, id, id_len, m, err, sizeof err), SP_OK);
         if (m->type == type) {
             return;
         }
@@ -977,8 +1001,8 @@ static void test_client_worker_computes_like_in_process(void **state)
     (void)state;
     s_fake_t f;
     s_fake_init(&f, s_handle_status);
-    const char *args[] = {"spatium-worker", "--coordinator", f.ep, "--threads", "2", "--name",
-                          "tw", NULL};
+    const char *args[] = {
+        "spatium-worker", "--coordinator", f.ep, "--threads", "2", "--name", "tw", NULL};
     pid_t pid = s_spawn(f.dir, args);
     uint8_t id[256];
     size_t id_len = sizeof id;

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -37,8 +38,8 @@
 
 typedef struct {
     sp_cluster_t cl;
-    int up;             /* coordinator started and the dataset stored */
-    uint8_t *ref;       /* model of the long job with one worker */
+    int up;       /* coordinator started and the dataset stored */
+    uint8_t *ref; /* model of the long job with one worker */
     size_t ref_len;
     char csv_path[256];
 } s_fix_t;
@@ -132,12 +133,15 @@ static int s_group_setup(void **state)
 static int s_group_teardown(void **state)
 {
     s_fix_t *f = *state;
+    int unclean = 0;
     if (f != NULL) {
-        sp_cluster_fini(&f->cl);
+        unclean = sp_cluster_fini(&f->cl);
         free(f->ref);
         free(f);
     }
-    return 0;
+    /* A program that did not exit 0 on SIGTERM (a sanitizer report, a
+     * crash at shutdown) fails the suite. */
+    return unclean == 0 ? 0 : -1;
 }
 
 static s_fix_t *s_fix(void **state)
@@ -243,7 +247,7 @@ static void test_cluster_job_end_to_end_two_workers(void **state)
     int n0 = sp_cluster_n_datasets(&f->cl);
     /* The dataset goes through the client program, as a user would send it. */
     char *submit[] = {client, "--coordinator", f->cl.cep, "--timeout-ms", "10000", "submit",
-                      "e2e", f->csv_path, NULL};
+                      "e2e",  f->csv_path,     NULL};
     char out[4096];
     int rc = sp_cu_run(submit, 30000, out, sizeof out);
     if (rc != 0) {
@@ -253,13 +257,42 @@ static void test_cluster_job_end_to_end_two_workers(void **state)
     assert_int_equal(sp_cluster_n_datasets(&f->cl), n0 + 1);
 
     s_start_workers(f, 2, NULL);
+    /* A subscriber of the metrics socket sees the records live. */
+    void *sub = zmq_socket(f->cl.zctx, ZMQ_SUB);
+    assert_non_null(sub);
+    int linger = 0;
+    zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "job/", 4), 0);
+    assert_int_equal(zmq_connect(sub, f->cl.mep), 0);
     sp_msg_train_t t;
     s_job_def(&t, "e2e", 20, 32, 8);
+    snprintf(t.validation, sizeof t.validation, "blobs");
     sp_job_status_t st;
     uint64_t job = s_run_job(f, &t, &st);
     assert_int_equal(st.epoch, 20);
     assert_int_equal(st.samples_seen, 20 * S_SAMPLES);
     assert_true(st.accuracy >= 0.9);
+    assert_true(st.val_accuracy >= 0.9);
+    char want_topic[32];
+    snprintf(want_topic, sizeof want_topic, "job/%llu", (unsigned long long)job);
+    int published = 0;
+    for (;;) {
+        uint8_t topic[64];
+        size_t topic_len = sizeof topic;
+        sp_msg_t pm;
+        char perr[SP_TEXT_MAX];
+        if (sp_msg_recv(sub, ZMQ_DONTWAIT, topic, &topic_len, &pm, perr, sizeof perr) != SP_OK) {
+            break;
+        }
+        if (pm.type == SP_MSG_R_METRICS && pm.u.r_metrics.n == 1 &&
+            topic_len == strlen(want_topic) && memcmp(topic, want_topic, topic_len) == 0 &&
+            pm.u.r_metrics.records[0].job == job) {
+            published++;
+        }
+        sp_msg_fini(&pm);
+    }
+    zmq_close(sub);
+    assert_true(published > 0);
 
     /* Both workers took part. */
     sp_worker_info_t w0, w1;
@@ -358,6 +391,42 @@ static void test_cluster_same_model_for_1_2_3_workers(void **state)
         free(m);
         s_stop_workers(f);
     }
+}
+
+static void test_cluster_growth_and_pruning_same_model(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    sp_msg_train_t t;
+    s_job_def(&t, "blobs", 1, 32, 8);
+    t.growth_every = 4;
+    t.growth_threshold = 0.05;
+    t.prune_every = 6;
+    t.prune_threshold = 0.01;
+    uint8_t *model[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    uint32_t changed = 0;
+    for (int run = 0; run < 2; run++) {
+        s_start_workers(f, run + 1, NULL);
+        sp_job_status_t st;
+        uint64_t job = s_run_job(f, &t, &st);
+        s_fetch(f, job, &model[run], &len[run]);
+        sp_msg_t req, rep;
+        sp_msg_init(&req, SP_MSG_METRICS);
+        req.u.job_req.job = job;
+        assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
+        assert_int_equal(rep.type, SP_MSG_R_METRICS);
+        for (uint32_t i = 0; i < rep.u.r_metrics.n; i++) {
+            changed += rep.u.r_metrics.records[i].neurons[0] != 16;
+        }
+        sp_msg_fini(&rep);
+        s_stop_workers(f);
+    }
+    /* The topology changed during the job, identically with 1 and 2 workers. */
+    assert_true(changed > 0);
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(model[0], model[1], len[0]);
+    free(model[0]);
+    free(model[1]);
 }
 
 static void test_cluster_worker_killed_mid_job(void **state)
@@ -484,6 +553,44 @@ static void test_cluster_coordinator_killed_resumes_same_model(void **state)
     s_stop_workers(f);
 }
 
+static void test_cluster_coordinator_sigterm_checkpoints_and_resumes(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    s_start_workers(f, 2, NULL);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    char err[SP_TEXT_MAX];
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    sp_job_status_t st;
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 3, S_JOB_TIMEOUT_MS, &st),
+                     0);
+    /* SIGTERM: checkpoint, bye to the workers, exit 0. */
+    kill(f->cl.coord, SIGTERM);
+    int status = -1;
+    assert_int_equal(sp_cu_wait(f->cl.coord, 20000, &status), 0);
+    f->cl.coord = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/jobs/%llu/checkpoint.bin", f->cl.state,
+             (unsigned long long)job);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sp_cluster_start_coord(&f->cl), 0);
+    /* It resumes where it stopped, not from the beginning. */
+    assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
+    assert_true(st.samples_seen >= s_long_samples() / 3);
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
+    assert_string_equal(st.state, "done");
+    uint8_t *m = NULL;
+    size_t len = 0;
+    s_fetch(f, job, &m, &len);
+    s_assert_same_model(f, m, len);
+    free(m);
+    s_stop_workers(f);
+}
+
 static void test_cluster_client_without_coordinator_exits_3(void **state)
 {
     s_fix_t *f = *state;
@@ -493,8 +600,7 @@ static void test_cluster_client_without_coordinator_exits_3(void **state)
     char *argv[] = {client, "--coordinator", ep, "--timeout-ms", "300", "datasets", NULL};
     char out[1024];
     assert_int_equal(sp_cu_run(argv, 20000, out, sizeof out), 3);
-    char *argv2[] = {client, "--coordinator", ep, "--timeout-ms", "300", "--json", "status",
-                     NULL};
+    char *argv2[] = {client, "--coordinator", ep, "--timeout-ms", "300", "--json", "status", NULL};
     assert_int_equal(sp_cu_run(argv2, 20000, out, sizeof out), 3);
 }
 
@@ -558,11 +664,52 @@ static void test_cluster_bad_datasets_refused(void **state)
     sizes[0] = hi + 32;
     sizes[1] = hl + 3;
     s_refused(f, "mismatch", "idx", parts, sizes, 2, "labels hold 3");
+
+    /* A broken stream: a wrong CRC-32, and a chunk at the wrong offset. */
+    int n0 = sp_cluster_n_datasets(&f->cl);
+    static const char good[] = "0.1,0.2,0\n0.3,0.4,1\n";
+    for (int k = 0; k < 2; k++) {
+        sp_msg_t req, rep;
+        sp_msg_init(&req, SP_MSG_UPLOAD_BEGIN);
+        sp_msg_upload_begin_t *b = &req.u.upload_begin;
+        snprintf(b->name, sizeof b->name, "stream%d", k);
+        snprintf(b->format, sizeof b->format, "csv");
+        snprintf(b->task, sizeof b->task, "classify");
+        b->label_column = -1;
+        b->header = -1;
+        b->n_parts = 1;
+        b->part_size[0] = sizeof good - 1;
+        b->part_crc[0] = k == 0 ? 0x12345678u : 0;
+        assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
+        assert_int_equal(rep.type, SP_MSG_R_UPLOAD);
+        uint64_t upload = rep.u.r_upload.upload;
+        sp_msg_fini(&rep);
+        sp_msg_init(&req, SP_MSG_UPLOAD_CHUNK);
+        req.u.upload_chunk.upload = upload;
+        req.u.upload_chunk.offset = k == 0 ? 0 : 5;
+        req.u.upload_chunk.data.data = (uint8_t *)(uintptr_t)good;
+        req.u.upload_chunk.data.len = k == 0 ? sizeof good - 1 : 3;
+        assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
+        if (k == 1) {
+            assert_int_equal(rep.type, SP_MSG_ERROR);
+            assert_non_null(strstr(rep.u.error.message, "offset"));
+        } else {
+            assert_int_equal(rep.type, SP_MSG_R_UPLOAD);
+        }
+        sp_msg_fini(&rep);
+        sp_msg_init(&req, SP_MSG_UPLOAD_END);
+        req.u.upload_end.upload = upload;
+        assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
+        assert_int_equal(rep.type, SP_MSG_ERROR);
+        assert_non_null(strstr(rep.u.error.message, k == 0 ? "CRC" : "no such upload"));
+        sp_msg_fini(&rep);
+    }
+    assert_int_equal(sp_cluster_n_datasets(&f->cl), n0);
 }
 
 /* Sends raw frames on a fresh DEALER and expects an ERROR back. */
-static void s_expect_error(void *ctx, const char *ep, const void *const *frames,
-                           const size_t *lens, int n_frames, const char *what)
+static void s_expect_error(void *ctx, const char *ep, const void *const *frames, const size_t *lens,
+                           int n_frames, const char *what)
 {
     void *d = zmq_socket(ctx, ZMQ_DEALER);
     assert_non_null(d);
@@ -675,6 +822,9 @@ static int s_test_teardown(void **state)
 {
     s_fix_t *f = *state;
     for (int i = 0; i < SP_CU_MAX_WORKERS; i++) {
+        if (f->cl.workers[i] > 0) {
+            kill(f->cl.workers[i], SIGCONT); /* in case a test stopped it */
+        }
         sp_cluster_stop_worker(&f->cl, i, SIGTERM);
     }
     return 0;
@@ -687,9 +837,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         S_TEST(test_cluster_job_end_to_end_two_workers),
         S_TEST(test_cluster_same_model_for_1_2_3_workers),
+        S_TEST(test_cluster_growth_and_pruning_same_model),
         S_TEST(test_cluster_worker_killed_mid_job),
         S_TEST(test_cluster_worker_joins_mid_job),
         S_TEST(test_cluster_coordinator_killed_resumes_same_model),
+        S_TEST(test_cluster_coordinator_sigterm_checkpoints_and_resumes),
         S_TEST(test_cluster_client_without_coordinator_exits_3),
         S_TEST(test_cluster_bad_datasets_refused),
         S_TEST(test_cluster_malformed_frames_answered),

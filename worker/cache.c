@@ -114,8 +114,7 @@ static int s_checksum_ok(const uint8_t *buf, size_t len, uint64_t checksum)
     return (uint32_t)checksum == (uint32_t)crc && (high == 0 || high == (len & 0xffffffffu));
 }
 
-int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *err,
-                            size_t errlen)
+int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *err, size_t errlen)
 {
     sp_cache_download_t *dl = &c->dl;
     if (!dl->active || ch->checksum != dl->checksum || strcmp(ch->dataset, dl->name) != 0) {
@@ -127,8 +126,7 @@ int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *
         return sp_err_input(err, errlen, "data_chunk of '%s': bad total %" PRIu64 " bytes",
                             ch->dataset, ch->total);
     }
-    if (ch->offset != dl->received || ch->data.len == 0 ||
-        ch->data.len > ch->total - ch->offset) {
+    if (ch->offset != dl->received || ch->data.len == 0 || ch->data.len > ch->total - ch->offset) {
         return sp_err_input(err, errlen,
                             "data_chunk of '%s': %zu bytes at offset %" PRIu64
                             " do not continue the %" PRIu64 " received",

@@ -14,39 +14,39 @@
 #include "common/network.h"
 #include "proto/messages.h"
 
-#define SP_CACHE_MODELS 8           /* jobs whose model is kept */
-#define SP_CACHE_DATASETS 4         /* datasets kept */
+#define SP_CACHE_MODELS 8                               /* jobs whose model is kept */
+#define SP_CACHE_DATASETS 4                             /* datasets kept */
 #define SP_CACHE_MAX_DATASET_BYTES ((uint64_t)16 << 30) /* largest serialized dataset */
 
 typedef struct {
-    uint64_t job;             /* 0 = free slot */
-    uint64_t version;         /* model version, >= 1 */
-    sp_network_t *net;        /* owned */
-    uint64_t used;            /* cache clock at last use, for eviction */
+    uint64_t job;      /* 0 = free slot */
+    uint64_t version;  /* model version, >= 1 */
+    sp_network_t *net; /* owned */
+    uint64_t used;     /* cache clock at last use, for eviction */
 } sp_cache_model_t;
 
 typedef struct {
-    char name[SP_NAME_MAX];   /* "" = free slot */
+    char name[SP_NAME_MAX]; /* "" = free slot */
     uint64_t checksum;
-    sp_dataset_t data;        /* owned */
+    sp_dataset_t data; /* owned */
     uint64_t used;
 } sp_cache_dataset_t;
 
 typedef struct {
-    int active;               /* a download is in progress */
+    int active; /* a download is in progress */
     char name[SP_NAME_MAX];
     uint64_t checksum;
-    uint64_t total;           /* bytes, known after the first chunk (0 before) */
-    uint64_t received;        /* bytes assembled, <= total */
-    uint8_t *buf;             /* total bytes once known */
-    uint64_t requested_ms;    /* when the last DATA_REQ went out (monotonic ms) */
+    uint64_t total;        /* bytes, known after the first chunk (0 before) */
+    uint64_t received;     /* bytes assembled, <= total */
+    uint8_t *buf;          /* total bytes once known */
+    uint64_t requested_ms; /* when the last DATA_REQ went out (monotonic ms) */
 } sp_cache_download_t;
 
 typedef struct {
     sp_cache_model_t models[SP_CACHE_MODELS];
     sp_cache_dataset_t datasets[SP_CACHE_DATASETS];
     sp_cache_download_t dl;
-    uint64_t clock;           /* use counter */
+    uint64_t clock; /* use counter */
 } sp_cache_t;
 
 void sp_cache_init(sp_cache_t *c);
@@ -72,7 +72,6 @@ void sp_cache_download_abort(sp_cache_t *c);
  * that changes or is too big (ignored, download kept), or a complete
  * dataset whose bytes do not match the checksum or do not deserialize
  * (download dropped). */
-int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *err,
-                            size_t errlen);
+int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *err, size_t errlen);
 
 #endif

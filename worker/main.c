@@ -117,9 +117,10 @@ int main(int argc, char **argv)
                 return 2;
             }
             size_t len = strlen(v);
-            if (len == 0 || len >= SP_NAME_MAX || strspn(v, "abcdefghijklmnopqrstuvwxyz"
-                                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                            "0123456789._-") != len) {
+            if (len == 0 || len >= SP_NAME_MAX ||
+                strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "0123456789._-") != len) {
                 fprintf(stderr,
                         "spatium-worker: bad value for --name: '%s' (1-63 characters of "
                         "A-Z a-z 0-9 . _ -)\n",

@@ -19,9 +19,9 @@
 #include "worker/cache.h"
 
 typedef enum {
-    S_DISCONNECTED = 0,   /* no socket; reopen at reconnect_ms */
-    S_HELLO_SENT,         /* HELLO sent, waiting for WELCOME until hello_deadline_ms */
-    S_READY               /* registered: heartbeats, tasks */
+    S_DISCONNECTED = 0, /* no socket; reopen at reconnect_ms */
+    S_HELLO_SENT,       /* HELLO sent, waiting for WELCOME until hello_deadline_ms */
+    S_READY             /* registered: heartbeats, tasks */
 } s_state_t;
 
 struct sp_worker {
@@ -30,18 +30,18 @@ struct sp_worker {
     void *ctx;
     void *sock;
     s_state_t state;
-    uint32_t worker_id;        /* from WELCOME */
-    uint32_t heartbeat_ms;     /* from WELCOME, 10..60000 */
-    uint32_t liveness;         /* from WELCOME, 1..100 */
-    uint64_t last_heard_ms;    /* last message from the coordinator */
-    uint64_t next_beat_ms;     /* next HEARTBEAT due */
+    uint32_t worker_id;     /* from WELCOME */
+    uint32_t heartbeat_ms;  /* from WELCOME, 10..60000 */
+    uint32_t liveness;      /* from WELCOME, 1..100 */
+    uint64_t last_heard_ms; /* last message from the coordinator */
+    uint64_t next_beat_ms;  /* next HEARTBEAT due */
     uint64_t hello_deadline_ms;
     uint64_t reconnect_ms;
-    uint32_t backoff_ms;       /* SP_WORKER_BACKOFF_MIN_MS..MAX_MS */
-    uint64_t last_log_ms;      /* rate limit of bad-input logs */
-    uint64_t suppressed;       /* bad-input logs not printed since */
+    uint32_t backoff_ms;  /* SP_WORKER_BACKOFF_MIN_MS..MAX_MS */
+    uint64_t last_log_ms; /* rate limit of bad-input logs */
+    uint64_t suppressed;  /* bad-input logs not printed since */
     sp_cache_t cache;
-    sp_msg_task_t *tasks;      /* FIFO queue, n_tasks used, each owns indices */
+    sp_msg_task_t *tasks; /* FIFO queue, n_tasks used, each owns indices */
     size_t n_tasks;
     /* scratch buffers of the computation, grown as needed */
     float *X, *T, *grad;
@@ -264,11 +264,10 @@ static void s_handle(sp_worker_t *w, sp_msg_t *m)
         s_reconnect_later(w, SP_WORKER_BACKOFF_MIN_MS);
         break;
     case SP_MSG_MODEL:
-        if (sp_cache_put_model(&w->cache, m->u.model.job, m->u.model.version,
-                               m->u.model.model.data, m->u.model.model.len, err,
-                               sizeof err) != SP_OK) {
-            s_log_bad(w, "model of job %" PRIu64 " version %" PRIu64 " refused: %s",
-                      m->u.model.job, m->u.model.version, err);
+        if (sp_cache_put_model(&w->cache, m->u.model.job, m->u.model.version, m->u.model.model.data,
+                               m->u.model.model.len, err, sizeof err) != SP_OK) {
+            s_log_bad(w, "model of job %" PRIu64 " version %" PRIu64 " refused: %s", m->u.model.job,
+                      m->u.model.version, err);
             sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_MODEL,
                               "model of job %" PRIu64 " version %" PRIu64 " refused: %s",
                               m->u.model.job, m->u.model.version, err);

@@ -16,12 +16,12 @@
 #define SP_WORKER_BACKOFF_MIN_MS 250
 #define SP_WORKER_BACKOFF_MAX_MS 4000
 #define SP_WORKER_HELLO_WAIT_MS 2000 /* plus the backoff: wait for WELCOME, then reconnect */
-#define SP_WORKER_MAX_QUEUED 4096 /* tasks waiting for their model or dataset */
+#define SP_WORKER_MAX_QUEUED 4096    /* tasks waiting for their model or dataset */
 
 typedef struct {
-    char endpoint[512];        /* coordinator's worker endpoint */
-    char name[SP_NAME_MAX];    /* reported in HELLO */
-    uint32_t threads;          /* OpenMP threads, 1..1024 */
+    char endpoint[512];     /* coordinator's worker endpoint */
+    char name[SP_NAME_MAX]; /* reported in HELLO */
+    uint32_t threads;       /* OpenMP threads, 1..1024 */
 } sp_worker_config_t;
 
 typedef struct sp_worker sp_worker_t;
