@@ -113,6 +113,7 @@ clean:
 # --- fuzz: coverage-guided fuzzing of every decoder of untrusted input ------
 #   make fuzz-build                  libFuzzer harnesses build-fuzz/fuzz_<name> (one per fuzz/fuzz_<name>.c)
 #   make fuzz [FUZZ_SECONDS=60]      runs each harness in turn on a copy of its corpus; fails on any finding
+#   make fuzz-regress                replays every reproducer in fuzz/crashes/; fails while one still fails
 #   make fuzz-seeds                  rewrites fuzz/corpus/ from the real encoders (fuzz/make_seeds.c)
 #   make fuzz-clean                  removes build-fuzz/
 # Only these targets need clang and libFuzzer; `make`, `make test` and `make sanitize` never do.
@@ -121,7 +122,9 @@ FUZZ_CC      ?= clang
 FUZZ_DIR     := build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 16384
-FUZZ_FLAGS   ?= -timeout=10 -rss_limit_mb=2048
+# Inputs are at most FUZZ_MAX_LEN bytes: one allocation of more than 512 MB is a finding
+# (declared sizes trusted before the bytes behind them were checked).
+FUZZ_FLAGS   ?= -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -I. $(PKG_CFLAGS) -MMD -MP
 FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
@@ -131,7 +134,7 @@ FUZZ_LIB     := $(FUZZ_DIR)/lib/libspfuzz.a
 FUZZ_LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
 FUZZ_APT     := apt-get install -y clang libclang-rt-14-dev libomp-14-dev
 
-.PHONY: fuzz fuzz-build fuzz-seeds fuzz-clean
+.PHONY: fuzz fuzz-build fuzz-seeds fuzz-regress fuzz-clean
 
 # clang with libFuzzer, ASan, UBSan and OpenMP must link a trivial harness.
 $(FUZZ_DIR)/.clang-ok:
@@ -184,6 +187,16 @@ fuzz: fuzz-build
 	    if [ $$rc -ne 0 ]; then fail=1; echo "fuzz: $$h FAILED (rc $$rc), see $(FUZZ_DIR)/logs/$$h.log:"; \
 	        grep -E '^==[0-9]+==ERROR|SUMMARY|^fuzz_|artifact' $(FUZZ_DIR)/logs/$$h.log | head -8; fi; \
 	done; exit $$fail
+
+# Each reproducer runs once through its harness (fuzz/crashes/<name>/* -> build-fuzz/fuzz_<name>).
+fuzz-regress: fuzz-build
+	@fail=0; for d in fuzz/crashes/*/; do h=$$(basename $$d); \
+	    for f in $$d*; do [ -f "$$f" ] || continue; \
+	        if OMP_NUM_THREADS=1 $(FUZZ_DIR)/fuzz_$$h $(FUZZ_FLAGS) $$f > $(FUZZ_DIR)/regress.log 2>&1; \
+	        then echo "fuzz-regress: $$f fixed"; \
+	        else fail=1; echo "fuzz-regress: $$f STILL FAILS:"; \
+	            grep -E 'SUMMARY|ERROR|^fuzz_' $(FUZZ_DIR)/regress.log | head -3; fi; \
+	    done; done; exit $$fail
 
 fuzz-clean:
 	rm -rf $(FUZZ_DIR)

@@ -81,6 +81,8 @@ static void s_usage(void)
            "         [--threads N] [--seed N] [--limit N] [--hidden N] [--loss mse|xent]\n"
            "         [--mode backprop|local] [--act A] [--out-act A] [--density X]\n"
            "         [--data DIR] [--save FILE]\n"
+           "  defaults: 5 epochs, batch 64, lr 0.02, momentum 0.9, 4 bits, 128 hidden, xent,\n"
+           "  backprop, hidden maps gradient:relu,leaky_relu, output uniform:elu, density 1\n"
            "  A: uniform:F | gradient:F,G | random   (F, G: relu, leaky_relu, elu, ...)\n");
 }
 
@@ -138,7 +140,7 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     o->hidden = 128;
     sp_net_config_default(&o->cfg);
     o->cfg.loss = SP_LOSS_XENT;
-    o->cfg.lr = 0.05f;
+    o->cfg.lr = 0.02f; /* robust across seeds: >= 0.85 by epoch 4 (see the report) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -210,11 +212,13 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             return -1;
         }
     }
-    char err[160];
-    if (o->epochs < 1 || o->batch < 1 || o->hidden < 1 ||
-        sp_net_config_check(&o->cfg, err, sizeof err) != SP_OK) {
-        fprintf(stderr, "spatium-fmnist: bad settings%s%s\n", o->epochs < 1 ? "" : ": ",
-                o->epochs < 1 ? "" : err);
+    char err[160] = "";
+    if (o->epochs < 1 || o->batch < 1 || o->hidden < 1) {
+        fprintf(stderr, "spatium-fmnist: --epochs, --batch and --hidden must be >= 1\n");
+        return -1;
+    }
+    if (sp_net_config_check(&o->cfg, err, sizeof err) != SP_OK) {
+        fprintf(stderr, "spatium-fmnist: %s\n", err);
         return -1;
     }
     return 0;

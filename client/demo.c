@@ -374,7 +374,7 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
     t->epochs = epochs ? epochs : fmnist ? 3 : 5;
     t->batch = 64;
     t->partition = 32;
-    t->lr = 0.05;
+    t->lr = 0.02;
     t->momentum = 0.9;
     t->seed = 1;
     strcpy(t->mode, "backprop");

@@ -235,7 +235,7 @@ static const char s_train_usage[] =
     "  --batch N               samples per optimizer step (default 64)\n"
     "  --partition N           samples per work unit sent to a worker (default\n"
     "                          min(32, batch)); results do not depend on it\n"
-    "  --lr X                  learning rate (default 0.05)\n"
+    "  --lr X                  learning rate (default 0.02)\n"
     "  --momentum X            SGD momentum, 0..1 (default 0.9)\n"
     "  --seed N                initial weights and shuffling (default 1)\n"
     "  --mode backprop|local   learning rule (default backprop)\n"
@@ -258,7 +258,7 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
     t->epochs = 5;
     t->batch = 64;
     t->partition = 0; /* 0: not given, min(32, batch) */
-    t->lr = 0.05;
+    t->lr = 0.02;
     t->momentum = 0.9;
     t->seed = 1;
     strcpy(t->mode, "backprop");

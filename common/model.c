@@ -207,6 +207,7 @@ typedef struct {
     char *err;
     size_t errlen;
     char tmp[256];
+    size_t file_len; /* bytes of the whole document, bounds what counts may claim */
 } s_rd_t;
 
 /* Prefixes the getter's message with where we are. */
@@ -477,6 +478,16 @@ static int s_read_layer(s_rd_t *r, const msgpack_object *m, uint32_t l, uint32_t
                  n_out);
         return s_fail(r, where);
     }
+    /* Every neuron carries at least its occupancy bits, its map (64 bytes), hits
+     * (256) and temporal state (64): refuse counts the file cannot back before
+     * allocating the layer's dense n_out x n_in arrays. */
+    uint64_t min_bytes = (uint64_t)n_out * (S_OCC_WORDS(n_in) * 8 + (n_in + 7) / 8 + 384);
+    if (min_bytes > r->file_len) {
+        snprintf(r->tmp, sizeof r->tmp,
+                 "%u neurons of %u inputs need at least %llu bytes, the file has %zu", n_out,
+                 n_in, (unsigned long long)min_bytes, r->file_len);
+        return s_fail(r, where);
+    }
     sp_layer_t *L = sp_layer_alloc(n_in, n_out, seed);
     uint64_t *occ = malloc(S_OCC_WORDS(n_in) * sizeof(uint64_t));
     if (!L || !occ) {
@@ -513,7 +524,7 @@ int sp_network_load_buffer(const uint8_t *buf, size_t len, sp_network_t **out, c
     if (!buf || len == 0) {
         return sp_err_input(err, errlen, "model file: empty");
     }
-    s_rd_t r = {err, errlen, {0}};
+    s_rd_t r = {err, errlen, {0}, len};
     sp_mp_limits_t lim;
     sp_mp_limits_default(&lim);
     lim.max_depth = 6;

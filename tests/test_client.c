@@ -863,7 +863,7 @@ static void test_client_train_sends_job(void **state)
     assert_int_equal(f.train.epochs, 5);
     assert_int_equal(f.train.batch, 64);
     assert_int_equal(f.train.partition, 32);
-    s_assert_near(f.train.lr, 0.05, 1e-12);
+    s_assert_near(f.train.lr, 0.02, 1e-12);
     s_assert_near(f.train.momentum, 0.9, 1e-12);
     assert_int_equal(f.train.seed, 1);
     assert_string_equal(f.train.mode, "backprop");

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <msgpack.h>
+
 #include "common/error.h"
 #include "common/network.h"
 #include "common/rng.h"
@@ -288,6 +290,69 @@ static void test_model_corrupt_files_rejected(void **state)
     sp_network_destroy(&n);
 }
 
+static void s_pk_key(msgpack_packer *pk, const char *k)
+{
+    msgpack_pack_str(pk, strlen(k));
+    msgpack_pack_str_body(pk, k, strlen(k));
+}
+
+/* A 66 KB document whose one layer claims 65536 neurons of 65536 inputs: it
+ * must be refused before anything of that size is allocated. */
+static void test_model_absurd_layer_size_refused_before_allocating(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 7);
+    s_pk_key(&pk, "format");
+    s_pk_key(&pk, "spatium-model");
+    s_pk_key(&pk, "version");
+    msgpack_pack_uint8(&pk, 1);
+    s_pk_key(&pk, "config");
+    const char *ku[] = {"bits", "mode", "loss", "seed", "hidden_act_init", "hidden_act_center",
+                        "hidden_act_edge", "output_act_init", "output_act_center",
+                        "output_act_edge"};
+    const unsigned vu[] = {4, 0, 0, 1, 1, 0, 1, 0, 7, 7};
+    const char *kf[] = {"lr", "momentum", "growth_threshold", "weight_decay", "init_density",
+                        "gain_scale_hidden", "gain_scale_output"};
+    const float vf[] = {0.05f, 0.9f, 0.9f, 0.0f, 1.0f, 1.4f, 1.0f};
+    msgpack_pack_map(&pk, 18);
+    for (int i = 0; i < 10; i++) {
+        s_pk_key(&pk, ku[i]);
+        msgpack_pack_uint32(&pk, vu[i]);
+    }
+    for (int i = 0; i < 7; i++) {
+        s_pk_key(&pk, kf[i]);
+        msgpack_pack_float(&pk, vf[i]);
+    }
+    s_pk_key(&pk, "growth");
+    msgpack_pack_false(&pk);
+    s_pk_key(&pk, "n_inputs");
+    msgpack_pack_uint32(&pk, 65536);
+    s_pk_key(&pk, "steps");
+    msgpack_pack_uint32(&pk, 0);
+    s_pk_key(&pk, "training");
+    msgpack_pack_false(&pk);
+    s_pk_key(&pk, "layers");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 4);
+    s_pk_key(&pk, "n_in");
+    msgpack_pack_uint32(&pk, 65536);
+    s_pk_key(&pk, "n_out");
+    msgpack_pack_uint32(&pk, 65536);
+    s_pk_key(&pk, "lsh_seed");
+    msgpack_pack_uint32(&pk, 1);
+    s_pk_key(&pk, "neurons");
+    msgpack_pack_array(&pk, 65536);
+    for (int i = 0; i < 65536; i++) {
+        msgpack_pack_nil(&pk);
+    }
+    s_expect_refused((const uint8_t *)sb.data, sb.size, SP_E_INPUT, "need at least");
+    msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void)
 {
     /* One thread by default keeps the suite fast on a loaded machine; the
@@ -299,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_model_save_file_round_trip),
         cmocka_unit_test(test_model_truncated_files_rejected),
         cmocka_unit_test(test_model_corrupt_files_rejected),
+        cmocka_unit_test(test_model_absurd_layer_size_refused_before_allocating),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

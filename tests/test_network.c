@@ -457,6 +457,37 @@ static void test_network_prune_removes_idle_neurons(void **state)
     sp_network_destroy(&n);
 }
 
+/* The batched GEMM path and the single-sample packed path compute the same
+ * function (to float rounding): chaining sp_neuron_output layer by layer,
+ * with the layer's pattern hash, gives the network's outputs. */
+static void test_network_batched_forward_matches_neuron_path(void **state)
+{
+    (void)state;
+    sp_network_t *n = s_small_net(SP_LOSS_XENT, 13);
+    assert_non_null(n);
+    sp_rng_t r;
+    sp_rng_init(&r, 14);
+    float X[8 * 24], Y[8 * 6];
+    s_uniform(X, 8 * 24, &r);
+    assert_int_equal(sp_network_forward(n, X, 8, Y), SP_OK);
+    for (int s = 0; s < 8; s++) {
+        float buf[2][64];
+        const float *in = X + s * 24;
+        for (size_t l = 0; l < sp_network_layer_count(n); l++) {
+            sp_layer_t *L = sp_network_layer(n, l);
+            uint64_t h = sp_lsh_hash(L->lsh, in);
+            for (uint32_t o = 0; o < L->n_out; o++) {
+                buf[l & 1][o] = sp_neuron_output(&L->nr[o], in, h);
+            }
+            in = buf[l & 1];
+        }
+        for (int k = 0; k < 6; k++) {
+            assert_float_equal(in[k], Y[s * 6 + k], 1e-4 * fmax(1.0, fabs(Y[s * 6 + k])));
+        }
+    }
+    sp_network_destroy(&n);
+}
+
 static void test_network_same_seed_same_model(void **state)
 {
     (void)state;
@@ -490,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_network_local_mode_trains_only_last_layer),
         cmocka_unit_test(test_network_grow_after_saturation),
         cmocka_unit_test(test_network_prune_removes_idle_neurons),
+        cmocka_unit_test(test_network_batched_forward_matches_neuron_path),
         cmocka_unit_test(test_network_same_seed_same_model),
     };
     return cmocka_run_group_tests_name("network", tests, NULL, NULL);
