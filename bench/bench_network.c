@@ -1,6 +1,7 @@
 /* bench_network: neuron forward / learn on packed runs, a 512-neuron layer on
- * 1 and 2 threads, layer growth, and training throughput of 784-128-10 on
- * Fashion-MNIST-sized random data (batch 64, backprop). */
+ * 1 and 2 threads (one sample through the layer), layer growth (all 512 split),
+ * and training throughput of 784-128-10 on Fashion-MNIST-sized random data
+ * (batch 64, backprop, 4 bits, cross-entropy, momentum 0.9). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,10 @@
 #include "common/network.h"
 #include "common/neuron.h"
 #include "common/rng.h"
+
+/* Every figure is the best of S_ROUNDS timed rounds: the machine is shared,
+ * and the fastest round is the one least disturbed by other processes. */
+#define S_ROUNDS 5
 
 static void s_fill(float *x, size_t n, uint64_t seed)
 {
@@ -45,24 +50,34 @@ static void s_neuron(const sp_bench_ctx_t *ctx, unsigned bits)
     nr.gain = 19.6f;
     sp_lsh_t *lsh = sp_lsh_new(128, 3);
     sp_input_t in = {x, 128, {0, 0, 0}, sp_lsh_hash(lsh, x)};
-    const int iters = 1000000;
+    const int iters = 200000;
     float y, acc = 0.0f;
     if (sp_bench_wanted(ctx, fwd)) {
-        uint64_t t0 = sp_bench_now_ns();
-        for (int k = 0; k < iters; k++) {
-            sp_neuron_forward(&nr, &in, &y);
-            acc += y;
+        uint64_t best = UINT64_MAX;
+        for (int round = 0; round < S_ROUNDS; round++) {
+            uint64_t t0 = sp_bench_now_ns();
+            for (int k = 0; k < iters; k++) {
+                sp_neuron_forward(&nr, &in, &y);
+                acc += y;
+            }
+            uint64_t dt = sp_bench_now_ns() - t0;
+            best = dt < best ? dt : best;
         }
-        sp_bench_report(fwd, (double)(sp_bench_now_ns() - t0) / iters / 1000.0, "us");
+        sp_bench_report(fwd, (double)best / iters / 1000.0, "us");
     }
     if (sp_bench_wanted(ctx, lrn)) {
         sp_neuron_forward(&nr, &in, &y);
-        uint64_t t0 = sp_bench_now_ns();
-        for (int k = 0; k < iters; k++) {
-            /* alternating sign keeps the weights where they are on average */
-            sp_neuron_learn(&nr, &in, (k & 1) ? 0.05f : -0.05f);
+        uint64_t best = UINT64_MAX;
+        for (int round = 0; round < S_ROUNDS; round++) {
+            uint64_t t0 = sp_bench_now_ns();
+            for (int k = 0; k < iters; k++) {
+                /* alternating sign keeps the weights where they are on average */
+                sp_neuron_learn(&nr, &in, (k & 1) ? 0.05f : -0.05f);
+            }
+            uint64_t dt = sp_bench_now_ns() - t0;
+            best = dt < best ? dt : best;
         }
-        sp_bench_report(lrn, (double)(sp_bench_now_ns() - t0) / iters / 1000.0, "us");
+        sp_bench_report(lrn, (double)best / iters / 1000.0, "us");
     }
     sp_bench_sink((uint64_t)acc);
     sp_lsh_destroy(&lsh);
@@ -105,25 +120,33 @@ static void s_layer512(const sp_bench_ctx_t *ctx)
             err[i] = (i & 1) ? 0.02f : -0.02f;
         }
         for (int t = 1; t <= 2 && l; t++) {
-            const int iters = 2000;
+            const int iters = 500;
             if (sp_bench_wanted(ctx, names[t - 1])) {
                 sp_layer_forward(l, x, y, t); /* warm the thread pool */
-                uint64_t t0 = sp_bench_now_ns();
-                for (int k = 0; k < iters; k++) {
-                    sp_layer_forward(l, x, y, t);
+                uint64_t best = UINT64_MAX;
+                for (int round = 0; round < S_ROUNDS; round++) {
+                    uint64_t t0 = sp_bench_now_ns();
+                    for (int k = 0; k < iters; k++) {
+                        sp_layer_forward(l, x, y, t);
+                    }
+                    uint64_t dt = sp_bench_now_ns() - t0;
+                    best = dt < best ? dt : best;
                 }
-                sp_bench_report(names[t - 1], (double)(sp_bench_now_ns() - t0) / iters / 1e6,
-                                "ms");
+                sp_bench_report(names[t - 1], (double)best / iters / 1e6, "ms");
             }
             if (sp_bench_wanted(ctx, names[t + 1])) {
                 sp_layer_forward(l, x, y, t);
-                uint64_t t0 = sp_bench_now_ns();
-                for (int k = 0; k < iters; k++) {
-                    err[0] = -err[0];
-                    sp_layer_learn(l, x, err, t);
+                uint64_t best = UINT64_MAX;
+                for (int round = 0; round < S_ROUNDS; round++) {
+                    uint64_t t0 = sp_bench_now_ns();
+                    for (int k = 0; k < iters; k++) {
+                        err[0] = -err[0];
+                        sp_layer_learn(l, x, err, t);
+                    }
+                    uint64_t dt = sp_bench_now_ns() - t0;
+                    best = dt < best ? dt : best;
                 }
-                sp_bench_report(names[t + 1], (double)(sp_bench_now_ns() - t0) / iters / 1e6,
-                                "ms");
+                sp_bench_report(names[t + 1], (double)best / iters / 1e6, "ms");
             }
         }
         sp_bench_sink((uint64_t)y[0]);
@@ -175,15 +198,16 @@ static void s_train(const sp_bench_ctx_t *ctx, int threads)
         for (size_t b = 0; b < 8; b++) { /* warm-up */
             sp_network_train_batch(n, X + b * B * 784, T + b * B * 10, B, &loss);
         }
-        const int rounds = 8;
-        uint64_t t0 = sp_bench_now_ns();
-        for (int r = 0; r < rounds; r++) {
+        uint64_t best = UINT64_MAX;
+        for (int round = 0; round < S_ROUNDS; round++) { /* 64 steps a round */
+            uint64_t t0 = sp_bench_now_ns();
             for (size_t b = 0; b < n_batches; b++) {
                 sp_network_train_batch(n, X + b * B * 784, T + b * B * 10, B, &loss);
             }
+            uint64_t dt = sp_bench_now_ns() - t0;
+            best = dt < best ? dt : best;
         }
-        double s = (double)(sp_bench_now_ns() - t0) / 1e9;
-        sp_bench_report(name, (double)(rounds * n_batches * B) / s, "samples/s");
+        sp_bench_report(name, (double)(n_batches * B) / ((double)best / 1e9), "samples/s");
     }
     free(X);
     free(T);

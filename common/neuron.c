@@ -229,13 +229,8 @@ void sp_neuron_effective_row(const sp_neuron_t *nr, float *out)
         memset(out, 0, nr->n_in * sizeof(float));
         return;
     }
-    sp_kern_unpack_row(nr->run, nr->occ, nr->n_in, nr->bits, out);
-    float scale = nr->gain / (float)nr->n_found;
-    uint32_t n = nr->n_in;
-#pragma omp simd
-    for (uint32_t i = 0; i < n; i++) {
-        out[i] *= scale;
-    }
+    sp_kern_unpack_row_scaled(nr->run, nr->occ, nr->n_in, nr->bits,
+                              nr->gain / (float)nr->n_found, out);
 }
 
 float sp_neuron_weight(const sp_neuron_t *nr, uint32_t i)
