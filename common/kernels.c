@@ -353,18 +353,13 @@ void sp_kern_unpack_row_s8_ref(const uint8_t *packed, const uint64_t *occ, size_
 
 /* ---- 4. GEMM refs ------------------------------------------------------- */
 
+static void s_xwt_slice_ref(size_t n_in, size_t n_out, const float *X, const float *W, float *S,
+                            size_t b0, size_t b1, size_t o0, size_t o1);
+
 void sp_kern_gemm_xwt_ref(size_t B, size_t n_in, size_t n_out, const float *X, const float *W,
                           float *S)
 {
-    for (size_t b = 0; b < B; b++) {
-        for (size_t o = 0; o < n_out; o++) {
-            float acc = 0.0f;
-            for (size_t i = 0; i < n_in; i++) {
-                acc = fmaf(X[b * n_in + i], W[o * n_in + i], acc);
-            }
-            S[b * n_out + o] = acc;
-        }
-    }
+    s_xwt_slice_ref(n_in, n_out, X, W, S, 0, B, 0, n_out);
 }
 
 void sp_kern_gemm_gtx_acc_ref(size_t B, size_t n_in, size_t n_out, const float *G, const float *X,
@@ -413,16 +408,38 @@ void sp_kern_gemm_u8s8_ref(size_t B, size_t n_in, size_t n_out, const uint8_t *X
 /* ---- 4. GEMM slices and dispatch ---------------------------------------- */
 
 /* Scalar slice of S = X W^T with the same per-element order as the ref. */
+/* The canonical order of S = X W^T, shared by every variant so that the
+ * forward pass gives the same bits on every CPU: 16 lanes, lane l an fma chain
+ * over i = l, l + 16, ... (lanes past n_in in the last block add 0 * 0, as a
+ * zero-filled vector load does), then the lanes summed pairwise: l + (l + 8),
+ * then + 4, then + 2, then + 1. */
+float sp_kern_dot16(const float *x, const float *w, size_t n)
+{
+    float lane[16];
+    for (int l = 0; l < 16; l++) {
+        lane[l] = 0.0f;
+    }
+    for (size_t i = 0; i < n; i += 16) {
+        for (size_t l = 0; l < 16; l++) {
+            int in = i + l < n;
+            lane[l] = fmaf(in ? x[i + l] : 0.0f, in ? w[i + l] : 0.0f, lane[l]);
+        }
+    }
+    for (int l = 0; l < 8; l++) {
+        lane[l] = lane[l + 8] + lane[l];
+    }
+    for (int l = 0; l < 4; l++) {
+        lane[l] = lane[l + 4] + lane[l];
+    }
+    return (lane[0] + lane[2]) + (lane[1] + lane[3]);
+}
+
 static void s_xwt_slice_ref(size_t n_in, size_t n_out, const float *X, const float *W, float *S,
                             size_t b0, size_t b1, size_t o0, size_t o1)
 {
     for (size_t b = b0; b < b1; b++) {
         for (size_t o = o0; o < o1; o++) {
-            float acc = 0.0f;
-            for (size_t i = 0; i < n_in; i++) {
-                acc = fmaf(X[b * n_in + i], W[o * n_in + i], acc);
-            }
-            S[b * n_out + o] = acc;
+            S[b * n_out + o] = sp_kern_dot16(X + b * n_in, W + o * n_in, n_in);
         }
     }
 }

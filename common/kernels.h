@@ -145,6 +145,10 @@ void sp_kern_gemm_gtx_acc_ref(size_t B, size_t n_in, size_t n_out, const float *
                               float *dW);
 void sp_kern_gemm_gw_ref(size_t B, size_t n_in, size_t n_out, const float *G, const float *W,
                          float *dX);
+/* One dot product in the canonical order of S = X W^T (16 lanes, pairwise
+ * lane sum; see kernels.c). Every variant of gemm_xwt gives these bits, so the
+ * forward pass is the same on every CPU. */
+float sp_kern_dot16(const float *x, const float *w, size_t n);
 void sp_kern_gemm_xwt_isa(sp_kern_isa_t isa, size_t B, size_t n_in, size_t n_out, const float *X,
                           const float *W, float *S, int ith, int nth);
 void sp_kern_gemm_gtx_acc_isa(sp_kern_isa_t isa, size_t B, size_t n_in, size_t n_out,

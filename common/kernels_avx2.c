@@ -291,48 +291,69 @@ __attribute__((target(T2))) void sp_kern_axpy_avx2(size_t K, const float *A, siz
     }
 }
 
-/* ---- 4. S = X W^T (dot-shaped, 8 lanes) --------------------------------- */
+/* ---- 4. S = X W^T (dot-shaped, 16 lanes as two halves) -------------------
+ * The canonical order of sp_kern_dot16: lane l (0..15) is an fma chain over
+ * i = l mod 16, held here as a low (lanes 0-7) and a high (8-15) register;
+ * lanes past n_in add 0 * 0 like the AVX-512 zero-filled tail; the lanes are
+ * then summed pairwise in the same tree. Same bits as every other variant. */
+
+__attribute__((target(T2))) static inline float s_hsum16_canon2(__m256 lo, __m256 hi)
+{
+    __m256 t = _mm256_add_ps(hi, lo);
+    __m128 u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    float a[4];
+    _mm_storeu_ps(a, u);
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+
+__attribute__((target(T2), always_inline)) static inline __m256 s_load_part(const float *p,
+                                                                            size_t avail)
+{
+    if (avail >= 8) {
+        return _mm256_loadu_ps(p);
+    }
+    return avail == 0 ? _mm256_setzero_ps() : _mm256_maskload_ps(p, s_lanes(avail));
+}
 
 __attribute__((target(T2), always_inline)) static inline void
 s_xwt_tile2(size_t n_in, size_t n_out, const float *X, const float *W, float *S, size_t b, size_t o,
             const size_t br, const size_t orr)
 {
-    __m256 acc[2][4];
+    __m256 lo[2][2], hi[2][2];
 #pragma GCC unroll 2
     for (size_t r = 0; r < br; r++) {
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (size_t c = 0; c < orr; c++) {
-            acc[r][c] = _mm256_setzero_ps();
+            lo[r][c] = _mm256_setzero_ps();
+            hi[r][c] = _mm256_setzero_ps();
         }
     }
-    /* whole vectors unmasked; the tail loads zeros past n_in (same lane sums) */
-    for (size_t i = 0; i < n_in; i += 8) {
-        int whole = i + 8 <= n_in;
-        __m256i lanes = s_lanes(n_in - i);
-        __m256 xv[2], wv[4];
+    for (size_t i = 0; i < n_in; i += 16) {
+        size_t rem = n_in - i;
+        size_t n_lo = rem < 8 ? rem : 8, n_hi = rem <= 8 ? 0 : (rem - 8 < 8 ? rem - 8 : 8);
+        __m256 xl[2], xh[2];
 #pragma GCC unroll 2
         for (size_t r = 0; r < br; r++) {
             const float *p = X + (b + r) * n_in + i;
-            xv[r] = whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes);
-        }
-#pragma GCC unroll 4
-        for (size_t c = 0; c < orr; c++) {
-            const float *p = W + (o + c) * n_in + i;
-            wv[c] = whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes);
+            xl[r] = s_load_part(p, n_lo);
+            xh[r] = s_load_part(p + 8, n_hi);
         }
 #pragma GCC unroll 2
-        for (size_t r = 0; r < br; r++) {
-#pragma GCC unroll 4
-            for (size_t c = 0; c < orr; c++) {
-                acc[r][c] = _mm256_fmadd_ps(xv[r], wv[c], acc[r][c]);
+        for (size_t c = 0; c < orr; c++) {
+            const float *p = W + (o + c) * n_in + i;
+            __m256 wl = s_load_part(p, n_lo), wh = s_load_part(p + 8, n_hi);
+#pragma GCC unroll 2
+            for (size_t r = 0; r < br; r++) {
+                lo[r][c] = _mm256_fmadd_ps(xl[r], wl, lo[r][c]);
+                hi[r][c] = _mm256_fmadd_ps(xh[r], wh, hi[r][c]);
             }
         }
     }
 #pragma GCC unroll 2
     for (size_t r = 0; r < br; r++) {
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (size_t c = 0; c < orr; c++) {
-            S[(b + r) * n_out + o + c] = s_hsum8(acc[r][c]);
+            S[(b + r) * n_out + o + c] = s_hsum16_canon2(lo[r][c], hi[r][c]);
         }
     }
 }
@@ -341,12 +362,12 @@ __attribute__((target(T2))) void sp_kern_xwt_avx2(size_t n_in, size_t n_out, con
                                                   const float *W, float *S, size_t b0, size_t b1,
                                                   size_t o0, size_t o1)
 {
-    for (size_t o = o0; o < o1; o += 4) {
-        size_t orr = o1 - o < 4 ? o1 - o : 4;
+    for (size_t o = o0; o < o1; o += 2) {
+        size_t orr = o1 - o < 2 ? o1 - o : 2;
         for (size_t b = b0; b < b1; b += 2) {
             size_t br = b1 - b < 2 ? b1 - b : 2;
-            if (br == 2 && orr == 4) {
-                s_xwt_tile2(n_in, n_out, X, W, S, b, o, 2, 4);
+            if (br == 2 && orr == 2) {
+                s_xwt_tile2(n_in, n_out, X, W, S, b, o, 2, 2);
             } else {
                 for (size_t r = 0; r < br; r++) {
                     for (size_t c = 0; c < orr; c++) {

@@ -455,9 +455,23 @@ __attribute__((target(T512))) void sp_kern_axpy_avx512(size_t K, const float *A,
 
 /* ---- 4. S = X W^T (dot-shaped) ------------------------------------------
  * Each S[b][o] is a 16-lane fma chain over i (lane l takes i = l mod 16; the
- * tail loads zeros in the lanes past n_in), then the lanes are summed by
- * _mm512_reduce_add_ps. Tiles of S_XB samples by S_XO neurons share their
+ * tail loads zeros in the lanes past n_in), then the lanes are summed in the
+ * canonical pairwise order of sp_kern_dot16 (not _mm512_reduce_add_ps, whose
+ * order is the compiler's choice). Tiles of S_XB samples by S_XO neurons share their
  * loads; edge elements go through a 1 x 1 tile with the same arithmetic. */
+
+/* Lane sum in the canonical order: l + (l + 8), then + 4, then pairs (0,2),
+ * (1,3), then the two results. */
+__attribute__((target(T512), always_inline)) static inline float s_hsum16_canon(__m512 v)
+{
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 t = _mm256_add_ps(hi, lo);
+    __m128 u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    float a[4];
+    _mm_storeu_ps(a, u);
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
 
 #ifndef S_XB
 #define S_XB 4
@@ -515,7 +529,7 @@ s_xwt_tile(size_t n_in, size_t n_out, const float *X, const float *W, float *S, 
     for (size_t r = 0; r < br; r++) {
 #pragma GCC unroll 8
         for (size_t c = 0; c < orr; c++) {
-            S[(b + r) * n_out + o + c] = _mm512_reduce_add_ps(acc[r][c]);
+            S[(b + r) * n_out + o + c] = s_hsum16_canon(acc[r][c]);
         }
     }
 }
