@@ -1163,7 +1163,9 @@ static int s_read_field(const s_field_t *f, const msgpack_object *o, void *s, co
             return sp_err_input(err, errlen, "%s.%s: contains a NUL byte", path, f->key);
         }
         char *dst = AT(s, f->off, char);
-        memcpy(dst, o->via.str.ptr, n);
+        if (n > 0) { /* an empty str may carry a NULL pointer */
+            memcpy(dst, o->via.str.ptr, n);
+        }
         dst[n] = '\0';
         return SP_OK;
     }
@@ -1312,13 +1314,15 @@ static int s_unpack_struct(const s_schema_t *sc, const msgpack_object *o, void *
             return sp_err_input(err, errlen, "%s: key %" PRIu32 " is a %s, not a str", path, i,
                                 s_mp_type(kv[i].key.type));
         }
+        /* msgpack-c gives an empty string a NULL pointer: never hand that to
+         * memcmp or printf (fuzz/crashes/msg/dup-empty-keys). */
+        uint32_t size = kv[i].key.via.str.size;
         for (uint32_t j = 0; j < i; j++) {
-            if (kv[j].key.via.str.size == kv[i].key.via.str.size &&
-                memcmp(kv[j].key.via.str.ptr, kv[i].key.via.str.ptr, kv[i].key.via.str.size) == 0) {
-                return sp_err_input(
-                    err, errlen, "%s: duplicate key \"%.*s\"", path,
-                    (int)(kv[i].key.via.str.size > 40 ? 40 : kv[i].key.via.str.size),
-                    kv[i].key.via.str.ptr);
+            if (kv[j].key.via.str.size == size &&
+                (size == 0 || memcmp(kv[j].key.via.str.ptr, kv[i].key.via.str.ptr, size) == 0)) {
+                return sp_err_input(err, errlen, "%s: duplicate key \"%.*s\"", path,
+                                    (int)(size > 40 ? 40 : size),
+                                    size == 0 ? "" : kv[i].key.via.str.ptr);
             }
         }
     }

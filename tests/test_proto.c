@@ -634,6 +634,10 @@ static void test_proto_decode_bad_frames(void **state)
     s_expect_fail(fr.hdr, 4, arr, sizeof(arr), SP_E_INPUT, "expected a map");
     const uint8_t c1[] = {0x81, 0xa1, 'a', 0xc1};
     s_expect_fail(fr.hdr, 4, c1, sizeof(c1), SP_E_INPUT, "0xc1");
+    /* Two empty keys: msgpack-c hands out NULL pointers for them (a fuzz finding). */
+    const uint8_t hb_hdr[4] = {'S', 'P', SP_PROTO_VERSION, SP_MSG_HEARTBEAT};
+    const uint8_t empty_keys[] = {0x82, 0xa0, 0x01, 0xa0, 0x02};
+    s_expect_fail(hb_hdr, 4, empty_keys, sizeof(empty_keys), SP_E_INPUT, "duplicate key \"\"");
     /* Duplicate and non-string keys. */
     const uint8_t dup[] = {0x83, 0xa4, 'n', 'a', 'm',  'e',  0xa1, 'a', 0xa7, 't', 'h',  'r',
                            'e',  'a',  'd', 's', 0x01, 0xa4, 'n',  'a', 'm',  'e', 0xa1, 'b'};
