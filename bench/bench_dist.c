@@ -1,10 +1,15 @@
 /* bench_dist: the distributed trainer against in-process training. Starts
  * spatium-coordinator and spatium-worker from the directory of this program
  * (ipc:// endpoints in a temporary directory), uploads a synthetic
- * Fashion-MNIST-sized dataset, runs the same job with 1 and 2 workers and
- * reports samples per second from the job's epoch records, beside
- * sp_network_train_batch in this process, plus the bytes a step puts on the
- * wire. Every process started here is stopped before returning. */
+ * Fashion-MNIST-sized dataset, runs the same job with 1 and 2 workers at
+ * batch 64 / partition 32 (latency-bound) and batch 512 / partition 128
+ * (compute-bound), and reports samples per second from the job's epoch
+ * records beside sp_network_train_batch in this process, the bytes a step
+ * puts on the wire, and the cost of a worker's model refresh. Every process
+ * started here is stopped before returning. Every samples/s figure is the
+ * median of S_REPS runs. The coordinator runs on the same
+ * machine as the workers: on 2 cores, 2 workers of 1 thread plus the
+ * coordinator are 3 busy processes on 2 cores. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,15 +33,22 @@
 #include "common/rng.h"
 #include "proto/messages.h"
 
-#define S_SAMPLES 4096
+#define S_SAMPLES 8192 /* 128 steps an epoch at batch 64, 16 at batch 512 */
 #define S_SIDE 28
 #define S_FEATURES (S_SIDE * S_SIDE)
 #define S_CLASSES 10
 #define S_HIDDEN 128
-#define S_BATCH 64
-#define S_PARTITION 32
-#define S_EPOCHS 4
+#define S_EPOCHS 4 /* the first (dataset download, warm-up) is not counted */
 #define S_MAX_WORKERS 2
+#define S_REFRESH_ITERS 200 /* model update / load timings: iterations */
+#define S_REPS 3 /* runs of each configuration; the median is reported (noisy machine) */
+
+/* Batch and partition of one comparison. */
+typedef struct {
+    uint32_t batch;
+    uint32_t partition;
+    const char *tag; /* name suffix: "" (the original names) or "_b512" */
+} s_shape_t;
 
 typedef struct {
     char dir[64];
@@ -317,7 +329,7 @@ static int s_upload(s_env_t *e, const uint8_t *const parts[2], const size_t size
 
 /* Runs the bench job; returns the mean samples/s of the epochs after the
  * first (which includes the dataset download), or NAN. */
-static double s_run_job(s_env_t *e)
+static double s_run_job(s_env_t *e, const s_shape_t *sh)
 {
     sp_msg_t req, rep;
     sp_msg_init(&req, SP_MSG_TRAIN);
@@ -329,8 +341,8 @@ static double s_run_job(s_env_t *e)
     t->layers[2] = S_CLASSES;
     t->bits = 4;
     t->epochs = S_EPOCHS;
-    t->batch = S_BATCH;
-    t->partition = S_PARTITION;
+    t->batch = sh->batch;
+    t->partition = sh->partition;
     t->lr = 0.05;
     t->momentum = 0.9;
     t->seed = 3;
@@ -382,8 +394,26 @@ static double s_run_job(s_env_t *e)
     return n > 0 ? sum / n : NAN;
 }
 
+/* Median of n values (n odd, small); NAN when any is NAN. */
+static double s_median(double *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (isnan(v[i])) {
+            return NAN;
+        }
+        for (int j = i + 1; j < n; j++) {
+            if (v[j] < v[i]) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+            }
+        }
+    }
+    return v[n / 2];
+}
+
 /* A fresh coordinator with the dataset and `n` workers of `threads` threads. */
-static double s_dist(int n_workers, int threads)
+static double s_dist(int n_workers, int threads, const s_shape_t *sh)
 {
     s_env_t e;
     double sps = NAN;
@@ -398,7 +428,13 @@ static double s_dist(int n_workers, int threads)
             ok &= s_add_worker(&e, i, threads) == 0;
         }
         if (ok) {
-            sps = s_run_job(&e);
+            /* the same job S_REPS times on the same processes (the workers
+             * keep the dataset); a failed run makes the figure NAN */
+            double runs[S_REPS];
+            for (int k = 0; k < S_REPS; k++) {
+                runs[k] = s_run_job(&e, sh);
+            }
+            sps = s_median(runs, S_REPS);
         }
     }
     if (isnan(sps)) {
@@ -412,7 +448,7 @@ static double s_dist(int n_workers, int threads)
 }
 
 /* The same job in this process: sp_network_train_batch over the batches. */
-static double s_inprocess(int threads)
+static double s_inprocess_once(int threads, const s_shape_t *sh)
 {
     uint8_t *images = NULL, *labels = NULL;
     size_t ni = 0, nl = 0;
@@ -431,8 +467,9 @@ static double s_inprocess(int threads)
     cfg.seed = 3;
     const uint32_t sizes[3] = {S_FEATURES, S_HIDDEN, S_CLASSES};
     sp_network_t *net = sp_network_new(sizes, 3, &cfg);
-    float *X = malloc((size_t)S_BATCH * S_FEATURES * sizeof *X);
-    float *T = malloc((size_t)S_BATCH * S_CLASSES * sizeof *T);
+    const uint32_t B = sh->batch;
+    float *X = malloc((size_t)B * S_FEATURES * sizeof *X);
+    float *T = malloc((size_t)B * S_CLASSES * sizeof *T);
     uint32_t *idx = malloc((size_t)S_SAMPLES * sizeof *idx);
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
@@ -445,8 +482,8 @@ static double s_inprocess(int threads)
             if (epoch == 1) {
                 t0 = sp_bench_now_ns();
             }
-            for (uint32_t off = 0; off < S_SAMPLES; off += S_BATCH) {
-                uint32_t n = S_SAMPLES - off < S_BATCH ? S_SAMPLES - off : S_BATCH;
+            for (uint32_t off = 0; off < S_SAMPLES; off += B) {
+                uint32_t n = S_SAMPLES - off < B ? S_SAMPLES - off : B;
                 sp_dataset_gather(&d, idx + off, n, X);
                 sp_dataset_targets(&d, idx + off, n, T);
                 float loss;
@@ -467,10 +504,20 @@ static double s_inprocess(int threads)
     return sps;
 }
 
+/* Median of S_REPS in-process runs. */
+static double s_inprocess(int threads, const s_shape_t *sh)
+{
+    double runs[S_REPS];
+    for (int k = 0; k < S_REPS; k++) {
+        runs[k] = s_inprocess_once(threads, sh);
+    }
+    return s_median(runs, S_REPS);
+}
+
 /* Bytes one step puts on the wire with n workers: the model once per worker
  * (one version per step) and, per partition, a task and a result, measured
  * as the codec encodes them (header + body). */
-static double s_bytes_per_step(int n_workers)
+static double s_bytes_per_step(int n_workers, const s_shape_t *sh)
 {
     sp_net_config_t cfg;
     sp_net_config_default(&cfg);
@@ -484,7 +531,7 @@ static double s_bytes_per_step(int n_workers)
     uint8_t *model = NULL;
     size_t model_len = 0;
     double total = NAN;
-    uint32_t *idx = calloc(S_PARTITION, sizeof *idx);
+    uint32_t *idx = calloc(sh->partition, sizeof *idx);
     float *grad = calloc(n_params, sizeof *grad);
     uint32_t *hits = calloc(n_hits, sizeof *hits);
     if (idx && grad && hits && sp_network_save_buffer(net, 0, &model, &model_len) == SP_OK) {
@@ -496,11 +543,11 @@ static double s_bytes_per_step(int n_workers)
         sp_msg_init(&m[1], SP_MSG_TASK);
         m[1].u.task.job = m[1].u.task.version = 1;
         snprintf(m[1].u.task.dataset, sizeof m[1].u.task.dataset, "bench");
-        m[1].u.task.n_indices = S_PARTITION;
+        m[1].u.task.n_indices = sh->partition;
         m[1].u.task.indices = idx;
         sp_msg_init(&m[2], SP_MSG_RESULT);
         m[2].u.result.job = m[2].u.result.version = 1;
-        m[2].u.result.n_samples = S_PARTITION;
+        m[2].u.result.n_samples = sh->partition;
         m[2].u.result.n_grad = (uint32_t)n_params;
         m[2].u.result.grad = grad;
         m[2].u.result.n_hits = (uint32_t)n_hits;
@@ -515,7 +562,7 @@ static double s_bytes_per_step(int n_workers)
             bytes[i] = (double)(len + SP_MSG_HEADER_BYTES);
             free(body);
         }
-        int parts = S_BATCH / S_PARTITION;
+        int parts = (int)((sh->batch + sh->partition - 1) / sh->partition);
         if (ok) {
             total = bytes[0] * n_workers + parts * (bytes[1] + bytes[2]);
         }
@@ -528,36 +575,167 @@ static double s_bytes_per_step(int n_workers)
     return total;
 }
 
-void sp_bench_dist(const sp_bench_ctx_t *ctx)
+/* A worker's per-step model work on the bench network: refreshing the
+ * cached network in place from the next version's bytes
+ * (sp_network_update_from_buffer, what the worker does every step) and, for
+ * comparison, a full load; also the coordinator's encoding of a version.
+ * Microseconds per call, one thread, versions alternating between two
+ * consecutive steps. */
+static void s_model_costs(double *update_us, double *load_us, double *save_us)
 {
-    int any = sp_bench_wanted(ctx, "dist_inprocess_sps") || sp_bench_wanted(ctx, "dist_1w_sps") ||
-              sp_bench_wanted(ctx, "dist_1w_ratio") || sp_bench_wanted(ctx, "dist_1w_1t_sps") ||
-              sp_bench_wanted(ctx, "dist_2w_1t_sps") || sp_bench_wanted(ctx, "dist_2w_speedup") ||
-              sp_bench_wanted(ctx, "dist_bytes_per_step");
-    if (!any) {
+    *update_us = *load_us = *save_us = NAN;
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.loss = SP_LOSS_XENT;
+    cfg.seed = 3;
+    const uint32_t sizes[3] = {S_FEATURES, S_HIDDEN, S_CLASSES};
+    sp_network_t *net = sp_network_new(sizes, 3, &cfg), *w = NULL;
+    float *X = malloc((size_t)64 * S_FEATURES * sizeof *X);
+    float *T = calloc((size_t)64 * S_CLASSES, sizeof *T);
+    uint8_t *v[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    char err[SP_TEXT_MAX];
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    sp_rng_t rng;
+    sp_rng_init(&rng, 9);
+    int ok = net && X && T;
+    for (int k = 0; ok && k < 2; k++) {
+        for (size_t i = 0; i < (size_t)64 * S_FEATURES; i++) {
+            X[i] = sp_rng_float(&rng);
+        }
+        for (int s = 0; s < 64; s++) {
+            T[s * S_CLASSES + sp_rng_below(&rng, S_CLASSES)] = 1.0f;
+        }
+        float loss;
+        ok = sp_network_train_batch(net, X, T, 64, &loss) == SP_OK &&
+             sp_network_save_buffer(net, 0, &v[k], &len[k]) == SP_OK;
+    }
+    ok = ok && sp_network_load_buffer(v[0], len[0], &w, err, sizeof err) == SP_OK;
+    if (ok) {
+        uint64_t t0 = sp_bench_now_ns();
+        for (int i = 0; ok && i < S_REFRESH_ITERS; i++) {
+            ok = sp_network_update_from_buffer(w, v[i & 1], len[i & 1], err, sizeof err) == SP_OK;
+        }
+        *update_us = (double)(sp_bench_now_ns() - t0) / 1e3 / S_REFRESH_ITERS;
+        t0 = sp_bench_now_ns();
+        for (int i = 0; ok && i < S_REFRESH_ITERS / 4; i++) {
+            sp_network_t *f = NULL;
+            ok = sp_network_load_buffer(v[i & 1], len[i & 1], &f, err, sizeof err) == SP_OK;
+            sp_network_destroy(&f);
+        }
+        *load_us = (double)(sp_bench_now_ns() - t0) / 1e3 / (S_REFRESH_ITERS / 4);
+        t0 = sp_bench_now_ns();
+        for (int i = 0; ok && i < S_REFRESH_ITERS; i++) {
+            uint8_t *b = NULL;
+            size_t n = 0;
+            ok = sp_network_save_buffer(net, 0, &b, &n) == SP_OK;
+            free(b);
+        }
+        *save_us = (double)(sp_bench_now_ns() - t0) / 1e3 / S_REFRESH_ITERS;
+    }
+    if (!ok) {
+        *update_us = *load_us = *save_us = NAN;
+    }
+    omp_set_num_threads(saved);
+    free(v[0]);
+    free(v[1]);
+    free(X);
+    free(T);
+    sp_network_destroy(&w);
+    sp_network_destroy(&net);
+}
+
+static int s_want_any(const sp_bench_ctx_t *ctx, const char *const *names)
+{
+    for (; *names; names++) {
+        if (sp_bench_wanted(ctx, *names)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The 1-thread comparison at one shape: in-process, 1 worker, 2 workers.
+ * speedup_names: the 2-worker / 1-worker ratio under each name (aliases). */
+static void s_compare_1t(const sp_bench_ctx_t *ctx, const s_shape_t *sh, const char *ratio_name,
+                         const char *const *speedup_names)
+{
+    char n_in[64], n_1w[64], n_2w[64];
+    snprintf(n_in, sizeof n_in, "dist_inprocess_1t_sps%s", sh->tag);
+    snprintf(n_1w, sizeof n_1w, "dist_1w_1t_sps%s", sh->tag);
+    snprintf(n_2w, sizeof n_2w, "dist_2w_1t_sps%s", sh->tag);
+    const char *ratios[] = {n_in, n_1w, ratio_name, NULL};
+    int want_ratio = s_want_any(ctx, ratios);
+    int want_speed = sp_bench_wanted(ctx, n_1w) || sp_bench_wanted(ctx, n_2w) ||
+                     s_want_any(ctx, speedup_names);
+    if (!want_ratio && !want_speed) {
         return;
     }
+    double in1 = want_ratio ? s_inprocess(1, sh) : NAN;
+    double d1 = s_dist(1, 1, sh);
+    double d2 = want_speed ? s_dist(2, 1, sh) : NAN;
+    if (want_ratio) {
+        sp_bench_report(n_in, in1, "samples/s");
+    }
+    sp_bench_report(n_1w, d1, "samples/s");
+    if (want_speed) {
+        sp_bench_report(n_2w, d2, "samples/s");
+    }
+    if (want_ratio) {
+        sp_bench_report(ratio_name, d1 / in1, "x");
+    }
+    for (const char *const *nm = speedup_names; want_speed && *nm; nm++) {
+        sp_bench_report(*nm, d2 / d1, "x");
+    }
+}
+
+void sp_bench_dist(const sp_bench_ctx_t *ctx)
+{
+    static const char *const all[] = {
+        "dist_inprocess_sps", "dist_1w_sps", "dist_1w_ratio", "dist_inprocess_1t_sps",
+        "dist_1w_1t_sps", "dist_2w_1t_sps", "dist_2w_speedup", "dist_ratio_1w_b64",
+        "dist_speedup_2w_b64", "dist_inprocess_1t_sps_b512", "dist_1w_1t_sps_b512",
+        "dist_2w_1t_sps_b512", "dist_ratio_1w_b512", "dist_speedup_2w_b512",
+        "dist_bytes_per_step", "dist_bytes_per_step_2w", "dist_bytes_per_step_b512",
+        "dist_bytes_per_step_2w_b512", "dist_model_update_us", "dist_model_load_us",
+        "dist_model_save_us", NULL};
+    if (!s_want_any(ctx, all)) {
+        return;
+    }
+    const s_shape_t b64 = {64, 32, ""}, b512 = {512, 128, "_b512"};
     int cores = omp_get_num_procs();
+    printf("# dist: 784-128-10, 4 bits, %d samples, coordinator and workers on this machine "
+           "(%d cores): 2 workers x 1 thread + the coordinator are 3 processes on %d cores\n",
+           S_SAMPLES, cores, cores);
+    fflush(stdout);
+    if (sp_bench_wanted(ctx, "dist_model_update_us") || sp_bench_wanted(ctx, "dist_model_load_us") ||
+        sp_bench_wanted(ctx, "dist_model_save_us")) {
+        double up, load, save;
+        s_model_costs(&up, &load, &save);
+        sp_bench_report("dist_model_update_us", up, "us");
+        sp_bench_report("dist_model_load_us", load, "us");
+        sp_bench_report("dist_model_save_us", save, "us");
+    }
+    /* all cores, batch 64: the original comparison */
     if (sp_bench_wanted(ctx, "dist_inprocess_sps") || sp_bench_wanted(ctx, "dist_1w_sps") ||
         sp_bench_wanted(ctx, "dist_1w_ratio")) {
-        double in = s_inprocess(cores);
-        double d1 = s_dist(1, cores);
+        double in = s_inprocess(cores, &b64);
+        double d1 = s_dist(1, cores, &b64);
         sp_bench_report("dist_inprocess_sps", in, "samples/s");
         sp_bench_report("dist_1w_sps", d1, "samples/s");
         sp_bench_report("dist_1w_ratio", d1 / in, "x");
     }
-    if (sp_bench_wanted(ctx, "dist_1w_1t_sps") || sp_bench_wanted(ctx, "dist_2w_1t_sps") ||
-        sp_bench_wanted(ctx, "dist_2w_speedup")) {
-        double in1 = s_inprocess(1);
-        double d1 = s_dist(1, 1);
-        double d2 = s_dist(2, 1);
-        sp_bench_report("dist_inprocess_1t_sps", in1, "samples/s");
-        sp_bench_report("dist_1w_1t_sps", d1, "samples/s");
-        sp_bench_report("dist_2w_1t_sps", d2, "samples/s");
-        sp_bench_report("dist_2w_speedup", d2 / d1, "x");
-    }
+    /* one thread per process (the coordinator is a third process): batch 64
+     * under the original names and the new ones, then batch 512 */
+    static const char *const speed64[] = {"dist_2w_speedup", "dist_speedup_2w_b64", NULL};
+    static const char *const speed512[] = {"dist_speedup_2w_b512", NULL};
+    s_compare_1t(ctx, &b64, "dist_ratio_1w_b64", speed64);
+    s_compare_1t(ctx, &b512, "dist_ratio_1w_b512", speed512);
     if (sp_bench_wanted(ctx, "dist_bytes_per_step")) {
-        sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1), "bytes");
-        sp_bench_report("dist_bytes_per_step_2w", s_bytes_per_step(2), "bytes");
+        sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1, &b64), "bytes");
+        sp_bench_report("dist_bytes_per_step_2w", s_bytes_per_step(2, &b64), "bytes");
+        sp_bench_report("dist_bytes_per_step_b512", s_bytes_per_step(1, &b512), "bytes");
+        sp_bench_report("dist_bytes_per_step_2w_b512", s_bytes_per_step(2, &b512), "bytes");
     }
 }

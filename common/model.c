@@ -3,7 +3,9 @@
  * network always gives the same bytes and a load restores every bit. The
  * reader trusts nothing: sp_mp_unpack pre-scans before msgpack-c allocates,
  * every field is fetched with a typed getter, every count is checked against
- * the format's limits and against the fields it must agree with. */
+ * the format's limits and against the fields it must agree with. The
+ * in-place update (the worker's per-step path) checks the whole document
+ * before it changes anything, so a refused file leaves the network as it was. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -308,57 +310,98 @@ static int s_floats_ok(const uint8_t *p, size_t n, float lo, float hi, const cha
     return SP_OK;
 }
 
-/* The stored run must be what quantizing the master copy gives. */
-static int s_check_master(const sp_neuron_t *nr, const uint8_t *packed, const uint64_t *occ,
-                          s_rd_t *r)
+/* One neuron as read from the document and checked; the byte arrays point
+ * into the caller's buffer (unaligned: copy before reading them as words). */
+typedef struct {
+    uint64_t id;
+    sp_pos_t pos;
+    uint8_t bits;
+    uint8_t last_cell;
+    float gain, bias, lr, last_z, mom_gain, mom_bias;
+    const uint8_t *packed, *occ, *act, *hits, *temporal;
+    const uint8_t *master, *mom; /* NULL without training state */
+} s_nview_t;
+
+/* Aligned scratch of the reader, grown to the widest fan-in met so far. */
+typedef struct {
+    uint32_t n_in;   /* inputs the arrays have room for */
+    uint64_t *occ;   /* occupancy of the neuron at hand */
+    uint64_t *qo;    /* master check: occupancy quantizing the master gives */
+    uint8_t *qp;     /* master check: levels quantizing the master gives */
+    float *mf;       /* master check: the master floats */
+} s_scratch_t;
+
+static void s_scratch_free(s_scratch_t *sc)
 {
-    size_t pbytes = sp_quant_packed_size(nr->n_in, nr->bits), words = S_OCC_WORDS(nr->n_in);
-    uint8_t *qp = calloc(pbytes ? pbytes : 1, 1);
-    uint64_t *qo = calloc(words, sizeof(uint64_t));
-    if (!qp || !qo) {
-        free(qp);
-        free(qo);
-        snprintf(r->tmp, sizeof r->tmp, "out of memory");
-        return SP_E_NOMEM;
-    }
-    sp_kern_quantize_row(nr->master, nr->n_in, nr->bits, sp_neuron_presence_threshold(nr->bits),
-                         qp, qo);
-    int rc = SP_OK;
-    for (uint32_t i = 0; i < nr->n_in && rc == SP_OK; i++) {
-        int present = (int)((occ[i >> 6] >> (i & 63)) & 1u);
-        int want = (int)((qo[i >> 6] >> (i & 63)) & 1u);
-        if (present != want ||
-            (present && sp_quant_get(packed, i, nr->bits) != sp_quant_get(qp, i, nr->bits))) {
-            snprintf(r->tmp, sizeof r->tmp,
-                     "weight %u disagrees with its master value %g", i, (double)nr->master[i]);
-            rc = SP_E_INPUT;
-        }
-    }
-    free(qp);
-    free(qo);
-    return rc;
+    free(sc->occ);
+    free(sc->qo);
+    free(sc->qp);
+    free(sc->mf);
+    memset(sc, 0, sizeof *sc);
 }
 
-static int s_read_neuron(s_rd_t *r, const msgpack_object *m, uint32_t n_in, int training,
-                         sp_neuron_t *nr, uint64_t *occ)
+static int s_scratch_reserve(s_scratch_t *sc, uint32_t n_in)
+{
+    if (n_in <= sc->n_in) {
+        return SP_OK;
+    }
+    s_scratch_free(sc);
+    sc->occ = calloc(S_OCC_WORDS(n_in), sizeof(uint64_t));
+    sc->qo = calloc(S_OCC_WORDS(n_in), sizeof(uint64_t));
+    sc->qp = calloc(sp_quant_packed_size(n_in, 4) + 1, 1); /* room for any width */
+    sc->mf = calloc(n_in, sizeof(float));
+    if (!sc->occ || !sc->qo || !sc->qp || !sc->mf) {
+        s_scratch_free(sc);
+        return SP_E_NOMEM;
+    }
+    sc->n_in = n_in;
+    return SP_OK;
+}
+
+/* The stored run must be what quantizing the master copy gives (sc->occ
+ * holds the stored occupancy). */
+static int s_check_master(const s_nview_t *v, uint32_t n_in, s_scratch_t *sc, s_rd_t *r)
+{
+    memcpy(sc->mf, v->master, n_in * sizeof(float));
+    memset(sc->qo, 0, S_OCC_WORDS(n_in) * sizeof(uint64_t));
+    sp_kern_quantize_row(sc->mf, n_in, v->bits, sp_neuron_presence_threshold(v->bits), sc->qp,
+                         sc->qo);
+    for (uint32_t i = 0; i < n_in; i++) {
+        int present = (int)((sc->occ[i >> 6] >> (i & 63)) & 1u);
+        int want = (int)((sc->qo[i >> 6] >> (i & 63)) & 1u);
+        if (present != want || (present && sp_quant_get(v->packed, i, v->bits) !=
+                                               sp_quant_get(sc->qp, i, v->bits))) {
+            snprintf(r->tmp, sizeof r->tmp, "weight %u disagrees with its master value %g", i,
+                     (double)sc->mf[i]);
+            return SP_E_INPUT;
+        }
+    }
+    return SP_OK;
+}
+
+/* Reads and checks every field of one neuron of n_in inputs into *v;
+ * sc must have room for n_in. Changes nothing but *v and sc. SP_E_INPUT
+ * with the problem in r->tmp. */
+static int s_parse_neuron(s_rd_t *r, const msgpack_object *m, uint32_t n_in, int training,
+                          s_scratch_t *sc, s_nview_t *v)
 {
     if (m->type != MSGPACK_OBJECT_MAP) {
         snprintf(r->tmp, sizeof r->tmp, "a neuron is a %s, expected a map",
                  sp_mp_type_name(m->type));
         return SP_E_INPUT;
     }
-    uint64_t id, base;
+    memset(v, 0, sizeof *v);
+    uint64_t base;
     uint32_t bits;
-    float lr, gain, bias;
     const msgpack_object_array *pos, *last;
     int rc;
-    if ((rc = sp_mp_get_u64(m, "id", 0, UINT64_MAX, &id, r->tmp, sizeof r->tmp)) ||
+    if ((rc = sp_mp_get_u64(m, "id", 0, UINT64_MAX, &v->id, r->tmp, sizeof r->tmp)) ||
         (rc = sp_mp_get_array(m, "pos", 3, &pos, r->tmp, sizeof r->tmp)) ||
         (rc = sp_mp_get_u32(m, "bits", 1, 4, &bits, r->tmp, sizeof r->tmp)) ||
         (rc = sp_mp_get_u64(m, "base", 0, 0, &base, r->tmp, sizeof r->tmp)) ||
-        (rc = sp_mp_get_f32(m, "gain", -1e30f, 1e30f, &gain, r->tmp, sizeof r->tmp)) ||
-        (rc = sp_mp_get_f32(m, "bias", -1e30f, 1e30f, &bias, r->tmp, sizeof r->tmp)) ||
-        (rc = sp_mp_get_f32(m, "lr", SP_NEURON_LR_MIN, SP_NEURON_LR_MAX, &lr, r->tmp,
+        (rc = sp_mp_get_f32(m, "gain", -1e30f, 1e30f, &v->gain, r->tmp, sizeof r->tmp)) ||
+        (rc = sp_mp_get_f32(m, "bias", -1e30f, 1e30f, &v->bias, r->tmp, sizeof r->tmp)) ||
+        (rc = sp_mp_get_f32(m, "lr", SP_NEURON_LR_MIN, SP_NEURON_LR_MAX, &v->lr, r->tmp,
                             sizeof r->tmp)) ||
         (rc = sp_mp_get_array(m, "last", 2, &last, r->tmp, sizeof r->tmp))) {
         return rc;
@@ -367,19 +410,21 @@ static int s_read_neuron(s_rd_t *r, const msgpack_object *m, uint32_t n_in, int 
         snprintf(r->tmp, sizeof r->tmp, "'bits' is %u, not 1, 2 or 4", bits);
         return SP_E_INPUT;
     }
+    v->bits = (uint8_t)bits;
     if (pos->size != 3) {
         snprintf(r->tmp, sizeof r->tmp, "'pos' has %u values, expected 3", pos->size);
         return SP_E_INPUT;
     }
     uint16_t xyz[3];
     for (int k = 0; k < 3; k++) {
-        const msgpack_object *v = &pos->ptr[k];
-        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > UINT16_MAX) {
+        const msgpack_object *p = &pos->ptr[k];
+        if (p->type != MSGPACK_OBJECT_POSITIVE_INTEGER || p->via.u64 > UINT16_MAX) {
             snprintf(r->tmp, sizeof r->tmp, "'pos' value %d is not an integer in 0..65535", k);
             return SP_E_INPUT;
         }
-        xyz[k] = (uint16_t)v->via.u64;
+        xyz[k] = (uint16_t)p->via.u64;
     }
+    v->pos = (sp_pos_t){xyz[0], xyz[1], xyz[2]};
     if (last->size != 2 ||
         (last->ptr[0].type != MSGPACK_OBJECT_FLOAT32 && last->ptr[0].type != MSGPACK_OBJECT_FLOAT64) ||
         !isfinite(last->ptr[0].via.f64) || last->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
@@ -387,71 +432,131 @@ static int s_read_neuron(s_rd_t *r, const msgpack_object *m, uint32_t n_in, int 
         snprintf(r->tmp, sizeof r->tmp, "'last' must be [finite float, cell 0..63]");
         return SP_E_INPUT;
     }
-    const uint8_t *packed, *occ_b, *act, *hits, *temporal, *master = NULL, *mom = NULL;
+    v->last_z = (float)last->ptr[0].via.f64;
+    v->last_cell = (uint8_t)last->ptr[1].via.u64;
     size_t words = S_OCC_WORDS(n_in);
-    if ((rc = s_get_bin_exact(r, m, "weights", sp_quant_packed_size(n_in, bits), &packed)) ||
-        (rc = s_get_bin_exact(r, m, "occupancy", words * sizeof(uint64_t), &occ_b)) ||
-        (rc = s_get_bin_exact(r, m, "act", SP_ACTMAP_CELLS, &act)) ||
-        (rc = s_get_bin_exact(r, m, "hits", SP_ACTMAP_CELLS * sizeof(uint32_t), &hits)) ||
-        (rc = s_get_bin_exact(r, m, "temporal", SP_NEURON_TEMPORAL * sizeof(float), &temporal))) {
+    if ((rc = s_get_bin_exact(r, m, "weights", sp_quant_packed_size(n_in, bits), &v->packed)) ||
+        (rc = s_get_bin_exact(r, m, "occupancy", words * sizeof(uint64_t), &v->occ)) ||
+        (rc = s_get_bin_exact(r, m, "act", SP_ACTMAP_CELLS, &v->act)) ||
+        (rc = s_get_bin_exact(r, m, "hits", SP_ACTMAP_CELLS * sizeof(uint32_t), &v->hits)) ||
+        (rc = s_get_bin_exact(r, m, "temporal", SP_NEURON_TEMPORAL * sizeof(float),
+                              &v->temporal))) {
         return rc;
     }
-    memcpy(occ, occ_b, words * sizeof(uint64_t));
-    if ((n_in & 63) && (occ[words - 1] >> (n_in & 63)) != 0) {
+    memcpy(sc->occ, v->occ, words * sizeof(uint64_t));
+    if ((n_in & 63) && (sc->occ[words - 1] >> (n_in & 63)) != 0) {
         snprintf(r->tmp, sizeof r->tmp, "'occupancy' marks cells past the %u inputs", n_in);
         return SP_E_INPUT;
     }
     for (unsigned c = 0; c < SP_ACTMAP_CELLS; c++) {
-        if (act[c] >= SP_ACT_COUNT) {
+        if (v->act[c] >= SP_ACT_COUNT) {
             snprintf(r->tmp, sizeof r->tmp, "'act' cell %u holds function %u (max %d)", c,
-                     act[c], SP_ACT_COUNT - 1);
+                     v->act[c], SP_ACT_COUNT - 1);
             return SP_E_INPUT;
         }
     }
-    if ((rc = s_floats_ok(temporal, SP_NEURON_TEMPORAL, -1e30f, 1e30f, "temporal", r))) {
+    if ((rc = s_floats_ok(v->temporal, SP_NEURON_TEMPORAL, -1e30f, 1e30f, "temporal", r))) {
         return rc;
     }
-    float mom_gain = 0.0f, mom_bias = 0.0f;
     if (training) {
-        if ((rc = s_get_bin_exact(r, m, "master", n_in * sizeof(float), &master)) ||
-            (rc = s_get_bin_exact(r, m, "momentum", n_in * sizeof(float), &mom)) ||
-            (rc = sp_mp_get_f32(m, "mom_gain", -1e30f, 1e30f, &mom_gain, r->tmp,
+        if ((rc = s_get_bin_exact(r, m, "master", n_in * sizeof(float), &v->master)) ||
+            (rc = s_get_bin_exact(r, m, "momentum", n_in * sizeof(float), &v->mom)) ||
+            (rc = sp_mp_get_f32(m, "mom_gain", -1e30f, 1e30f, &v->mom_gain, r->tmp,
                                 sizeof r->tmp)) ||
-            (rc = sp_mp_get_f32(m, "mom_bias", -1e30f, 1e30f, &mom_bias, r->tmp,
+            (rc = sp_mp_get_f32(m, "mom_bias", -1e30f, 1e30f, &v->mom_bias, r->tmp,
                                 sizeof r->tmp)) ||
-            (rc = s_floats_ok(master, n_in, -1.0f, 1.0f, "master", r)) ||
-            (rc = s_floats_ok(mom, n_in, -1e30f, 1e30f, "momentum", r))) {
+            (rc = s_floats_ok(v->master, n_in, -1.0f, 1.0f, "master", r)) ||
+            (rc = s_floats_ok(v->mom, n_in, -1e30f, 1e30f, "momentum", r)) ||
+            (rc = s_check_master(v, n_in, sc, r))) {
             return rc;
         }
     }
-    rc = sp_neuron_init(nr, id, (sp_pos_t){xyz[0], xyz[1], xyz[2]}, n_in, bits, training, lr);
-    if (rc != SP_OK) {
-        snprintf(r->tmp, sizeof r->tmp, "cannot build the neuron (%s)", sp_strerror(rc));
-        return rc;
-    }
-    nr->lr = lr; /* init clamps; the getter already bounded it */
-    nr->gain = gain;
-    nr->bias = bias;
-    memcpy(nr->map.func, act, SP_ACTMAP_CELLS);
-    memcpy(nr->map.hits, hits, sizeof nr->map.hits);
-    memcpy(nr->temporal, temporal, sizeof nr->temporal);
-    nr->last_z = (float)last->ptr[0].via.f64;
-    nr->last_cell = (uint8_t)last->ptr[1].via.u64;
-    if (training) {
-        memcpy(nr->master, master, n_in * sizeof(float));
-        memcpy(nr->mom, mom, n_in * sizeof(float));
-        nr->mom_gain = mom_gain;
-        nr->mom_bias = mom_bias;
-        if ((rc = s_check_master(nr, packed, occ, r)) != SP_OK) {
-            return rc;
-        }
-    }
-    sp_neuron_load_run(nr, packed, occ);
     return SP_OK;
 }
 
-static int s_read_layer(s_rd_t *r, const msgpack_object *m, uint32_t l, uint32_t want_in,
-                        int training, sp_layer_t **out)
+/* Copies a checked neuron into nr, whose id, position, width and fan-in
+ * already match and which holds master arrays when v has them (master
+ * arrays of nr that v lacks are dropped, as a fresh load would not have
+ * them). Only the occupancy cells that differ are touched. Cannot fail. */
+static void s_fill_neuron(const s_nview_t *v, sp_neuron_t *nr, s_scratch_t *sc)
+{
+    if (!v->master && nr->master) {
+        sp_neuron_drop_training(nr); /* learned on alone (layer API): a load would have none */
+    }
+    SP_ASSERT(v->master == NULL || nr->master != NULL); /* training networks: every neuron */
+    nr->lr = v->lr; /* init clamps; the getter already bounded it */
+    nr->gain = v->gain;
+    nr->bias = v->bias;
+    memcpy(nr->map.func, v->act, SP_ACTMAP_CELLS);
+    memcpy(nr->map.hits, v->hits, sizeof nr->map.hits);
+    memcpy(nr->temporal, v->temporal, sizeof nr->temporal);
+    nr->last_z = v->last_z;
+    nr->last_cell = v->last_cell;
+    if (v->master) {
+        memcpy(nr->master, v->master, nr->n_in * sizeof(float));
+        memcpy(nr->mom, v->mom, nr->n_in * sizeof(float));
+        nr->mom_gain = v->mom_gain;
+        nr->mom_bias = v->mom_bias;
+    }
+    memcpy(sc->occ, v->occ, S_OCC_WORDS(nr->n_in) * sizeof(uint64_t));
+    sp_neuron_load_run(nr, v->packed, sc->occ);
+}
+
+/* The root map: magic, version, config, widths and the layer array. */
+typedef struct {
+    sp_net_config_t cfg;
+    uint32_t n_inputs;
+    uint64_t steps;
+    bool training;
+    const msgpack_object_array *layers; /* 1..SP_NET_MAX_LAYERS */
+} s_doc_t;
+
+static int s_read_root(s_rd_t *r, const msgpack_object *root, s_doc_t *d)
+{
+    char fmt[32];
+    uint32_t version = 0;
+    if (root->type != MSGPACK_OBJECT_MAP ||
+        sp_mp_get_str(root, "format", fmt, sizeof fmt, r->tmp, sizeof r->tmp) != SP_OK ||
+        strcmp(fmt, S_FORMAT) != 0) {
+        return sp_err_input(r->err, r->errlen, "model file: not a spatium model (no format '%s')",
+                            S_FORMAT);
+    }
+    if (sp_mp_get_u32(root, "version", 0, UINT32_MAX, &version, r->tmp, sizeof r->tmp) != SP_OK) {
+        return s_fail(r, "");
+    }
+    if (version != S_VERSION) {
+        sp_err_input(r->err, r->errlen,
+                     "model file: format version %u is not supported (this build reads %u)",
+                     version, S_VERSION);
+        return SP_E_VERSION;
+    }
+    int rc = s_read_config(r, root, &d->cfg);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    if (sp_mp_get_u32(root, "n_inputs", 1, SP_NET_MAX_WIDTH, &d->n_inputs, r->tmp,
+                      sizeof r->tmp) ||
+        sp_mp_get_u64(root, "steps", 0, UINT64_MAX, &d->steps, r->tmp, sizeof r->tmp) ||
+        sp_mp_get_bool(root, "training", &d->training, r->tmp, sizeof r->tmp) ||
+        sp_mp_get_array(root, "layers", SP_NET_MAX_LAYERS, &d->layers, r->tmp, sizeof r->tmp)) {
+        return s_fail(r, "");
+    }
+    if (d->layers->size == 0) {
+        return sp_err_input(r->err, r->errlen, "model file: no layers");
+    }
+    return SP_OK;
+}
+
+/* A layer map's widths, hash seed and neuron array, checked against the
+ * width of the layer before and against the bytes the file has. */
+typedef struct {
+    uint32_t n_in, n_out;
+    uint64_t lsh_seed;
+    const msgpack_object_array *neurons; /* n_out elements */
+} s_lhead_t;
+
+static int s_read_layer_head(s_rd_t *r, const msgpack_object *m, uint32_t l, uint32_t want_in,
+                             s_lhead_t *h)
 {
     char where[64];
     snprintf(where, sizeof where, "layer %u", l);
@@ -459,59 +564,151 @@ static int s_read_layer(s_rd_t *r, const msgpack_object *m, uint32_t l, uint32_t
         snprintf(r->tmp, sizeof r->tmp, "is a %s, expected a map", sp_mp_type_name(m->type));
         return s_fail(r, where);
     }
-    uint32_t n_in, n_out;
-    uint64_t seed;
-    const msgpack_object_array *neurons;
-    S_TRY(r, where, sp_mp_get_u32(m, "n_in", 1, SP_NET_MAX_WIDTH, &n_in, r->tmp, sizeof r->tmp));
     S_TRY(r, where,
-          sp_mp_get_u32(m, "n_out", 1, SP_NET_MAX_WIDTH, &n_out, r->tmp, sizeof r->tmp));
-    S_TRY(r, where, sp_mp_get_u64(m, "lsh_seed", 0, UINT64_MAX, &seed, r->tmp, sizeof r->tmp));
+          sp_mp_get_u32(m, "n_in", 1, SP_NET_MAX_WIDTH, &h->n_in, r->tmp, sizeof r->tmp));
     S_TRY(r, where,
-          sp_mp_get_array(m, "neurons", SP_NET_MAX_WIDTH, &neurons, r->tmp, sizeof r->tmp));
-    if (n_in != want_in) {
-        snprintf(r->tmp, sizeof r->tmp, "n_in is %u but the layer before gives %u", n_in,
+          sp_mp_get_u32(m, "n_out", 1, SP_NET_MAX_WIDTH, &h->n_out, r->tmp, sizeof r->tmp));
+    S_TRY(r, where,
+          sp_mp_get_u64(m, "lsh_seed", 0, UINT64_MAX, &h->lsh_seed, r->tmp, sizeof r->tmp));
+    S_TRY(r, where,
+          sp_mp_get_array(m, "neurons", SP_NET_MAX_WIDTH, &h->neurons, r->tmp, sizeof r->tmp));
+    if (h->n_in != want_in) {
+        snprintf(r->tmp, sizeof r->tmp, "n_in is %u but the layer before gives %u", h->n_in,
                  want_in);
         return s_fail(r, where);
     }
-    if (neurons->size != n_out) {
-        snprintf(r->tmp, sizeof r->tmp, "holds %u neurons but n_out is %u", neurons->size,
-                 n_out);
+    if (h->neurons->size != h->n_out) {
+        snprintf(r->tmp, sizeof r->tmp, "holds %u neurons but n_out is %u", h->neurons->size,
+                 h->n_out);
         return s_fail(r, where);
     }
     /* Every neuron carries at least its occupancy bits, its map (64 bytes), hits
      * (256) and temporal state (64): refuse counts the file cannot back before
      * allocating the layer's dense n_out x n_in arrays. */
-    uint64_t min_bytes = (uint64_t)n_out * (S_OCC_WORDS(n_in) * 8 + (n_in + 7) / 8 + 384);
+    uint64_t min_bytes = (uint64_t)h->n_out * (S_OCC_WORDS(h->n_in) * 8 + (h->n_in + 7) / 8 + 384);
     if (min_bytes > r->file_len) {
         snprintf(r->tmp, sizeof r->tmp,
-                 "%u neurons of %u inputs need at least %llu bytes, the file has %zu", n_out,
-                 n_in, (unsigned long long)min_bytes, r->file_len);
+                 "%u neurons of %u inputs need at least %llu bytes, the file has %zu", h->n_out,
+                 h->n_in, (unsigned long long)min_bytes, r->file_len);
         return s_fail(r, where);
     }
-    sp_layer_t *L = sp_layer_alloc(n_in, n_out, seed);
-    uint64_t *occ = malloc(S_OCC_WORDS(n_in) * sizeof(uint64_t));
-    if (!L || !occ) {
+    return SP_OK;
+}
+
+/* Message for neuron o of layer l from r->tmp; returns SP_E_INPUT. */
+static int s_fail_neuron(s_rd_t *r, uint32_t l, uint32_t o)
+{
+    char where[96];
+    snprintf(where, sizeof where, "layer %u neuron %u", l, o);
+    return s_fail(r, where);
+}
+
+/* A neuron of n_in inputs and the given width whose every cell is occupied
+ * (levels 0), for copying: most loaded neurons have almost every weight
+ * present, and a copy of this one reaches their occupancy by emptying the
+ * few absent cells instead of marking every present one. */
+static int s_dense_proto(sp_neuron_t *p, uint32_t n_in, unsigned bits, int training,
+                         s_scratch_t *sc)
+{
+    int rc = sp_neuron_init(p, 0, (sp_pos_t){0, 0, 0}, n_in, bits, training, SP_NEURON_LR_MIN);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    memset(sc->qp, 0, sp_quant_packed_size(n_in, bits));
+    memset(sc->qo, 0xff, S_OCC_WORDS(n_in) * sizeof(uint64_t));
+    sp_neuron_load_run(p, sc->qp, sc->qo);
+    return SP_OK;
+}
+
+/* Starts L->nr[o] for the checked neuron v: a copy of the dense prototype
+ * when most of its cells are occupied (the prototype is made on first need,
+ * and again when the width changes), an empty neuron otherwise. */
+static int s_start_neuron(const s_nview_t *v, uint32_t n_in, int training, s_scratch_t *sc,
+                          sp_neuron_t *proto, int *have_proto, sp_neuron_t *nr)
+{
+    size_t present = 0;
+    for (size_t w = 0; w < S_OCC_WORDS(n_in); w++) {
+        present += (size_t)__builtin_popcountll(sc->occ[w]);
+    }
+    if (2 * present < n_in) {
+        return sp_neuron_init(nr, v->id, v->pos, n_in, v->bits, training, v->lr);
+    }
+    if (*have_proto && proto->bits != v->bits) {
+        sp_neuron_fini(proto);
+        *have_proto = 0;
+    }
+    if (!*have_proto) {
+        int rc = s_dense_proto(proto, n_in, v->bits, training, sc);
+        if (rc != SP_OK) {
+            return rc;
+        }
+        *have_proto = 1;
+    }
+    int rc = sp_neuron_copy(nr, proto);
+    if (rc != SP_OK) {
+        memset(nr, 0, sizeof *nr); /* fini-safe: the copy freed what it made */
+        return rc;
+    }
+    nr->id = v->id;
+    nr->pos = v->pos;
+    return SP_OK;
+}
+
+static int s_read_layer(s_rd_t *r, const msgpack_object *m, uint32_t l, uint32_t want_in,
+                        int training, s_scratch_t *sc, sp_layer_t **out)
+{
+    s_lhead_t h;
+    int rc = s_read_layer_head(r, m, l, want_in, &h);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    sp_layer_t *L = sp_layer_alloc(h.n_in, h.n_out, h.lsh_seed);
+    if (!L || s_scratch_reserve(sc, h.n_in) != SP_OK) {
         sp_layer_destroy(&L);
-        free(occ);
         snprintf(r->tmp, sizeof r->tmp, "out of memory");
-        s_fail(r, where);
+        s_fail_neuron(r, l, 0);
         return SP_E_NOMEM;
     }
-    for (uint32_t o = 0; o < n_out; o++) {
-        int rc = s_read_neuron(r, &neurons->ptr[o], n_in, training, &L->nr[o], occ);
+    sp_neuron_t proto;
+    int have_proto = 0;
+    for (uint32_t o = 0; o < h.n_out; o++) {
+        s_nview_t v;
+        rc = s_parse_neuron(r, &h.neurons->ptr[o], h.n_in, training, sc, &v);
+        if (rc == SP_OK) {
+            rc = s_start_neuron(&v, h.n_in, training, sc, &proto, &have_proto, &L->nr[o]);
+            if (rc != SP_OK) {
+                snprintf(r->tmp, sizeof r->tmp, "cannot build the neuron (%s)", sp_strerror(rc));
+            }
+        }
         if (rc != SP_OK) {
             sp_layer_destroy(&L);
-            free(occ);
-            char w2[96];
-            snprintf(w2, sizeof w2, "layer %u neuron %u", l, o);
-            s_fail(r, w2);
+            if (have_proto) {
+                sp_neuron_fini(&proto);
+            }
+            s_fail_neuron(r, l, o);
             return rc == SP_E_NOMEM ? rc : SP_E_INPUT;
         }
+        s_fill_neuron(&v, &L->nr[o], sc);
     }
-    free(occ);
+    if (have_proto) {
+        sp_neuron_fini(&proto);
+    }
     sp_layer_refresh(L, 1);
     *out = L;
     return SP_OK;
+}
+
+/* Pre-scans and unpacks buf into *up (which the caller destroys). */
+static int s_unpack(s_rd_t *r, const uint8_t *buf, size_t len, msgpack_unpacked *up)
+{
+    sp_mp_limits_t lim;
+    sp_mp_limits_default(&lim);
+    lim.max_depth = 6;
+    int rc = sp_mp_unpack(buf, len, &lim, up, r->tmp, sizeof r->tmp);
+    if (rc == SP_E_NOMEM) {
+        return rc;
+    }
+    return rc == SP_OK ? SP_OK : s_fail(r, "not a valid MessagePack document");
 }
 
 int sp_network_load_buffer(const uint8_t *buf, size_t len, sp_network_t **out, char *err,
@@ -525,73 +722,146 @@ int sp_network_load_buffer(const uint8_t *buf, size_t len, sp_network_t **out, c
         return sp_err_input(err, errlen, "model file: empty");
     }
     s_rd_t r = {err, errlen, {0}, len};
-    sp_mp_limits_t lim;
-    sp_mp_limits_default(&lim);
-    lim.max_depth = 6;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    int rc = sp_mp_unpack(buf, len, &lim, &up, r.tmp, sizeof r.tmp);
-    if (rc != SP_OK) {
-        msgpack_unpacked_destroy(&up);
-        if (rc == SP_E_NOMEM) {
-            return rc;
-        }
-        return s_fail(&r, "not a valid MessagePack document");
-    }
-    const msgpack_object *root = &up.data;
-    char fmt[32];
-    uint32_t version = 0, n_inputs = 0;
-    uint64_t steps = 0;
-    bool training = false;
-    const msgpack_object_array *layers = NULL;
-    sp_net_config_t cfg;
     sp_layer_t *ls[SP_NET_MAX_LAYERS] = {0};
-    if (root->type != MSGPACK_OBJECT_MAP ||
-        sp_mp_get_str(root, "format", fmt, sizeof fmt, r.tmp, sizeof r.tmp) != SP_OK ||
-        strcmp(fmt, S_FORMAT) != 0) {
-        rc = sp_err_input(err, errlen, "model file: not a spatium model (no format '%s')",
-                          S_FORMAT);
-        goto done;
+    s_scratch_t sc = {0};
+    s_doc_t d;
+    memset(&d, 0, sizeof d);
+    int rc = s_unpack(&r, buf, len, &up);
+    if (rc == SP_OK) {
+        rc = s_read_root(&r, &up.data, &d);
     }
-    if (sp_mp_get_u32(root, "version", 0, UINT32_MAX, &version, r.tmp, sizeof r.tmp) != SP_OK) {
-        rc = s_fail(&r, "");
-        goto done;
+    uint32_t width = d.n_inputs;
+    for (uint32_t l = 0; rc == SP_OK && l < d.layers->size; l++) {
+        rc = s_read_layer(&r, &d.layers->ptr[l], l, width, d.training, &sc, &ls[l]);
+        width = rc == SP_OK ? ls[l]->n_out : 0;
     }
-    if (version != S_VERSION) {
-        sp_err_input(err, errlen, "model file: format version %u is not supported (this build reads %u)",
-                     version, S_VERSION);
-        rc = SP_E_VERSION;
-        goto done;
+    if (rc == SP_OK) {
+        *out = sp_network_assemble(&d.cfg, d.n_inputs, ls, d.layers->size, d.training, d.steps);
+        memset(ls, 0, sizeof ls);
+        rc = *out ? SP_OK : SP_E_NOMEM;
     }
-    if ((rc = s_read_config(&r, root, &cfg)) != SP_OK) {
-        goto done;
-    }
-    if (sp_mp_get_u32(root, "n_inputs", 1, SP_NET_MAX_WIDTH, &n_inputs, r.tmp, sizeof r.tmp) ||
-        sp_mp_get_u64(root, "steps", 0, UINT64_MAX, &steps, r.tmp, sizeof r.tmp) ||
-        sp_mp_get_bool(root, "training", &training, r.tmp, sizeof r.tmp) ||
-        sp_mp_get_array(root, "layers", SP_NET_MAX_LAYERS, &layers, r.tmp, sizeof r.tmp)) {
-        rc = s_fail(&r, "");
-        goto done;
-    }
-    if (layers->size == 0) {
-        rc = sp_err_input(err, errlen, "model file: no layers");
-        goto done;
-    }
-    uint32_t width = n_inputs;
-    for (uint32_t l = 0; l < layers->size; l++) {
-        rc = s_read_layer(&r, &layers->ptr[l], l, width, training, &ls[l]);
-        if (rc != SP_OK) {
-            goto done;
-        }
-        width = ls[l]->n_out;
-    }
-    *out = sp_network_assemble(&cfg, n_inputs, ls, layers->size, training, steps);
-    memset(ls, 0, sizeof ls);
-    rc = *out ? SP_OK : SP_E_NOMEM;
-done:
     for (uint32_t l = 0; l < SP_NET_MAX_LAYERS; l++) {
         sp_layer_destroy(&ls[l]);
     }
+    s_scratch_free(&sc);
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+/* ---- in-place update ---------------------------------------------------- */
+
+static int s_f32_same(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* Field by field (the struct has padding): floats compared as bits. */
+static int s_config_same(const sp_net_config_t *a, const sp_net_config_t *b)
+{
+    return a->bits == b->bits && a->mode == b->mode && a->loss == b->loss &&
+           s_f32_same(a->lr, b->lr) && s_f32_same(a->momentum, b->momentum) &&
+           a->seed == b->seed && (a->growth != 0) == (b->growth != 0) &&
+           s_f32_same(a->growth_threshold, b->growth_threshold) &&
+           s_f32_same(a->weight_decay, b->weight_decay) &&
+           s_f32_same(a->init_density, b->init_density) &&
+           s_f32_same(a->gain_scale_hidden, b->gain_scale_hidden) &&
+           s_f32_same(a->gain_scale_output, b->gain_scale_output) &&
+           a->hidden_act_init == b->hidden_act_init &&
+           a->hidden_act_center == b->hidden_act_center &&
+           a->hidden_act_edge == b->hidden_act_edge && a->output_act_init == b->output_act_init &&
+           a->output_act_center == b->output_act_center && a->output_act_edge == b->output_act_edge;
+}
+
+/* The file describes another network: SP_E_STATE with what differs. */
+static int s_differs(s_rd_t *r, const char *what)
+{
+    if (r->err && r->errlen) {
+        snprintf(r->err, r->errlen, "model file: %s differs from the network's: load it whole",
+                 what);
+    }
+    return SP_E_STATE;
+}
+
+int sp_network_update_from_buffer(sp_network_t *n, const uint8_t *buf, size_t len, char *err,
+                                  size_t errlen)
+{
+    if (!n) {
+        return sp_err_input(err, errlen, "model file: no network to update");
+    }
+    if (!buf || len == 0) {
+        return sp_err_input(err, errlen, "model file: empty");
+    }
+    s_rd_t r = {err, errlen, {0}, len};
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    s_scratch_t sc = {0};
+    s_nview_t *views = NULL;
+    s_doc_t d;
+    memset(&d, 0, sizeof d);
+    size_t n_layers = sp_network_layer_count(n), total = 0;
+    uint32_t max_in = 0;
+    for (size_t l = 0; l < n_layers; l++) {
+        const sp_layer_t *L = sp_network_layer(n, l);
+        total += L->n_out;
+        max_in = L->n_in > max_in ? L->n_in : max_in;
+    }
+    int rc = s_unpack(&r, buf, len, &up);
+    if (rc == SP_OK) {
+        rc = s_read_root(&r, &up.data, &d);
+    }
+    if (rc == SP_OK) {
+        if (!s_config_same(&d.cfg, sp_network_config(n))) {
+            rc = s_differs(&r, "the configuration");
+        } else if (d.n_inputs != sp_network_n_inputs(n) || d.layers->size != n_layers) {
+            rc = s_differs(&r, "the input width or layer count");
+        } else if ((int)d.training != sp_network_has_training_state(n)) {
+            rc = s_differs(&r, "having training state");
+        }
+    }
+    if (rc == SP_OK) {
+        views = malloc(total * sizeof *views);
+        if (!views || s_scratch_reserve(&sc, max_in) != SP_OK) {
+            snprintf(r.tmp, sizeof r.tmp, "out of memory");
+            s_fail(&r, "");
+            rc = SP_E_NOMEM;
+        }
+    }
+    /* Check everything before touching the network. */
+    size_t k = 0;
+    for (uint32_t l = 0; rc == SP_OK && l < n_layers; l++) {
+        const sp_layer_t *L = sp_network_layer(n, l);
+        s_lhead_t h;
+        rc = s_read_layer_head(&r, &d.layers->ptr[l], l, L->n_in, &h);
+        if (rc == SP_OK && (h.n_out != L->n_out || h.lsh_seed != L->lsh_seed)) {
+            rc = s_differs(&r, "a layer's width or hash seed");
+        }
+        for (uint32_t o = 0; rc == SP_OK && o < L->n_out; o++, k++) {
+            const sp_neuron_t *nr = &L->nr[o];
+            s_nview_t *v = &views[k];
+            rc = s_parse_neuron(&r, &h.neurons->ptr[o], L->n_in, d.training, &sc, v);
+            if (rc != SP_OK) {
+                rc = s_fail_neuron(&r, l, o);
+            } else if (v->id != nr->id || v->bits != nr->bits || v->pos.x != nr->pos.x ||
+                       v->pos.y != nr->pos.y || v->pos.z != nr->pos.z) {
+                rc = s_differs(&r, "a neuron's id, position or width");
+            }
+        }
+    }
+    if (rc == SP_OK) {
+        k = 0;
+        for (uint32_t l = 0; l < n_layers; l++) {
+            sp_layer_t *L = sp_network_layer(n, l);
+            for (uint32_t o = 0; o < L->n_out; o++) {
+                s_fill_neuron(&views[k++], &L->nr[o], &sc);
+            }
+            sp_layer_refresh(L, 1);
+        }
+        sp_network_set_steps(n, d.steps);
+    }
+    free(views);
+    s_scratch_free(&sc);
     msgpack_unpacked_destroy(&up);
     return rc;
 }

@@ -291,6 +291,10 @@ uint64_t sp_network_steps(const sp_network_t *n)
 {
     return n->steps;
 }
+void sp_network_set_steps(sp_network_t *n, uint64_t steps)
+{
+    n->steps = steps;
+}
 
 size_t sp_network_n_params(const sp_network_t *n)
 {

@@ -153,6 +153,22 @@ int sp_network_save_buffer(const sp_network_t *n, int with_training_state, uint8
                            size_t *len);
 int sp_network_load_buffer(const uint8_t *buf, size_t len, sp_network_t **out, char *err,
                            size_t errlen);
+/* In-place refresh from a model file (the worker's per-step path): when the
+ * file describes this network's exact topology (config, input width, layer
+ * widths and hash seeds, every neuron's id, position and width, and training
+ * state present in both or neither), checks the whole file as strictly as
+ * sp_network_load_buffer, then copies its weights, occupancy, gains, biases,
+ * maps, hits, temporal state (and training state) and step count into n and
+ * rebuilds the dense rows: n then computes exactly what a fresh load of buf
+ * would, and saves to the same bytes. No allocation per neuron; only the
+ * occupancy cells that changed are touched. Errors leave n unchanged:
+ * SP_E_STATE (message in err) when the topology differs (the caller loads
+ * the file whole instead), SP_E_INPUT / SP_E_VERSION for a bad file,
+ * SP_E_NOMEM. */
+int sp_network_update_from_buffer(sp_network_t *n, const uint8_t *buf, size_t len, char *err,
+                                  size_t errlen);
+/* Sets the optimizer step count (the model loader's update path). */
+void sp_network_set_steps(sp_network_t *n, uint64_t steps);
 int sp_network_save_file(const sp_network_t *n, int with_training_state, const char *path);
 int sp_network_load_file(const char *path, sp_network_t **out, char *err, size_t errlen);
 

@@ -1,6 +1,8 @@
 /* cache: the worker's model and dataset caches and dataset assembly. Slots
  * are fixed arrays; the least recently used slot is evicted when a new job
- * or dataset needs room. */
+ * or dataset needs room. A job's next model version is copied into the
+ * cached network in place when the topology is unchanged (the per-step case),
+ * and loaded whole otherwise. */
 #include "worker/cache.h"
 
 #include <inttypes.h>
@@ -50,6 +52,18 @@ int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint
     }
     if (slot && slot->version >= version) {
         return SP_OK; /* a duplicate or an older model: keep ours */
+    }
+    if (slot && slot->net) {
+        /* Usually the next version of the same topology: refresh in place. */
+        int rc = sp_network_update_from_buffer(slot->net, buf, len, err, errlen);
+        if (rc == SP_OK) {
+            slot->version = version;
+            slot->used = ++c->clock;
+            return SP_OK;
+        }
+        if (rc != SP_E_STATE) {
+            return rc; /* a bad model: the cached one stays as it was */
+        }
     }
     sp_network_t *net = NULL;
     int rc = sp_network_load_buffer(buf, len, &net, err, errlen);
