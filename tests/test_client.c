@@ -1164,6 +1164,127 @@ static void test_client_worker_computes_like_in_process(void **state)
     s_fake_fini(&f);
 }
 
+/* A partition that takes many heartbeat intervals must not silence the
+ * worker: its pulse thread keeps beating while it computes, so a coordinator
+ * with a short liveness does not declare it dead. */
+static void test_client_worker_beats_while_computing(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    const char *args[] = {"spatium-worker", "--coordinator", f.ep, "--threads", "1", NULL};
+    pid_t pid = s_spawn(f.dir, args);
+    uint8_t id[256];
+    size_t id_len = sizeof id;
+    sp_msg_t m, out;
+    s_expect(&f, SP_MSG_HELLO, id, &id_len, &m);
+    sp_msg_fini(&m);
+    enum { HB_MS = 10, N = 4096, F = 256 };
+    sp_msg_init(&out, SP_MSG_WELCOME);
+    out.u.welcome.worker_id = 1;
+    out.u.welcome.heartbeat_ms = HB_MS;
+    out.u.welcome.liveness = 100;
+    s_reply(&f, id, id_len, &out);
+
+    sp_dataset_t d;
+    memset(&d, 0, sizeof d);
+    d.task = SP_TASK_CLASSIFY;
+    d.n_samples = N;
+    d.n_features = F;
+    d.n_classes = 10;
+    d.n_targets = 10;
+    d.x = malloc((size_t)N * F * sizeof *d.x);
+    d.y = malloc(N * sizeof *d.y);
+    for (size_t i = 0; i < (size_t)N * F; i++) {
+        d.x[i] = (float)((i * 7919) % 256) / 255.0f;
+    }
+    for (size_t i = 0; i < N; i++) {
+        d.y[i] = (float)(i % 10);
+    }
+    uint8_t *ser = NULL;
+    size_t ser_len = 0;
+    assert_int_equal(sp_dataset_serialize(&d, &ser, &ser_len), SP_OK);
+    uint64_t sum = ((uint64_t)ser_len << 32) | crc32(crc32(0L, Z_NULL, 0), ser, (uInt)ser_len);
+    const uint32_t sizes[] = {F, 1024, 10};
+    sp_network_t *net = s_make_net(sizes, 3, 11);
+    uint8_t *model = NULL;
+    size_t model_len = 0;
+    assert_int_equal(sp_network_save_buffer(net, 0, &model, &model_len), SP_OK);
+    sp_msg_init(&out, SP_MSG_MODEL);
+    out.u.model.job = 1;
+    out.u.model.version = 1;
+    out.u.model.model.data = model;
+    out.u.model.model.len = model_len;
+    s_reply(&f, id, id_len, &out);
+    uint32_t *idx = malloc(N * sizeof *idx);
+    for (uint32_t i = 0; i < N; i++) {
+        idx[i] = i;
+    }
+    sp_msg_init(&out, SP_MSG_TASK);
+    out.u.task.job = 1;
+    out.u.task.version = 1;
+    out.u.task.step = 1;
+    snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "big");
+    out.u.task.checksum = sum;
+    out.u.task.n_indices = N;
+    out.u.task.indices = idx;
+    s_reply(&f, id, id_len, &out);
+
+    /* Serve the dataset chunk by chunk, then count beats until the result. */
+    uint64_t beats = 0;
+    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
+    for (;;) {
+        assert_true(s_now_ms() < deadline);
+        zmq_pollitem_t it = {f.sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) <= 0) {
+            continue;
+        }
+        char err[256];
+        id_len = sizeof id;
+        assert_int_equal(sp_msg_recv(f.sock, ZMQ_DONTWAIT, id, &id_len, &m, err, sizeof err),
+                         SP_OK);
+        if (m.type == SP_MSG_DATA_REQ) {
+            uint64_t off = m.u.data_req.offset;
+            assert_true(off < ser_len);
+            size_t len = ser_len - off < SP_CHUNK_MAX ? ser_len - off : SP_CHUNK_MAX;
+            sp_msg_init(&out, SP_MSG_DATA_CHUNK);
+            snprintf(out.u.data_chunk.dataset, sizeof out.u.data_chunk.dataset, "big");
+            out.u.data_chunk.checksum = sum;
+            out.u.data_chunk.offset = off;
+            out.u.data_chunk.total = ser_len;
+            out.u.data_chunk.data.data = ser + off;
+            out.u.data_chunk.data.len = len;
+            s_reply(&f, id, id_len, &out);
+            beats = 0; /* count only what comes once the whole dataset is there */
+        } else if (m.type == SP_MSG_HEARTBEAT) {
+            beats++;
+        } else if (m.type == SP_MSG_RESULT) {
+            break;
+        }
+        sp_msg_fini(&m);
+    }
+    uint64_t compute_ms = m.u.result.compute_us / 1000;
+    assert_int_equal(m.u.result.n_samples, N);
+    sp_msg_fini(&m);
+    /* The partition must be long enough to prove anything: many intervals. */
+    assert_true(compute_ms >= 8 * HB_MS);
+    /* Without the pulse the worker is silent while it computes (0 or 1 beat);
+     * with it, about one beat an interval: ask for a third of that. */
+    assert_true(beats >= compute_ms / HB_MS / 3);
+
+    kill(pid, SIGTERM);
+    int st = -1;
+    assert_int_equal(s_wait_child(pid, &st), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    free(idx);
+    free(ser);
+    free(model);
+    sp_dataset_fini(&d);
+    sp_network_destroy(&net);
+    s_fake_fini(&f);
+}
+
 static void test_client_worker_waits_and_reregisters(void **state)
 {
     (void)state;
@@ -1268,6 +1389,7 @@ int main(void)
         cmocka_unit_test_teardown(test_client_submit_streams_checked_chunks, s_teardown),
         cmocka_unit_test_teardown(test_client_model_written, s_teardown),
         cmocka_unit_test_teardown(test_client_worker_computes_like_in_process, s_teardown),
+        cmocka_unit_test_teardown(test_client_worker_beats_while_computing, s_teardown),
         cmocka_unit_test_teardown(test_client_worker_waits_and_reregisters, s_teardown),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "common/error.h"
 #include "common/network.h"
 #include "worker/cache.h"
+#include "worker/pulse.h"
 
 typedef enum {
     S_DISCONNECTED = 0, /* no socket; reopen at reconnect_ms */
@@ -48,6 +50,7 @@ struct sp_worker {
     uint32_t *hits;
     size_t X_cap, T_cap, grad_cap, hits_cap;
     uint64_t tasks_done;
+    sp_pulse_t pulse; /* heartbeats while a partition is being computed */
 };
 
 static uint64_t s_now_ms(void)
@@ -105,6 +108,10 @@ sp_worker_t *sp_worker_new(const sp_worker_config_t *cfg, volatile sig_atomic_t 
     w->heartbeat_ms = 1000;
     w->liveness = 3;
     sp_cache_init(&w->cache);
+    if (sp_pulse_start(&w->pulse) != SP_OK) {
+        sp_log(SP_LOG_WARN, "no heartbeat thread: a partition longer than the coordinator's "
+                            "liveness will make it think this worker died");
+    }
     return w;
 }
 
@@ -134,6 +141,7 @@ void sp_worker_destroy(sp_worker_t **wp)
         return;
     }
     sp_worker_t *w = *wp;
+    sp_pulse_stop(&w->pulse);
     s_close(w);
     if (w->ctx) {
         zmq_ctx_term(w->ctx);
@@ -363,6 +371,9 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         s_grow((void **)&w->grad, &w->grad_cap, n_params, sizeof *w->grad) ||
         s_grow((void **)&w->hits, &w->hits_cap, n_hits, sizeof *w->hits)) {
         s_log_bad(w, "out of memory for a task of %zu samples", n);
+        sp_msg_send_error(w->sock, NULL, 0, SP_E_NOMEM, 0, SP_MSG_TASK,
+                          "task of job %" PRIu64 " step %" PRIu64 " partition %u: worker out "
+                          "of memory for %zu samples", t->job, t->step, t->partition, n);
         return;
     }
     uint64_t t0 = s_now_us();
@@ -372,8 +383,22 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     memset(w->hits, 0, n_hits * sizeof *w->hits);
     sp_batch_result_t res;
     memset(&res, 0, sizeof res);
+    sp_pulse_begin(&w->pulse, w->sock, w->heartbeat_ms);
     int rc = sp_network_gradient(net, w->X, w->T, n, w->grad, w->hits, &res);
+    sp_pulse_end(&w->pulse);
     uint64_t t1 = s_now_us();
+    if (rc == SP_OK && !isfinite(res.loss_sum)) {
+        /* Diverged training gives the same on every worker: say so instead of
+         * sending a result the codec would refuse (the coordinator fails the
+         * job after repeated errors, with this text). */
+        s_log_bad(w, "job %" PRIu64 " step %" PRIu64 ": non-finite loss, training diverged",
+                  t->job, t->step);
+        sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_TASK,
+                          "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite loss "
+                          "(training diverged; try a smaller --lr)", t->job, t->step,
+                          t->partition);
+        return;
+    }
     if (rc != SP_OK) {
         s_log_bad(w, "gradient of job %" PRIu64 " step %" PRIu64 " failed: %s", t->job, t->step,
                   sp_strerror(rc));
@@ -397,7 +422,15 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     r->grad = w->grad; /* borrowed: m is not finalized */
     r->n_hits = (uint32_t)n_hits;
     r->hits = w->hits;
-    s_send(w, &m);
+    if (s_send(w, &m) == SP_E_RANGE) {
+        /* The codec refused the result (a non-finite gradient): tell the
+         * coordinator rather than leave the partition in flight. */
+        sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_TASK,
+                          "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite gradient "
+                          "(training diverged; try a smaller --lr)", t->job, t->step,
+                          t->partition);
+        return;
+    }
     w->tasks_done++;
 }
 
