@@ -1,7 +1,7 @@
 /* bloom: blocked bloom filter (see bloom.h).
  * Invariant: every inserted key has all k of its bits set in block
  * block_of(key); bits are only ever set (by insert) or all cleared (by clear).
- * A key hashes once (a 64-bit finalizer): the high half picks the block, and
+ * A key hashes once (a fold and one odd multiply): the high half picks the block, and
  * an odd-multiplier remix gives 9-bit bit positions, seven per 64-bit word. */
 #include "common/bloom.h"
 
@@ -93,7 +93,10 @@ sp_bloom_t *sp_bloom_clone(const sp_bloom_t *b)
 /* Offset (in words) of a key's block, and in *g the word its bit positions come from. */
 static inline uint64_t s_locate(const sp_bloom_t *b, uint64_t key, uint64_t *g)
 {
-    uint64_t h = s_mix(key);
+    /* One multiply of a folded key: Morton codes differ mostly in their low
+     * bits, which the fold and the odd multiplier spread over the high half. */
+    uint64_t h = (key ^ (key >> 29)) * 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
     /* multiply-shift maps the high 32 bits onto [0, n_blocks) without a division */
     uint64_t blk = ((h >> 32) * b->n_blocks) >> 32;
     *g = h * 0x9e3779b97f4a7c15ULL;
