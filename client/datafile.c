@@ -91,6 +91,39 @@ int sp_datafile_option(const sp_cli_t *c, int argc, char **argv, int *i, sp_data
     return 0;
 }
 
+int sp_datafile_args(sp_cli_t *c, int argc, char **argv, const char *usage,
+                     sp_datafile_opts_t *o, const char *pos[3], int *n)
+{
+    const char *cmd = argv[0];
+    *n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (sp_args_is_help(argv[i])) {
+            return SP_DATAFILE_ARGS_HELP;
+        }
+        int m = sp_datafile_option(c, argc, argv, &i, o);
+        if (m == 0) {
+            m = sp_args_global(c, argc, argv, &i);
+        }
+        if (m < 0) {
+            return SP_EXIT_USAGE;
+        }
+        if (m > 0) {
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return sp_cli_report(c, SP_EXIT_USAGE, "%s: unknown option '%s'", cmd, argv[i]);
+        }
+        if (*n >= 3) {
+            return sp_cli_report(c, SP_EXIT_USAGE, "%s: unexpected argument '%s'", cmd, argv[i]);
+        }
+        pos[(*n)++] = argv[i];
+    }
+    if (*n < 2) {
+        return sp_cli_report(c, SP_EXIT_USAGE, "%s: usage: %s", cmd, usage);
+    }
+    return SP_DATAFILE_ARGS_OK;
+}
+
 static int s_ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);

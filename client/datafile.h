@@ -19,6 +19,16 @@ void sp_datafile_opts_default(sp_datafile_opts_t *o);
 /* Consumes argv[*i] when it is one of the data-file options: 1 consumed,
  * 0 not one of them, -1 usage error (reported). */
 int sp_datafile_option(const sp_cli_t *c, int argc, char **argv, int *i, sp_datafile_opts_t *o);
+/* What sp_datafile_args found. */
+#define SP_DATAFILE_ARGS_OK 0
+#define SP_DATAFILE_ARGS_HELP 1 /* --help given: the caller prints its usage */
+/* Parses the command line that submit and eval share (argv[0] is the
+ * command's name, used in messages): up to three positionals into pos[] (*n
+ * of them), the data-file options into o, the global options into c; at
+ * least two positionals are required, `usage` is the line printed when they
+ * are missing. SP_DATAFILE_ARGS_OK, _HELP, or SP_EXIT_USAGE (reported). */
+int sp_datafile_args(sp_cli_t *c, int argc, char **argv, const char *usage,
+                     sp_datafile_opts_t *o, const char *pos[3], int *n);
 /* Fills o->format from the file names when not given (a name holding "idx"
  * or "ubyte" is IDX, one ending in .csv or .csv.gz is CSV) and checks that
  * the labels file is there exactly for IDX. SP_EXIT_OK or SP_EXIT_USAGE. */

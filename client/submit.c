@@ -164,40 +164,18 @@ int sp_cmd_submit(sp_cli_t *c, int argc, char **argv)
     sp_datafile_opts_default(&o);
     const char *pos[3] = {NULL, NULL, NULL};
     int n = 0;
-    for (int i = 1; i < argc; i++) {
-        if (sp_args_is_help(argv[i])) {
-            fputs(s_submit_usage_head, stdout);
-            fputs(sp_datafile_help, stdout);
-            fputs("--json: {\"name\",\"task\",\"samples\",\"features\",\"classes\",\"checksum\","
-                  "\"bytes\"}.\n",
-                  stdout);
-            return SP_EXIT_OK;
-        }
-        int m = sp_datafile_option(c, argc, argv, &i, &o);
-        if (m < 0) {
-            return SP_EXIT_USAGE;
-        }
-        if (m > 0) {
-            continue;
-        }
-        m = sp_args_global(c, argc, argv, &i);
-        if (m < 0) {
-            return SP_EXIT_USAGE;
-        }
-        if (m > 0) {
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return sp_cli_report(c, SP_EXIT_USAGE, "submit: unknown option '%s'", argv[i]);
-        }
-        if (n >= 3) {
-            return sp_cli_report(c, SP_EXIT_USAGE, "submit: unexpected argument '%s'", argv[i]);
-        }
-        pos[n++] = argv[i];
+    int pr = sp_datafile_args(c, argc, argv, "spatium submit NAME FILE [LABELS_FILE] [options]", &o,
+                              pos, &n);
+    if (pr == SP_DATAFILE_ARGS_HELP) {
+        fputs(s_submit_usage_head, stdout);
+        fputs(sp_datafile_help, stdout);
+        fputs("--json: {\"name\",\"task\",\"samples\",\"features\",\"classes\",\"checksum\","
+              "\"bytes\"}.\n",
+              stdout);
+        return SP_EXIT_OK;
     }
-    if (n < 2) {
-        return sp_cli_report(c, SP_EXIT_USAGE,
-                             "submit: usage: spatium submit NAME FILE [LABELS_FILE] [options]");
+    if (pr != SP_DATAFILE_ARGS_OK) {
+        return SP_EXIT_USAGE;
     }
     if (!s_name_ok(pos[0])) {
         return sp_cli_report(c, SP_EXIT_USAGE,
