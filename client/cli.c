@@ -104,31 +104,9 @@ static int s_open(sp_cli_t *c)
 
 static void s_set_req(sp_msg_t *m, uint64_t id)
 {
-    switch (m->type) {
-    case SP_MSG_UPLOAD_BEGIN:
-        m->u.upload_begin.req = id;
-        break;
-    case SP_MSG_UPLOAD_CHUNK:
-        m->u.upload_chunk.req = id;
-        break;
-    case SP_MSG_UPLOAD_END:
-        m->u.upload_end.req = id;
-        break;
-    case SP_MSG_TRAIN:
-        m->u.train.req = id;
-        break;
-    case SP_MSG_STATUS:
-    case SP_MSG_METRICS:
-    case SP_MSG_MODEL_GET:
-    case SP_MSG_CANCEL:
-        m->u.job_req.req = id;
-        break;
-    case SP_MSG_WORKERS:
-    case SP_MSG_DATASETS:
-        m->u.plain_req.req = id;
-        break;
-    default:
-        SP_ASSERT(!"not a client request type");
+    uint64_t *req = sp_msg_req(m);
+    if (req != NULL) {
+        *req = id;
     }
 }
 

@@ -647,6 +647,30 @@ void sp_msg_init(sp_msg_t *m, sp_msg_type_t type)
     m->type = type;
 }
 
+uint64_t *sp_msg_req(sp_msg_t *m)
+{
+    switch (m->type) {
+    case SP_MSG_UPLOAD_BEGIN:
+        return &m->u.upload_begin.req;
+    case SP_MSG_UPLOAD_CHUNK:
+        return &m->u.upload_chunk.req;
+    case SP_MSG_UPLOAD_END:
+        return &m->u.upload_end.req;
+    case SP_MSG_TRAIN:
+        return &m->u.train.req;
+    case SP_MSG_STATUS:
+    case SP_MSG_METRICS:
+    case SP_MSG_MODEL_GET:
+    case SP_MSG_CANCEL:
+        return &m->u.job_req.req;
+    case SP_MSG_WORKERS:
+    case SP_MSG_DATASETS:
+        return &m->u.plain_req.req;
+    default:
+        return NULL;
+    }
+}
+
 void sp_msg_fini(sp_msg_t *m)
 {
     if (m == NULL) {

@@ -433,31 +433,9 @@ void sp_cluster_dump_logs(const sp_cluster_t *cl)
 /* Sets the request id of any client request. */
 static void s_set_req(sp_msg_t *m, uint64_t req)
 {
-    switch (m->type) {
-    case SP_MSG_UPLOAD_BEGIN:
-        m->u.upload_begin.req = req;
-        break;
-    case SP_MSG_UPLOAD_CHUNK:
-        m->u.upload_chunk.req = req;
-        break;
-    case SP_MSG_UPLOAD_END:
-        m->u.upload_end.req = req;
-        break;
-    case SP_MSG_TRAIN:
-        m->u.train.req = req;
-        break;
-    case SP_MSG_STATUS:
-    case SP_MSG_METRICS:
-    case SP_MSG_MODEL_GET:
-    case SP_MSG_CANCEL:
-        m->u.job_req.req = req;
-        break;
-    case SP_MSG_WORKERS:
-    case SP_MSG_DATASETS:
-        m->u.plain_req.req = req;
-        break;
-    default:
-        break;
+    uint64_t *field = sp_msg_req(m);
+    if (field != NULL) {
+        *field = req;
     }
 }
 

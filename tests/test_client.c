@@ -302,28 +302,10 @@ static void s_client_alone(const char *dir, s_run_t *r, const char *const *args)
     s_collect(dir, r);
 }
 
-static uint64_t s_req_of(const sp_msg_t *m)
+static uint64_t s_req_of(sp_msg_t *m)
 {
-    switch (m->type) {
-    case SP_MSG_STATUS:
-    case SP_MSG_METRICS:
-    case SP_MSG_MODEL_GET:
-    case SP_MSG_CANCEL:
-        return m->u.job_req.req;
-    case SP_MSG_WORKERS:
-    case SP_MSG_DATASETS:
-        return m->u.plain_req.req;
-    case SP_MSG_TRAIN:
-        return m->u.train.req;
-    case SP_MSG_UPLOAD_BEGIN:
-        return m->u.upload_begin.req;
-    case SP_MSG_UPLOAD_CHUNK:
-        return m->u.upload_chunk.req;
-    case SP_MSG_UPLOAD_END:
-        return m->u.upload_end.req;
-    default:
-        return 0;
-    }
+    uint64_t *req = sp_msg_req(m);
+    return req != NULL ? *req : 0;
 }
 
 /* ------------------------------------------------------------------------ */
