@@ -399,8 +399,8 @@ static int s_parse_neuron(s_rd_t *r, const msgpack_object *m, uint32_t n_in, int
         (rc = sp_mp_get_array(m, "pos", 3, &pos, r->tmp, sizeof r->tmp)) ||
         (rc = sp_mp_get_u32(m, "bits", 1, 4, &bits, r->tmp, sizeof r->tmp)) ||
         (rc = sp_mp_get_u64(m, "base", 0, 0, &base, r->tmp, sizeof r->tmp)) ||
-        (rc = sp_mp_get_f32(m, "gain", -1e30f, 1e30f, &v->gain, r->tmp, sizeof r->tmp)) ||
-        (rc = sp_mp_get_f32(m, "bias", -1e30f, 1e30f, &v->bias, r->tmp, sizeof r->tmp)) ||
+        (rc = sp_mp_get_f32(m, "gain", -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT, &v->gain, r->tmp, sizeof r->tmp)) ||
+        (rc = sp_mp_get_f32(m, "bias", -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT, &v->bias, r->tmp, sizeof r->tmp)) ||
         (rc = sp_mp_get_f32(m, "lr", SP_NEURON_LR_MIN, SP_NEURON_LR_MAX, &v->lr, r->tmp,
                             sizeof r->tmp)) ||
         (rc = sp_mp_get_array(m, "last", 2, &last, r->tmp, sizeof r->tmp))) {
@@ -455,18 +455,18 @@ static int s_parse_neuron(s_rd_t *r, const msgpack_object *m, uint32_t n_in, int
             return SP_E_INPUT;
         }
     }
-    if ((rc = s_floats_ok(v->temporal, SP_NEURON_TEMPORAL, -1e30f, 1e30f, "temporal", r))) {
+    if ((rc = s_floats_ok(v->temporal, SP_NEURON_TEMPORAL, -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT, "temporal", r))) {
         return rc;
     }
     if (training) {
         if ((rc = s_get_bin_exact(r, m, "master", n_in * sizeof(float), &v->master)) ||
             (rc = s_get_bin_exact(r, m, "momentum", n_in * sizeof(float), &v->mom)) ||
-            (rc = sp_mp_get_f32(m, "mom_gain", -1e30f, 1e30f, &v->mom_gain, r->tmp,
+            (rc = sp_mp_get_f32(m, "mom_gain", -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT, &v->mom_gain, r->tmp,
                                 sizeof r->tmp)) ||
-            (rc = sp_mp_get_f32(m, "mom_bias", -1e30f, 1e30f, &v->mom_bias, r->tmp,
+            (rc = sp_mp_get_f32(m, "mom_bias", -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT, &v->mom_bias, r->tmp,
                                 sizeof r->tmp)) ||
             (rc = s_floats_ok(v->master, n_in, -1.0f, 1.0f, "master", r)) ||
-            (rc = s_floats_ok(v->mom, n_in, -1e30f, 1e30f, "momentum", r)) ||
+            (rc = s_floats_ok(v->mom, n_in, -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT, "momentum", r)) ||
             (rc = s_check_master(v, n_in, sc, r))) {
             return rc;
         }

@@ -701,6 +701,33 @@ int sp_network_apply_gradient(sp_network_t *n, const float *grad, size_t n_sampl
     return s_apply(n, grad, n_samples, hits);
 }
 
+static int s_in_range(float v)
+{
+    return isfinite(v) && fabsf(v) <= SP_NET_PARAM_LIMIT;
+}
+
+/* False when a step has diverged: a per-neuron float or a momentum left its
+ * range. Weights and their masters are clamped to [-1, 1] and need no check. */
+static int s_params_in_range(const sp_network_t *n)
+{
+    for (uint32_t l = 0; l < n->n_layers; l++) {
+        const sp_layer_t *L = n->layer[l];
+        for (uint32_t o = 0; o < L->n_out; o++) {
+            const sp_neuron_t *nr = &L->nr[o];
+            if (!s_in_range(nr->gain) || !s_in_range(nr->bias) || !s_in_range(nr->mom_gain) ||
+                !s_in_range(nr->mom_bias)) {
+                return 0;
+            }
+            for (uint32_t i = 0; nr->mom != NULL && i < L->n_in; i++) {
+                if (!s_in_range(nr->mom[i])) {
+                    return 0;
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 /* The step itself; grad is trusted (train_batch computed it from checked input). */
 static int s_apply(sp_network_t *n, const float *grad, size_t n_samples, const uint32_t *hits)
 {
@@ -732,6 +759,9 @@ static int s_apply(sp_network_t *n, const float *grad, size_t n_samples, const u
                           mse_scale);
             sp_layer_refresh_weights(L, o, o + 1);
         }
+    }
+    if (!s_params_in_range(n)) {
+        return SP_E_RANGE;
     }
     if (hits) {
         size_t off = 0;

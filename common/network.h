@@ -16,6 +16,9 @@ typedef enum { SP_LOSS_MSE = 0, SP_LOSS_XENT = 1 } sp_loss_t;
 
 #define SP_NET_MAX_LAYERS 16
 #define SP_NET_MAX_WIDTH 65536
+/* Largest |gain|, |bias| or optimizer state a valid network holds; a step
+ * that goes past it (or to NaN) has diverged (model files refuse such values). */
+#define SP_NET_PARAM_LIMIT 1e30f
 
 typedef struct {
     uint8_t bits;             /* weight width, 1, 2 or 4 */
@@ -134,7 +137,10 @@ size_t sp_network_n_hits(const sp_network_t *n);
 int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t n_samples,
                         float *grad, uint32_t *hits, sp_batch_result_t *res);
 /* Optimizer step with grad (a sum over n_samples samples), then re-quantizes;
- * adds hits to the activation maps' counts when hits is not NULL. */
+ * adds hits to the activation maps' counts when hits is not NULL. Returns
+ * SP_E_RANGE when the step diverged (a gain, bias or momentum went non-finite
+ * or past SP_NET_PARAM_LIMIT): the network is then unusable and training must
+ * stop (a smaller learning rate, or inputs scaled into [0, 1], avoid it). */
 int sp_network_apply_gradient(sp_network_t *n, const float *grad, size_t n_samples,
                               const uint32_t *hits);
 

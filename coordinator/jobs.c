@@ -8,6 +8,7 @@
  * depends on nothing but the dataset, the settings and the seed. */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1224,7 +1225,13 @@ static void s_step_finish(sp_coord_t *c)
     sp_job_t *job = s_run_job(c);
     int rc = sp_network_apply_gradient(r->net, r->sum, r->batch_len, r->hits_sum);
     if (rc != SP_OK) {
-        s_fail(c, "optimizer step failed (%s)", sp_strerror(rc));
+        if (rc == SP_E_RANGE) {
+            s_fail(c, "training diverged at step %" PRIu64 " (a gain, bias or momentum left its "
+                      "range): lower --lr, or scale the features into [0, 1]",
+                   r->global_step + 1);
+        } else {
+            s_fail(c, "optimizer step failed (%s)", sp_strerror(rc));
+        }
         return;
     }
     uint64_t now = sp_coord_now_ms();

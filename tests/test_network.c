@@ -115,6 +115,32 @@ static void test_network_stats_8_16_64_16(void **state)
     sp_network_destroy(&n);
 }
 
+/* A step that sends a gain or momentum past its range (or to infinity) is
+ * reported as divergence, never saved as a model that its own loader refuses. */
+static void test_network_divergence_reported(void **state)
+{
+    (void)state;
+    const uint32_t sizes[] = {3, 8, 2};
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.lr = 1.0f;
+    sp_network_t *n = sp_network_new(sizes, 3, &cfg);
+    assert_non_null(n);
+    size_t np = sp_network_n_params(n);
+    float *grad = malloc(np * sizeof *grad);
+    assert_non_null(grad);
+    for (size_t i = 0; i < np; i++) {
+        grad[i] = 3e38f; /* finite, but no valid step survives it */
+    }
+    int rc = SP_OK;
+    for (int step = 0; step < 8 && rc == SP_OK; step++) {
+        rc = sp_network_apply_gradient(n, grad, 1, NULL);
+    }
+    assert_int_equal(rc, SP_E_RANGE);
+    free(grad);
+    sp_network_destroy(&n);
+}
+
 static void test_network_rejects_bad_arguments(void **state)
 {
     (void)state;
@@ -515,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_network_identity_4_16_4_loss_decreases),
         cmocka_unit_test(test_network_stats_8_16_64_16),
         cmocka_unit_test(test_network_rejects_bad_arguments),
+        cmocka_unit_test(test_network_divergence_reported),
         cmocka_unit_test(test_network_gradient_plus_apply_equals_train_batch),
         cmocka_unit_test(test_network_gradient_of_halves_adds_up),
         cmocka_unit_test(test_network_training_bit_identical_across_threads),
