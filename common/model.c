@@ -166,11 +166,19 @@ int sp_network_save_buffer(const sp_network_t *n, int with_training_state, uint8
 
     sp_network_stats_t st;
     sp_network_stats(n, 0.0f, &st);
-    msgpack_pack_map(&pk, 8);
+    const float *in_off = NULL, *in_scale = NULL;
+    int has_input = sp_network_input_transform(n, &in_off, &in_scale);
+    msgpack_pack_map(&pk, has_input ? 9 : 8);
     s_kv_str(&pk, "format", S_FORMAT);
     s_kv_u64(&pk, "version", S_VERSION);
     s_pack_config(&pk, sp_network_config(n));
     s_kv_u64(&pk, "n_inputs", sp_network_n_inputs(n));
+    if (has_input) {
+        s_key(&pk, "input");
+        msgpack_pack_map(&pk, 2);
+        s_kv_bin(&pk, "offset", in_off, sp_network_n_inputs(n) * sizeof(float));
+        s_kv_bin(&pk, "scale", in_scale, sp_network_n_inputs(n) * sizeof(float));
+    }
     s_kv_u64(&pk, "steps", sp_network_steps(n));
     s_kv_bool(&pk, "training", training);
     s_key(&pk, "stats");
@@ -509,6 +517,7 @@ typedef struct {
     uint64_t steps;
     bool training;
     const msgpack_object_array *layers; /* 1..SP_NET_MAX_LAYERS */
+    const uint8_t *in_off, *in_scale;   /* input transform (n_inputs floats each), or NULL */
 } s_doc_t;
 
 static int s_read_root(s_rd_t *r, const msgpack_object *root, s_doc_t *d)
@@ -544,7 +553,42 @@ static int s_read_root(s_rd_t *r, const msgpack_object *root, s_doc_t *d)
     if (d->layers->size == 0) {
         return sp_err_input(r->err, r->errlen, "model file: no layers");
     }
+    d->in_off = d->in_scale = NULL;
+    if (sp_mp_map_get(root, "input") != NULL) {
+        const msgpack_object *m = NULL;
+        size_t want = (size_t)d->n_inputs * sizeof(float);
+        if (sp_mp_get_map(root, "input", 8, &m, r->tmp, sizeof r->tmp) ||
+            s_get_bin_exact(r, m, "offset", want, &d->in_off) ||
+            s_get_bin_exact(r, m, "scale", want, &d->in_scale) ||
+            s_floats_ok(d->in_off, d->n_inputs, -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT,
+                        "offset", r) ||
+            s_floats_ok(d->in_scale, d->n_inputs, -SP_NET_PARAM_LIMIT, SP_NET_PARAM_LIMIT,
+                        "scale", r)) {
+            return s_fail(r, "input");
+        }
+    }
     return SP_OK;
+}
+
+/* Sets the document's input transform (or clears it) on n; the only step of
+ * a load or update that can still fail (SP_E_NOMEM), so it runs before any
+ * other change. */
+static int s_apply_input(sp_network_t *n, const s_doc_t *d)
+{
+    if (!d->in_off) {
+        return sp_network_set_input_transform(n, NULL, NULL);
+    }
+    size_t k = sp_network_n_inputs(n);
+    float *off = malloc(k * sizeof *off), *sc = malloc(k * sizeof *sc);
+    int rc = SP_E_NOMEM;
+    if (off && sc) {
+        memcpy(off, d->in_off, k * sizeof *off); /* the bin bytes may be unaligned */
+        memcpy(sc, d->in_scale, k * sizeof *sc);
+        rc = sp_network_set_input_transform(n, off, sc);
+    }
+    free(off);
+    free(sc);
+    return rc;
 }
 
 /* A layer map's widths, hash seed and neuron array, checked against the
@@ -740,7 +784,10 @@ int sp_network_load_buffer(const uint8_t *buf, size_t len, sp_network_t **out, c
     if (rc == SP_OK) {
         *out = sp_network_assemble(&d.cfg, d.n_inputs, ls, d.layers->size, d.training, d.steps);
         memset(ls, 0, sizeof ls);
-        rc = *out ? SP_OK : SP_E_NOMEM;
+        rc = *out ? s_apply_input(*out, &d) : SP_E_NOMEM;
+        if (rc != SP_OK) {
+            sp_network_destroy(out);
+        }
     }
     for (uint32_t l = 0; l < SP_NET_MAX_LAYERS; l++) {
         sp_layer_destroy(&ls[l]);
@@ -848,6 +895,9 @@ int sp_network_update_from_buffer(sp_network_t *n, const uint8_t *buf, size_t le
                 rc = s_differs(&r, "a neuron's id, position or width");
             }
         }
+    }
+    if (rc == SP_OK) {
+        rc = s_apply_input(n, &d);
     }
     if (rc == SP_OK) {
         k = 0;

@@ -34,6 +34,10 @@ struct sp_network {
     float *grad;      /* train_batch's gradient */
     uint32_t *hits;
     size_t grad_len, hits_len;
+    /* input transform x' = (x - in_off[i]) * in_scale[i], or both NULL */
+    float *in_off, *in_scale;
+    float *xs;        /* transformed inputs of the current call */
+    size_t xs_cap;    /* floats xs holds */
 };
 
 void sp_net_config_default(sp_net_config_t *cfg)
@@ -233,6 +237,9 @@ void sp_network_destroy(sp_network_t **np)
         sp_layer_destroy(&n->layer[l]);
     }
     s_free_scratch(n);
+    free(n->in_off);
+    free(n->in_scale);
+    free(n->xs);
     free(n);
     *np = NULL;
 }
@@ -252,8 +259,76 @@ sp_network_t *sp_network_clone(const sp_network_t *src)
             return NULL;
         }
     }
-    return sp_network_assemble(&src->cfg, src->n_inputs, layers, src->n_layers, src->training,
-                               src->steps);
+    sp_network_t *n = sp_network_assemble(&src->cfg, src->n_inputs, layers, src->n_layers,
+                                          src->training, src->steps);
+    if (n && src->in_off &&
+        sp_network_set_input_transform(n, src->in_off, src->in_scale) != SP_OK) {
+        sp_network_destroy(&n);
+    }
+    return n;
+}
+
+int sp_network_set_input_transform(sp_network_t *n, const float *offset, const float *scale)
+{
+    if (!n || (offset == NULL) != (scale == NULL)) {
+        return SP_E_INPUT;
+    }
+    float *off = NULL, *sc = NULL;
+    if (offset) {
+        for (uint32_t i = 0; i < n->n_inputs; i++) {
+            if (!isfinite(offset[i]) || !isfinite(scale[i]) ||
+                fabsf(offset[i]) > SP_NET_PARAM_LIMIT || fabsf(scale[i]) > SP_NET_PARAM_LIMIT) {
+                return SP_E_INPUT;
+            }
+        }
+        off = malloc(n->n_inputs * sizeof *off);
+        sc = malloc(n->n_inputs * sizeof *sc);
+        if (!off || !sc) {
+            free(off);
+            free(sc);
+            return SP_E_NOMEM;
+        }
+        memcpy(off, offset, n->n_inputs * sizeof *off);
+        memcpy(sc, scale, n->n_inputs * sizeof *sc);
+    }
+    free(n->in_off);
+    free(n->in_scale);
+    n->in_off = off;
+    n->in_scale = sc;
+    return SP_OK;
+}
+
+int sp_network_input_transform(const sp_network_t *n, const float **offset, const float **scale)
+{
+    *offset = n->in_off;
+    *scale = n->in_scale;
+    return n->in_off != NULL;
+}
+
+/* The rows the first layer sees: X itself, or X through the input transform
+ * (into n->xs). NULL when the scratch cannot grow. */
+static const float *s_inputs(sp_network_t *n, const float *X, size_t rows)
+{
+    if (!n->in_off) {
+        return X;
+    }
+    size_t need = rows * n->n_inputs;
+    if (need > n->xs_cap) {
+        float *p = realloc(n->xs, need * sizeof *p);
+        if (!p) {
+            return NULL;
+        }
+        n->xs = p;
+        n->xs_cap = need;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = X + r * n->n_inputs;
+        float *y = n->xs + r * n->n_inputs;
+        for (uint32_t i = 0; i < n->n_inputs; i++) {
+            y[i] = (x[i] - n->in_off[i]) * n->in_scale[i];
+        }
+    }
+    return n->xs;
 }
 
 const sp_net_config_t *sp_network_config(const sp_network_t *n)
@@ -400,7 +475,10 @@ int sp_network_forward(sp_network_t *n, const float *X, size_t n_samples, float 
         if (rc != SP_OK) {
             return rc;
         }
-        const float *Xc = X + s0 * n->n_inputs;
+        const float *Xc = s_inputs(n, X + s0 * n->n_inputs, N);
+        if (!Xc) {
+            return SP_E_NOMEM;
+        }
 #pragma omp parallel
         s_forward_phase(n, Xc, N, omp_get_thread_num(), omp_get_num_threads());
         memcpy(Y + s0 * n_out, n->layer[n->n_layers - 1]->Y, N * n_out * sizeof(float));
@@ -547,6 +625,10 @@ int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t 
     int rc = s_reserve(n, n_samples);
     if (rc != SP_OK) {
         return rc;
+    }
+    X = s_inputs(n, X, n_samples);
+    if (!X) {
+        return SP_E_NOMEM;
     }
     size_t N = n_samples;
 #pragma omp parallel

@@ -78,6 +78,15 @@ size_t sp_network_n_outputs(const sp_network_t *n);
 size_t sp_network_layer_count(const sp_network_t *n);
 size_t sp_network_layer_width(const sp_network_t *n, size_t layer);
 
+/* Input transform: every input row is mapped to x'[i] = (x[i] - offset[i]) *
+ * scale[i] before the first layer (the neurons' design point is inputs in
+ * [0, 1]; the trainer sets this from the training set's feature ranges). It
+ * is saved in model files. Both NULL clears it. Copies the arrays (n_inputs
+ * each); SP_E_INPUT for a non-finite or out-of-range value, SP_E_NOMEM. */
+int sp_network_set_input_transform(sp_network_t *n, const float *offset, const float *scale);
+/* 1 and the borrowed arrays when a transform is set, else 0 (both NULL). */
+int sp_network_input_transform(const sp_network_t *n, const float **offset, const float **scale);
+
 /* Outputs of n_samples rows of X (row-major, n_inputs each) into Y
  * (n_outputs each). Changes no model state (no hits, no temporal state; the
  * single-sample layer / neuron API records those); uses the network's scratch,

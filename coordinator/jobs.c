@@ -718,6 +718,61 @@ static uint64_t s_count_start(const sp_job_t *job)
     return sp_store_write_atomic(path, text, (size_t)k) == SP_OK ? n : 0;
 }
 
+/* The neurons' design point is inputs in [0, 1]. Features of the training
+ * set that already lie there are left alone; any other feature is mapped onto
+ * [0, 1] by its training minimum and maximum (a constant one onto 0), through
+ * the model's input transform, so workers, validation and `spatium eval` all
+ * see the same scaling. Nothing is set when every feature is in [0, 1]. */
+static int s_scale_inputs(sp_run_t *r, char *err, size_t errlen)
+{
+    sp_dataset_t d;
+    memset(&d, 0, sizeof d);
+    int rc = sp_datasets_read(&r->ds, &d, err, errlen);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    uint32_t F = d.n_features;
+    float *lo = malloc(F * sizeof *lo), *hi = malloc(F * sizeof *hi);
+    float *off = malloc(F * sizeof *off), *scale = malloc(F * sizeof *scale);
+    rc = SP_E_NOMEM;
+    if (lo && hi && off && scale && d.n_samples > 0) {
+        memcpy(lo, d.x, F * sizeof *lo);
+        memcpy(hi, d.x, F * sizeof *hi);
+        for (uint32_t s = 1; s < d.n_samples; s++) {
+            const float *x = d.x + (size_t)s * F;
+            for (uint32_t i = 0; i < F; i++) {
+                lo[i] = x[i] < lo[i] ? x[i] : lo[i];
+                hi[i] = x[i] > hi[i] ? x[i] : hi[i];
+            }
+        }
+        int any = 0;
+        for (uint32_t i = 0; i < F; i++) {
+            if (lo[i] >= 0.0f && hi[i] <= 1.0f) {
+                off[i] = 0.0f;
+                scale[i] = 1.0f;
+            } else {
+                double range = (double)hi[i] - (double)lo[i];
+                off[i] = lo[i];
+                scale[i] = range > 0.0 ? (float)(1.0 / range) : 0.0f;
+                any = 1;
+            }
+        }
+        rc = any ? sp_network_set_input_transform(r->net, off, scale) : SP_OK;
+        if (rc != SP_OK) {
+            snprintf(err, errlen, "%s", sp_strerror(rc));
+        }
+    } else if (d.n_samples == 0) {
+        snprintf(err, errlen, "empty training set");
+        rc = SP_E_INPUT;
+    }
+    free(lo);
+    free(hi);
+    free(off);
+    free(scale);
+    sp_dataset_fini(&d);
+    return rc;
+}
+
 /* Starts (or resumes from its checkpoint) a queued job. */
 static void s_start(sp_coord_t *c, sp_job_t *job)
 {
@@ -796,6 +851,10 @@ static void s_start(sp_coord_t *c, sp_job_t *job)
         r->net = sp_network_new(job->def.layers, job->def.n_layers, &cfg);
         if (r->net == NULL) {
             s_fail(c, "cannot build the network");
+            return;
+        }
+        if (s_scale_inputs(r, err, sizeof err) != SP_OK) {
+            s_fail(c, "cannot scale the inputs: %s", err);
             return;
         }
         r->version = 1;

@@ -68,6 +68,71 @@ static void s_outputs(sp_network_t *n, float *Y)
     assert_int_equal(sp_network_forward(n, X, 40, Y), SP_OK);
 }
 
+/* The input transform travels in the model: a loaded (or refreshed) network
+ * scales its inputs the same way, and a transform of the wrong length is
+ * refused with a message. */
+static void test_model_save_input_transform_round_trip(void **state)
+{
+    (void)state;
+    const uint32_t sizes[] = {3, 6, 2};
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    sp_network_t *n = sp_network_new(sizes, 3, &cfg);
+    assert_non_null(n);
+    const float off[3] = {10.0f, -5.0f, 0.0f}, scale[3] = {0.01f, 0.1f, 1.0f};
+    assert_int_equal(sp_network_set_input_transform(n, off, scale), SP_OK);
+    const float X[6] = {60.0f, 0.0f, 0.5f, 110.0f, 5.0f, 0.25f};
+    const float Xt[6] = {0.5f, 0.5f, 0.5f, 1.0f, 1.0f, 0.25f};
+    float y[4], yt[4], yl[4];
+    assert_int_equal(sp_network_forward(n, X, 2, y), SP_OK);
+    /* the same network without the transform, fed transformed rows */
+    sp_network_t *plain = sp_network_clone(n);
+    assert_non_null(plain);
+    assert_int_equal(sp_network_set_input_transform(plain, NULL, NULL), SP_OK);
+    assert_int_equal(sp_network_forward(plain, Xt, 2, yt), SP_OK);
+    assert_memory_equal(y, yt, sizeof y);
+
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sp_network_save_buffer(n, 0, &buf, &len), SP_OK);
+    sp_network_t *back = NULL;
+    char err[256] = "";
+    assert_int_equal(sp_network_load_buffer(buf, len, &back, err, sizeof err), SP_OK);
+    assert_int_equal(sp_network_forward(back, X, 2, yl), SP_OK);
+    assert_memory_equal(y, yl, sizeof y);
+    /* refreshing a transform-less copy (as a worker holds it) in place
+     * brings the transform too */
+    uint8_t *pbuf = NULL;
+    size_t plen = 0;
+    assert_int_equal(sp_network_save_buffer(plain, 0, &pbuf, &plen), SP_OK);
+    sp_network_t *cached = NULL;
+    assert_int_equal(sp_network_load_buffer(pbuf, plen, &cached, err, sizeof err), SP_OK);
+    assert_int_equal(sp_network_update_from_buffer(cached, buf, len, err, sizeof err), SP_OK);
+    assert_int_equal(sp_network_forward(cached, X, 2, yl), SP_OK);
+    assert_memory_equal(y, yl, sizeof y);
+    free(pbuf);
+    sp_network_destroy(&cached);
+
+    /* a 3-input model whose transform holds 2 floats is refused */
+    uint8_t *bad = malloc(len);
+    memcpy(bad, buf, len);
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (bad[i] == 0xc4 && bad[i + 1] == 12 && memcmp(bad + i + 2, off, 12) == 0) {
+            bad[i + 1] = 8; /* the offset bin now claims 8 bytes: the rest shifts */
+            break;
+        }
+    }
+    sp_network_t *none = NULL;
+    assert_int_not_equal(sp_network_load_buffer(bad, len, &none, err, sizeof err), SP_OK);
+    assert_null(none);
+    assert_true(strlen(err) > 0);
+    free(bad);
+    free(buf);
+    sp_network_destroy(&back);
+    sp_network_destroy(&plain);
+    sp_network_destroy(&n);
+}
+
 static void test_model_save_load_same_outputs_to_the_bit(void **state)
 {
     (void)state;
@@ -729,6 +794,7 @@ int main(void)
     omp_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_save_load_same_outputs_to_the_bit),
+        cmocka_unit_test(test_model_save_input_transform_round_trip),
         cmocka_unit_test(test_model_save_load_sparse_and_dense_neurons),
         cmocka_unit_test(test_model_save_checkpoint_resumes_identically),
         cmocka_unit_test(test_model_save_file_round_trip),
