@@ -236,6 +236,20 @@ static void s_model_seeds(void)
         }
         sp_network_destroy(&n);
     }
+    /* A model with an input transform (the optional `input` map). */
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    sp_network_t *n = sp_network_new(sizes, 3, &cfg);
+    static const float off[4] = {0.0f, 10.0f, -1.0f, 0.5f}, scale[4] = {1.0f, 0.01f, 0.5f, 2.0f};
+    uint8_t *buf;
+    size_t len;
+    if (!n || sp_network_set_input_transform(n, off, scale) != SP_OK ||
+        sp_network_save_buffer(n, 0, &buf, &len) != SP_OK) {
+        exit(1);
+    }
+    s_write("model", "input-transform", buf, len, NULL, 0);
+    free(buf);
+    sp_network_destroy(&n);
 }
 
 int main(int argc, char **argv)
