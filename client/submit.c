@@ -142,21 +142,6 @@ static const char s_submit_usage_head[] =
     "file with its IDX labels file; gzip or not. Succeeds once the coordinator\n"
     "has checked and durably stored it, and prints samples, features, classes.\n";
 
-static int s_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= SP_NAME_MAX || s[0] == '.') {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-')) {
-            return 0;
-        }
-    }
-    return 1;
-}
 
 int sp_cmd_submit(sp_cli_t *c, int argc, char **argv)
 {
@@ -177,7 +162,7 @@ int sp_cmd_submit(sp_cli_t *c, int argc, char **argv)
     if (pr != SP_DATAFILE_ARGS_OK) {
         return SP_EXIT_USAGE;
     }
-    if (!s_name_ok(pos[0])) {
+    if (!sp_msg_name_ok(pos[0])) {
         return sp_cli_report(c, SP_EXIT_USAGE,
                              "bad dataset name '%s' (1-63 characters of A-Z a-z 0-9 . _ -)",
                              pos[0]);

@@ -694,6 +694,20 @@ static bool s_name_char(unsigned char c)
            c == '_' || c == '-';
 }
 
+int sp_msg_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= SP_NAME_MAX || name[0] == '.') {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!s_name_char((unsigned char)name[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int s_check_str(const char *path, const s_field_t *f, const char *s, char *err,
                        size_t errlen)
 {

@@ -328,6 +328,10 @@ typedef struct {
 #define SP_GRAD_MAX (SP_MSG_MAX_BYTES / 4) /* floats in result.grad, counts in result.hits */
 #define SP_INDICES_MAX (1u << 20) /* task.indices */
 
+/* True when name is a valid worker or dataset name: 1..63 bytes of
+ * [A-Za-z0-9._-], not starting with '.' (names become file names). */
+int sp_msg_name_ok(const char *name);
+
 /* Name of a type ("task"), or NULL for an unknown id. */
 const char *sp_msg_type_name(uint32_t type);
 

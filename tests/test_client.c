@@ -537,6 +537,11 @@ static void test_client_help_exits_0(void **state)
     pid = s_spawn(dir, wbad);
     assert_int_equal(s_wait_child(pid, &st), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    /* a name the protocol refuses is refused up front, not retried for ever */
+    const char *wdot[] = {"spatium-worker", "--name", ".hidden", NULL};
+    pid = s_spawn(dir, wdot);
+    assert_int_equal(s_wait_child(pid, &st), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     free(r);
     s_rmdir(dir);
 }

@@ -116,14 +116,10 @@ int main(int argc, char **argv)
             if (m < 0) {
                 return 2;
             }
-            size_t len = strlen(v);
-            if (len == 0 || len >= SP_NAME_MAX ||
-                strspn(v, "abcdefghijklmnopqrstuvwxyz"
-                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                          "0123456789._-") != len) {
+            if (!sp_msg_name_ok(v)) {
                 fprintf(stderr,
                         "spatium-worker: bad value for --name: '%s' (1-63 characters of "
-                        "A-Z a-z 0-9 . _ -)\n",
+                        "A-Z a-z 0-9 . _ -, not starting with '.')\n",
                         v);
                 return 2;
             }
