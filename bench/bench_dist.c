@@ -127,28 +127,6 @@ static void s_rmrf(const char *path)
     rmdir(path);
 }
 
-static uint64_t s_req_of(const sp_msg_t *m)
-{
-    switch (m->type) {
-    case SP_MSG_ERROR:
-        return m->u.error.req;
-    case SP_MSG_R_UPLOAD:
-        return m->u.r_upload.req;
-    case SP_MSG_R_JOB:
-        return m->u.r_job.req;
-    case SP_MSG_R_STATUS:
-        return m->u.r_status.req;
-    case SP_MSG_R_WORKERS:
-        return m->u.r_workers.req;
-    case SP_MSG_R_METRICS:
-        return m->u.r_metrics.req;
-    case SP_MSG_R_DATASETS:
-        return m->u.r_datasets.req;
-    default:
-        return 0;
-    }
-}
-
 /* One request, one reply (matched by req id); 0 or -1 on timeout. */
 static int s_call(s_env_t *e, sp_msg_t *req, uint64_t *req_field, sp_msg_t *rep, int timeout_ms)
 {
@@ -167,7 +145,8 @@ static int s_call(s_env_t *e, sp_msg_t *req, uint64_t *req_field, sp_msg_t *rep,
         if (sp_msg_recv(e->dealer, ZMQ_DONTWAIT, NULL, NULL, rep, err, sizeof err) != SP_OK) {
             continue;
         }
-        if (s_req_of(rep) == e->req) {
+        const uint64_t *rp = sp_msg_req(rep);
+        if (rp != NULL && *rp == e->req) {
             return 0;
         }
         sp_msg_fini(rep);

@@ -88,6 +88,26 @@ int sp_args_double(const sp_cli_t *c, const char *what, const char *s, double lo
     return 0;
 }
 
+int sp_args_rest(sp_cli_t *c, int argc, char **argv, int *i, const char **pos, int *n,
+                 int max_pos)
+{
+    int g = sp_args_global(c, argc, argv, i);
+    if (g != 0) {
+        return g;
+    }
+    const char *a = argv[*i];
+    if (a[0] == '-' && a[1] != '\0') {
+        sp_cli_report(c, SP_EXIT_USAGE, "%s: unknown option '%s'", argv[0], a);
+        return -1;
+    }
+    if (*n >= max_pos) {
+        sp_cli_report(c, SP_EXIT_USAGE, "%s: unexpected argument '%s'", argv[0], a);
+        return -1;
+    }
+    pos[(*n)++] = a;
+    return 1;
+}
+
 int sp_args_global(sp_cli_t *c, int argc, char **argv, int *i)
 {
     const char *val = NULL;

@@ -110,33 +110,6 @@ static void s_set_req(sp_msg_t *m, uint64_t id)
     }
 }
 
-/* Request id a reply echoes; 0 for messages that carry none. */
-static uint64_t s_reply_req(const sp_msg_t *m)
-{
-    switch (m->type) {
-    case SP_MSG_ERROR:
-        return m->u.error.req;
-    case SP_MSG_R_OK:
-        return m->u.r_ok.req;
-    case SP_MSG_R_UPLOAD:
-        return m->u.r_upload.req;
-    case SP_MSG_R_JOB:
-        return m->u.r_job.req;
-    case SP_MSG_R_STATUS:
-        return m->u.r_status.req;
-    case SP_MSG_R_WORKERS:
-        return m->u.r_workers.req;
-    case SP_MSG_R_METRICS:
-        return m->u.r_metrics.req;
-    case SP_MSG_R_MODEL:
-        return m->u.r_model.req;
-    case SP_MSG_R_DATASETS:
-        return m->u.r_datasets.req;
-    default:
-        return 0;
-    }
-}
-
 /* The command a request belongs to, for error lines ("submit: ..."). */
 static const char *s_command_of(sp_msg_type_t type)
 {
@@ -210,7 +183,8 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
             return sp_cli_report(c, SP_EXIT_FAIL, "%s: bad reply from the coordinator: %s", what,
                                  err[0] ? err : sp_strerror(rc));
         }
-        uint64_t rid = s_reply_req(&m);
+        const uint64_t *rp = sp_msg_req(&m);
+        uint64_t rid = rp != NULL ? *rp : 0;
         if (m.type == SP_MSG_ERROR && (rid == id || rid == 0)) {
             rc = sp_cli_report(c, SP_EXIT_FAIL, "%s: %s", what, m.u.error.message);
             sp_msg_fini(&m);

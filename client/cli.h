@@ -73,6 +73,13 @@ int sp_args_double(const sp_cli_t *c, const char *what, const char *s, double lo
  * after the command name: 1 consumed, 0 not a global option, -1 a usage
  * error (already reported). */
 int sp_args_global(sp_cli_t *c, int argc, char **argv, int *i);
+/* What is left of a command's arguments once its own options are handled:
+ * a global option, else an unknown option (a usage error), else positional
+ * argument number *n, stored in pos (at most max_pos of them). argv[0] is
+ * the command's name, used in messages. 1 consumed, -1 a usage error
+ * (already reported). */
+int sp_args_rest(sp_cli_t *c, int argc, char **argv, int *i, const char **pos, int *n,
+                 int max_pos);
 /* 1 when argv[i] is -h or --help. */
 int sp_args_is_help(const char *arg);
 

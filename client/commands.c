@@ -16,7 +16,7 @@
 
 /* Parses the arguments of a command that takes at most n_pos positionals and
  * no options of its own besides the global ones. Returns -1 after printing
- * help, SP_EXIT_USAGE on error, else the number of positionals found. */
+ * help, -SP_EXIT_USAGE on error, else the number of positionals found. */
 static int s_positionals(sp_cli_t *c, int argc, char **argv, const char *usage, int n_pos,
                          const char **pos)
 {
@@ -26,22 +26,9 @@ static int s_positionals(sp_cli_t *c, int argc, char **argv, const char *usage, 
             fputs(usage, stdout);
             return -1;
         }
-        int g = sp_args_global(c, argc, argv, &i);
-        if (g < 0) {
+        if (sp_args_rest(c, argc, argv, &i, pos, &n, n_pos) < 0) {
             return -SP_EXIT_USAGE;
         }
-        if (g > 0) {
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            sp_cli_report(c, SP_EXIT_USAGE, "%s: unknown option '%s'", argv[0], argv[i]);
-            return -SP_EXIT_USAGE;
-        }
-        if (n >= n_pos) {
-            sp_cli_report(c, SP_EXIT_USAGE, "%s: unexpected argument '%s'", argv[0], argv[i]);
-            return -SP_EXIT_USAGE;
-        }
-        pos[n++] = argv[i];
     }
     return n;
 }
@@ -261,6 +248,7 @@ static const char s_model_usage[] =
 int sp_cmd_model(sp_cli_t *c, int argc, char **argv)
 {
     const char *out = NULL, *job_s = NULL;
+    int n_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m;
@@ -276,20 +264,9 @@ int sp_cmd_model(sp_cli_t *c, int argc, char **argv)
             out = v;
             continue;
         }
-        int g = sp_args_global(c, argc, argv, &i);
-        if (g < 0) {
+        if (sp_args_rest(c, argc, argv, &i, &job_s, &n_pos, 1) < 0) {
             return SP_EXIT_USAGE;
         }
-        if (g > 0) {
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return sp_cli_report(c, SP_EXIT_USAGE, "model: unknown option '%s'", argv[i]);
-        }
-        if (job_s) {
-            return sp_cli_report(c, SP_EXIT_USAGE, "model: unexpected argument '%s'", argv[i]);
-        }
-        job_s = argv[i];
     }
     if (!job_s || !out || !out[0]) {
         return sp_cli_report(c, SP_EXIT_USAGE, "model: usage: spatium model JOB -o FILE");

@@ -94,7 +94,6 @@ int sp_datafile_option(const sp_cli_t *c, int argc, char **argv, int *i, sp_data
 int sp_datafile_args(sp_cli_t *c, int argc, char **argv, const char *usage,
                      sp_datafile_opts_t *o, const char *pos[3], int *n)
 {
-    const char *cmd = argv[0];
     *n = 0;
     for (int i = 1; i < argc; i++) {
         if (sp_args_is_help(argv[i])) {
@@ -102,24 +101,14 @@ int sp_datafile_args(sp_cli_t *c, int argc, char **argv, const char *usage,
         }
         int m = sp_datafile_option(c, argc, argv, &i, o);
         if (m == 0) {
-            m = sp_args_global(c, argc, argv, &i);
+            m = sp_args_rest(c, argc, argv, &i, pos, n, 3);
         }
         if (m < 0) {
             return SP_EXIT_USAGE;
         }
-        if (m > 0) {
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return sp_cli_report(c, SP_EXIT_USAGE, "%s: unknown option '%s'", cmd, argv[i]);
-        }
-        if (*n >= 3) {
-            return sp_cli_report(c, SP_EXIT_USAGE, "%s: unexpected argument '%s'", cmd, argv[i]);
-        }
-        pos[(*n)++] = argv[i];
     }
     if (*n < 2) {
-        return sp_cli_report(c, SP_EXIT_USAGE, "%s: usage: %s", cmd, usage);
+        return sp_cli_report(c, SP_EXIT_USAGE, "%s: usage: %s", argv[0], usage);
     }
     return SP_DATAFILE_ARGS_OK;
 }

@@ -93,6 +93,7 @@ static const char s_metrics_usage[] =
 int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv)
 {
     const char *job_s = NULL, *format = "json";
+    int n_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m;
@@ -107,20 +108,9 @@ int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv)
             format = v;
             continue;
         }
-        int g = sp_args_global(c, argc, argv, &i);
-        if (g < 0) {
+        if (sp_args_rest(c, argc, argv, &i, &job_s, &n_pos, 1) < 0) {
             return SP_EXIT_USAGE;
         }
-        if (g > 0) {
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return sp_cli_report(c, SP_EXIT_USAGE, "metrics: unknown option '%s'", argv[i]);
-        }
-        if (job_s) {
-            return sp_cli_report(c, SP_EXIT_USAGE, "metrics: unexpected argument '%s'", argv[i]);
-        }
-        job_s = argv[i];
     }
     if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0 &&
         strcmp(format, "prometheus") != 0) {

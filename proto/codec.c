@@ -666,6 +666,24 @@ uint64_t *sp_msg_req(sp_msg_t *m)
     case SP_MSG_WORKERS:
     case SP_MSG_DATASETS:
         return &m->u.plain_req.req;
+    case SP_MSG_ERROR:
+        return &m->u.error.req;
+    case SP_MSG_R_OK:
+        return &m->u.r_ok.req;
+    case SP_MSG_R_UPLOAD:
+        return &m->u.r_upload.req;
+    case SP_MSG_R_JOB:
+        return &m->u.r_job.req;
+    case SP_MSG_R_STATUS:
+        return &m->u.r_status.req;
+    case SP_MSG_R_WORKERS:
+        return &m->u.r_workers.req;
+    case SP_MSG_R_METRICS:
+        return &m->u.r_metrics.req;
+    case SP_MSG_R_MODEL:
+        return &m->u.r_model.req;
+    case SP_MSG_R_DATASETS:
+        return &m->u.r_datasets.req;
     default:
         return NULL;
     }

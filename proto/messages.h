@@ -338,7 +338,8 @@ const char *sp_msg_type_name(uint32_t type);
 /* Zeroes m and sets its type. */
 void sp_msg_init(sp_msg_t *m, sp_msg_type_t type);
 /* The request id field of a client request (upload_*, train, status,
- * workers, metrics, model_get, cancel, datasets), or NULL for other types. */
+ * workers, metrics, model_get, cancel, datasets), of a reply (r_*) or of an
+ * error, or NULL for the types that carry none (worker traffic). */
 uint64_t *sp_msg_req(sp_msg_t *m);
 /* Frees what a decoded (or filled-in) message owns; m stays valid and empty. */
 void sp_msg_fini(sp_msg_t *m);

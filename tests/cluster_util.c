@@ -439,32 +439,6 @@ static void s_set_req(sp_msg_t *m, uint64_t req)
     }
 }
 
-static uint64_t s_rep_req(const sp_msg_t *m)
-{
-    switch (m->type) {
-    case SP_MSG_ERROR:
-        return m->u.error.req;
-    case SP_MSG_R_OK:
-        return m->u.r_ok.req;
-    case SP_MSG_R_UPLOAD:
-        return m->u.r_upload.req;
-    case SP_MSG_R_JOB:
-        return m->u.r_job.req;
-    case SP_MSG_R_STATUS:
-        return m->u.r_status.req;
-    case SP_MSG_R_WORKERS:
-        return m->u.r_workers.req;
-    case SP_MSG_R_METRICS:
-        return m->u.r_metrics.req;
-    case SP_MSG_R_MODEL:
-        return m->u.r_model.req;
-    case SP_MSG_R_DATASETS:
-        return m->u.r_datasets.req;
-    default:
-        return UINT64_MAX;
-    }
-}
-
 int sp_cluster_call(sp_cluster_t *cl, sp_msg_t *req, sp_msg_t *rep, int timeout_ms)
 {
     sp_msg_init(rep, (sp_msg_type_t)0);
@@ -491,7 +465,8 @@ int sp_cluster_call(sp_cluster_t *cl, sp_msg_t *req, sp_msg_t *rep, int timeout_
         if (rc != SP_OK) {
             continue;
         }
-        if (s_rep_req(rep) == id) {
+        const uint64_t *rp = sp_msg_req(rep);
+        if (rp != NULL && *rp == id) {
             return 0;
         }
         sp_msg_fini(rep);

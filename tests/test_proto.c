@@ -634,6 +634,10 @@ static void test_proto_req_field_of_every_request(void **state)
         sp_msg_fini(&m);
     }
     sp_msg_t hb;
+    sp_msg_init(&hb, SP_MSG_R_STATUS);
+    hb.u.r_status.req = 9;
+    assert_non_null(sp_msg_req(&hb)); /* replies echo the id in the same place */
+    assert_int_equal(*sp_msg_req(&hb), 9);
     sp_msg_init(&hb, SP_MSG_HEARTBEAT);
     assert_null(sp_msg_req(&hb));
     sp_msg_init(&hb, SP_MSG_RESULT);
