@@ -788,26 +788,24 @@ static int s_in_range(float v)
     return isfinite(v) && fabsf(v) <= SP_NET_PARAM_LIMIT;
 }
 
-/* False when a step has diverged: a per-neuron float or a momentum left its
- * range. Weights and their masters are clamped to [-1, 1] and need no check. */
-static int s_params_in_range(const sp_network_t *n)
+/* False when a neuron's step has diverged: its gain, bias or a momentum went
+ * non-finite or past SP_NET_PARAM_LIMIT. Weights and their masters are
+ * clamped to [-1, 1] and need no check. Branch-free over the momenta so the
+ * check costs little next to the step that just touched them. */
+static int s_neuron_in_range(const sp_neuron_t *nr, uint32_t n_in)
 {
-    for (uint32_t l = 0; l < n->n_layers; l++) {
-        const sp_layer_t *L = n->layer[l];
-        for (uint32_t o = 0; o < L->n_out; o++) {
-            const sp_neuron_t *nr = &L->nr[o];
-            if (!s_in_range(nr->gain) || !s_in_range(nr->bias) || !s_in_range(nr->mom_gain) ||
-                !s_in_range(nr->mom_bias)) {
-                return 0;
-            }
-            for (uint32_t i = 0; nr->mom != NULL && i < L->n_in; i++) {
-                if (!s_in_range(nr->mom[i])) {
-                    return 0;
-                }
-            }
+    if (!s_in_range(nr->gain) || !s_in_range(nr->bias) || !s_in_range(nr->mom_gain) ||
+        !s_in_range(nr->mom_bias)) {
+        return 0;
+    }
+    int bad = 0;
+    if (nr->mom != NULL) {
+#pragma omp simd reduction(| : bad)
+        for (uint32_t i = 0; i < n_in; i++) {
+            bad |= !(fabsf(nr->mom[i]) <= SP_NET_PARAM_LIMIT); /* true for NaN too */
         }
     }
-    return 1;
+    return !bad;
 }
 
 /* The step itself; grad is trusted (train_batch computed it from checked input). */
@@ -825,6 +823,7 @@ static int s_apply(sp_network_t *n, const float *grad, size_t n_samples, const u
     for (uint32_t l = 0; l < n->n_layers; l++) {
         offs[l] = s_layer_offset(n, l);
     }
+    int diverged = 0;
 #pragma omp parallel
     {
         size_t lo, hi;
@@ -840,9 +839,13 @@ static int s_apply(sp_network_t *n, const float *grad, size_t n_samples, const u
             s_step_neuron(n, &L->nr[o], L->W + (size_t)o * n_in, gE, gb, ga, inv_n, local,
                           mse_scale);
             sp_layer_refresh_weights(L, o, o + 1);
+            if (!s_neuron_in_range(&L->nr[o], (uint32_t)n_in)) {
+#pragma omp atomic write
+                diverged = 1;
+            }
         }
     }
-    if (!s_params_in_range(n)) {
+    if (diverged) {
         return SP_E_RANGE;
     }
     if (hits) {
