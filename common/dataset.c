@@ -872,6 +872,11 @@ uint32_t sp_dataset_checksum(const uint8_t *buf, size_t len)
     return len < 4 ? 0 : s_get32(buf + len - 4);
 }
 
+uint64_t sp_dataset_key(const uint8_t *buf, size_t len)
+{
+    return ((uint64_t)(len & 0xffffffffu) << 32) | s_crc(buf, len);
+}
+
 int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, char *err,
                            size_t errlen)
 {

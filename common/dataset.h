@@ -116,5 +116,10 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
                            size_t errlen);
 /* CRC-32 stored at the end of a serialized dataset (0 when len < 4). */
 uint32_t sp_dataset_checksum(const uint8_t *buf, size_t len);
+/* The 64-bit checksum the trainer names a serialized dataset by (its
+ * workers' cache key, proto/PROTOCOL.md): the size modulo 2^32 in the high
+ * half and the CRC-32 of all len bytes in the low half, so a truncated or
+ * extended copy never matches. */
+uint64_t sp_dataset_key(const uint8_t *buf, size_t len);
 
 #endif

@@ -242,9 +242,6 @@ void sp_datasets_fini(sp_datasets_t *d);
 const sp_dsentry_t *sp_datasets_find(const sp_datasets_t *d, const char *name);
 /* Adds an entry (the file is already stored). */
 int sp_datasets_add(sp_datasets_t *d, const sp_dsentry_t *e);
-/* Checksum of serialized dataset bytes: size in the high 32 bits, CRC-32 in
- * the low 32 (docs/COORDINATOR.md). */
-uint64_t sp_datasets_checksum(const uint8_t *buf, size_t len);
 /* Loads and deserializes a stored dataset; checks its checksum. */
 int sp_datasets_read(const sp_dsentry_t *e, sp_dataset_t *out, char *err, size_t errlen);
 /* Serializes ds, writes it durably as <state>/datasets/<name>.spds and

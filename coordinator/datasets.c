@@ -8,28 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "common/error.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/store.h"
 
 #define S_SPDS_MAX_BYTES (8ull << 30) /* refuse to load a larger file at start-up */
-
-uint64_t sp_datasets_checksum(const uint8_t *buf, size_t len)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    size_t off = 0;
-    while (off < len) {
-        size_t n = len - off;
-        if (n > (1u << 30)) {
-            n = 1u << 30;
-        }
-        crc = crc32(crc, buf + off, (uInt)n);
-        off += n;
-    }
-    return ((uint64_t)(len & 0xffffffffu) << 32) | (uint64_t)(crc & 0xffffffffu);
-}
 
 void sp_datasets_fini(sp_datasets_t *d)
 {
@@ -76,7 +60,7 @@ static void s_fill_info(sp_dataset_info_t *info, const char *name, const sp_data
     info->samples = ds->n_samples;
     info->features = ds->n_features;
     info->classes = ds->n_classes;
-    info->checksum = sp_datasets_checksum(buf, len);
+    info->checksum = sp_dataset_key(buf, len);
     info->bytes = len;
 }
 
@@ -144,7 +128,7 @@ int sp_datasets_read(const sp_dsentry_t *e, sp_dataset_t *out, char *err, size_t
         snprintf(err, errlen, "dataset %s: cannot read %s", e->info.name, e->path);
         return rc;
     }
-    if (sp_datasets_checksum(buf, len) != e->info.checksum) {
+    if (sp_dataset_key(buf, len) != e->info.checksum) {
         free(buf);
         snprintf(err, errlen, "dataset %s: stored file changed (checksum)", e->info.name);
         return SP_E_INPUT;

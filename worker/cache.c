@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
 
 #include "common/error.h"
 
@@ -114,20 +113,6 @@ void sp_cache_download_start(sp_cache_t *c, const char *name, uint64_t checksum)
     c->dl.checksum = checksum;
 }
 
-/* The checksum's low 32 bits are the CRC-32 of the serialized dataset; the
- * high 32 bits are 0 or its length modulo 2^32 (the coordinator's form). */
-static int s_checksum_ok(const uint8_t *buf, size_t len, uint64_t checksum)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    for (size_t off = 0; off < len;) {
-        size_t n = len - off < ((size_t)1 << 30) ? len - off : ((size_t)1 << 30);
-        crc = crc32(crc, buf + off, (uInt)n);
-        off += n;
-    }
-    uint64_t high = checksum >> 32;
-    return (uint32_t)checksum == (uint32_t)crc && (high == 0 || high == (len & 0xffffffffu));
-}
-
 int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *err, size_t errlen)
 {
     sp_cache_download_t *dl = &c->dl;
@@ -160,7 +145,7 @@ int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *
     if (dl->received < dl->total) {
         return 0;
     }
-    if (!s_checksum_ok(dl->buf, (size_t)dl->total, dl->checksum)) {
+    if (sp_dataset_key(dl->buf, (size_t)dl->total) != dl->checksum) {
         sp_cache_download_abort(c);
         return sp_err_input(err, errlen, "dataset '%s': bytes do not match checksum %016" PRIx64,
                             ch->dataset, ch->checksum);
