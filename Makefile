@@ -10,10 +10,12 @@ CC      ?= gcc
 BUILD   ?= build
 PKGS    := libzmq cmocka zlib libpng
 # Debian 12 ships msgpack-c 4.0 as `msgpack`; newer releases call it `msgpack-c`.
-MSGPACK := $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
-
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MSGPACK) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) $(MSGPACK) 2>/dev/null)
+# These three are expanded when a recipe runs, not when make reads this file:
+# on a fresh machine the packages (and pkg-config itself) only exist once the
+# deps stamp below has run install-deps.sh, so parse-time values would be empty.
+MSGPACK     = $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) $(MSGPACK) 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) $(MSGPACK) 2>/dev/null)
 
 WARN    := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Werror
@@ -131,12 +133,12 @@ FUZZ_MAX_LEN ?= 16384
 # (declared sizes trusted before the bytes behind them were checked).
 FUZZ_FLAGS   ?= -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -I. $(PKG_CFLAGS) -MMD -MP
+FUZZ_CFLAGS  = -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -I. $(PKG_CFLAGS) -MMD -MP
 FUZZ_NAMES   := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
 FUZZ_OBJS    := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMMON_SRC) $(PROTO_SRC))
 FUZZ_LIB     := $(FUZZ_DIR)/lib/libspfuzz.a
-FUZZ_LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
+FUZZ_LDLIBS  = $(PKG_LIBS) -fopenmp -lm -lpthread
 FUZZ_APT     := apt-get install -y clang libclang-rt-14-dev libomp-14-dev
 
 .PHONY: fuzz fuzz-build fuzz-seeds fuzz-regress fuzz-clean
