@@ -245,6 +245,9 @@ static const char s_train_usage[] =
     "  --growth-threshold X    split neurons whose saturation exceeds X (default 0.9)\n"
     "  --prune-every N         steps between pruning decisions (default 0 = off)\n"
     "  --prune-threshold X     remove neurons whose saturation is not above X (default 0.01)\n"
+    "  --min-node N            split a step among workers only into shares of at least N\n"
+    "                          samples (default 256; 1 = down to single partitions);\n"
+    "                          results do not depend on it\n"
     "  --wait                  follow the job to its end (progress bar on a terminal);\n"
     "                          exit 1 if it failed or was cancelled\n"
     "--json: {\"job\": N}; with --wait the final status object.\n";
@@ -331,6 +334,8 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
             bad = m < 0 || sp_args_u32(c, "--prune-every", v, 0, UINT32_MAX, &t->prune_every);
         } else if (S_OPT("--prune-threshold")) {
             bad = m < 0 || sp_args_double(c, "--prune-threshold", v, 0.0, 1.0, &t->prune_threshold);
+        } else if (S_OPT("--min-node")) {
+            bad = m < 0 || sp_args_u32(c, "--min-node", v, 1, 1u << 20, &t->min_node);
         } else {
             int g = sp_args_global(c, argc, argv, &i);
             if (g < 0) {

@@ -16,7 +16,7 @@
 #include "proto/messages.h"
 
 #define SP_COORD_ID_MAX 256                     /* ZeroMQ routing ids are at most 255 bytes */
-#define SP_COORD_MAX_INFLIGHT 2                 /* partitions in flight per worker */
+#define SP_COORD_MAX_INFLIGHT 2                 /* nodes (tasks) in flight per worker */
 #define SP_COORD_MAX_PARTS 4096                 /* partitions per batch (batch / partition) */
 #define SP_COORD_MAX_UPLOADS 16                 /* concurrent uploads */
 #define SP_COORD_UPLOAD_MAX_BYTES (2ull << 30)  /* sum of an upload's parts */
@@ -26,6 +26,8 @@
 #define SP_COORD_CKPT_EVERY_MS 2000         /* training time between checkpoints */
 #define SP_COORD_MAX_DATASETS 4096
 #define SP_COORD_MAX_WORKER_ERRORS 64 /* worker errors without progress before a job fails */
+#define SP_COORD_MIN_NODE 256 /* default train.min_node: a share of a split step smaller
+                                 than this costs more in round trip than it saves here */
 
 typedef struct {
     const char *workers_ep; /* ROUTER for workers, e.g. tcp://x:5555 */
@@ -117,15 +119,26 @@ typedef struct {
 
 typedef enum { SP_PART_PENDING = 0, SP_PART_INFLIGHT, SP_PART_DONE } sp_part_state_t;
 
+/* One partition of the current step. The step is handed out as nodes of the
+ * reduction tree (common/reduce.h): parts[i].count > 0 marks a node of count
+ * partitions starting at i (its state, worker and result live there); the
+ * other partitions of a node have count 0. */
 typedef struct {
     sp_part_state_t state;
-    uint32_t worker;      /* worker id while in flight */
-    uint32_t offset, len; /* slice of the batch */
-    float *grad;          /* buffered until its turn in the ordered sum */
+    uint32_t count;       /* partitions in the node starting here; 0 inside a node */
+    uint32_t worker;      /* worker id while in flight (and who computed it, once done) */
+    uint32_t offset, len; /* slice of the batch (this partition alone) */
+    float *grad;          /* the node's summed gradient, once done */
     uint32_t *hits;
     double loss_sum;
     uint32_t n_correct;
 } sp_part_t;
+
+/* A node of the next step, sent ahead to a worker. */
+typedef struct {
+    uint32_t first, count; /* partitions */
+    uint32_t worker;       /* worker id */
+} sp_ahead_t;
 
 /* The running job's training state; exists only while a job runs. */
 typedef struct {
@@ -144,15 +157,19 @@ typedef struct {
                               restart are above any sent before it (worker caches keep
                               the newest version of a job) */
     size_t n_params, n_hits;
-    uint8_t *model; /* model file (no training state) of `version` */
-    size_t model_len;
+    uint8_t *model;         /* model file WITH training state of model_version, made when a */
+    size_t model_len;       /* worker first needs it (workers apply steps themselves) */
+    uint64_t model_version; /* version `model` holds (0 = none) */
     /* current step */
-    uint32_t batch_len, n_parts, next_reduce;
+    uint32_t batch_len, n_parts, n_nodes;
     sp_part_t *parts;
-    float *sum;         /* n_params, ordered sum of the reduced partitions */
-    uint32_t *hits_sum; /* n_hits */
-    double step_loss;
-    uint64_t step_correct;
+    /* look-ahead: once every live worker holds a node of the current step,
+     * each is sent its node of the next step at once; it runs it as soon as
+     * its model reaches the next version (its own APPLY or self-applied
+     * step), so no worker waits for the coordinator's bookkeeping */
+    uint64_t ahead_step;   /* global step the ahead tasks belong to, 0 = none */
+    uint32_t n_ahead;      /* nodes sent ahead */
+    sp_ahead_t *ahead;     /* n_ahead nodes, by first partition */
     /* accumulators */
     double ep_loss;
     uint64_t ep_correct, ep_samples;

@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "common/error.h"
+#include "common/reduce.h"
 #include "common/rng.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/store.h"
@@ -414,8 +415,7 @@ static void s_run_free(sp_run_t **rp)
     sp_dataset_fini(&r->val);
     free(r->perm);
     free(r->model);
-    free(r->sum);
-    free(r->hits_sum);
+    free(r->ahead);
     free(r);
     *rp = NULL;
 }
@@ -445,32 +445,62 @@ static void s_perm(sp_run_t *r, uint64_t seed)
     sp_rng_shuffle_u32(&rng, r->perm, r->n_samples);
 }
 
-/* Model bytes (no training state) of the current version; sizes of the
- * gradient and hit vectors. */
-static int s_refresh_model(sp_run_t *r)
+/* Sizes of the gradient and hit vectors of the current topology. */
+static void s_sizes(sp_run_t *r)
 {
+    r->n_params = sp_network_n_params(r->net);
+    r->n_hits = sp_network_n_hits(r->net);
+}
+
+/* The model file WITH training state of the current version: what a worker
+ * needs to compute steps and apply them itself. Made once per version, and
+ * only when some worker needs it (a join, a topology change, a resync). */
+static int s_model_bytes(sp_run_t *r)
+{
+    uint64_t v = r->version_base + r->version;
+    if (r->model != NULL && r->model_version == v) {
+        return SP_OK;
+    }
     free(r->model);
     r->model = NULL;
     r->model_len = 0;
-    int rc = sp_network_save_buffer(r->net, 0, &r->model, &r->model_len);
-    if (rc != SP_OK) {
-        return rc;
+    r->model_version = 0;
+    int rc = sp_network_save_buffer(r->net, 1, &r->model, &r->model_len);
+    if (rc == SP_OK) {
+        r->model_version = v;
     }
-    size_t np = sp_network_n_params(r->net), nh = sp_network_n_hits(r->net);
-    if (np != r->n_params || r->sum == NULL) {
-        free(r->sum);
-        r->sum = calloc(np > 0 ? np : 1, sizeof *r->sum);
-        r->n_params = np;
-    }
-    if (nh != r->n_hits || r->hits_sum == NULL) {
-        free(r->hits_sum);
-        r->hits_sum = calloc(nh > 0 ? nh : 1, sizeof *r->hits_sum);
-        r->n_hits = nh;
-    }
-    return r->sum && r->hits_sum ? SP_OK : SP_E_NOMEM;
+    return rc;
 }
 
-static int s_step_begin(sp_run_t *r, const sp_job_t *job)
+static uint32_t s_min_node(const sp_job_t *job)
+{
+    return job->def.min_node > 0 ? job->def.min_node : SP_COORD_MIN_NODE;
+}
+
+static uint32_t s_live_workers(const sp_coord_t *c)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < c->workers.n; i++) {
+        n += c->workers.v[i].alive != 0;
+    }
+    return n;
+}
+
+/* Samples of the node starting at partition p. */
+static uint32_t s_node_len(const sp_run_t *r, uint32_t p)
+{
+    uint64_t full = (uint64_t)r->parts[p].count * r->parts[0].len; /* parts[0] is full */
+    uint32_t rest = r->batch_len - r->parts[p].offset;
+    return full < rest ? (uint32_t)full : rest;
+}
+
+static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
+                            uint32_t min_samples);
+
+/* Cuts the next batch into partitions and the partitions into nodes of the
+ * reduction tree: the root, split largest first until every live worker can
+ * have one (so one worker gets the whole step and applies it itself). */
+static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
 {
     s_parts_free(r);
     uint64_t off = r->step_in_epoch * job->def.batch;
@@ -487,11 +517,7 @@ static int s_step_begin(sp_run_t *r, const sp_job_t *job)
         uint32_t rest = r->batch_len - r->parts[i].offset;
         r->parts[i].len = rest < job->def.partition ? rest : job->def.partition;
     }
-    memset(r->sum, 0, r->n_params * sizeof *r->sum);
-    memset(r->hits_sum, 0, r->n_hits * sizeof *r->hits_sum);
-    r->next_reduce = 0;
-    r->step_loss = 0;
-    r->step_correct = 0;
+    r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_live_workers(c), s_min_node(job));
     return SP_OK;
 }
 
@@ -867,8 +893,9 @@ static void s_start(sp_coord_t *c, sp_job_t *job)
     }
     job->epoch = r->epoch + 1;
     s_perm(r, job->def.seed);
-    if (s_refresh_model(r) != SP_OK || s_step_begin(r, job) != SP_OK) {
-        s_fail(c, "cannot prepare the model");
+    s_sizes(r);
+    if (s_step_begin(c, r, job) != SP_OK) {
+        s_fail(c, "cannot prepare the first step");
         return;
     }
     uint64_t now = sp_coord_now_ms();
@@ -896,6 +923,212 @@ static sp_worker_t *s_pick_worker(sp_coord_t *c)
     return best;
 }
 
+/* Sends wk the task of node p of the current step. */
+static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worker_t *wk,
+                       uint32_t p)
+{
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_TASK);
+    sp_msg_task_t *t = &m.u.task;
+    t->job = r->job_id;
+    t->version = r->version_base + r->version;
+    t->step = r->global_step;
+    t->partition = p;
+    t->n_partitions = r->parts[p].count;
+    t->partition_size = job->def.partition;
+    t->batch = r->batch_len;
+    snprintf(t->dataset, sizeof t->dataset, "%s", r->ds.info.name);
+    t->checksum = r->ds.info.checksum;
+    t->n_indices = s_node_len(r, p);
+    t->indices = r->perm + r->step_in_epoch * job->def.batch + r->parts[p].offset;
+    int rc = sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m);
+    if (rc == SP_OK) {
+        r->bytes_wire += (uint64_t)t->n_indices * 4 + 64;
+    }
+    return rc;
+}
+
+/* Samples of partitions [first, first + count) of parts. */
+static uint32_t s_span(const sp_part_t *parts, uint32_t first, uint32_t count)
+{
+    const sp_part_t *last = &parts[first + count - 1];
+    return last->offset + last->len - parts[first].offset;
+}
+
+/* Builds the nodes of the step whose partitions are parts[0..n_parts)
+ * (offsets and lengths set): the root, split largest first until there are
+ * `want` nodes, or until no split leaves both halves min_samples or more.
+ * Returns the node count. */
+static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
+                            uint32_t min_samples)
+{
+    parts[0].count = n_parts;
+    uint32_t nodes = 1;
+    while (nodes < want) {
+        uint32_t best = UINT32_MAX;
+        for (uint32_t i = 0; i < n_parts; i++) {
+            uint32_t n = parts[i].count;
+            if (n < 2 || (best != UINT32_MAX && n <= parts[best].count)) {
+                continue;
+            }
+            uint32_t l = sp_reduce_split(n);
+            if (s_span(parts, i, l) >= min_samples && s_span(parts, i + l, n - l) >= min_samples) {
+                best = i;
+            }
+        }
+        if (best == UINT32_MAX) {
+            break;
+        }
+        uint32_t l = sp_reduce_split(parts[best].count);
+        parts[best + l].count = parts[best].count - l;
+        parts[best].count = l;
+        nodes++;
+    }
+    return nodes;
+}
+
+/* Once every node of the current step is out, and the next step would be
+ * cut into no more nodes than there are workers holding one now, sends each
+ * of those workers its node of the next step: they reach the next version by
+ * themselves (APPLY, or applying a whole step they computed) and go straight
+ * on. Not across an epoch (new permutation), nor before a step after which
+ * growth or pruning may change the topology. */
+static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
+{
+    const sp_msg_train_t *d = &job->def;
+    uint64_t next = r->global_step + 1; /* steps completed once this one is */
+    if (r->ahead_step == next || r->step_in_epoch + 1 >= r->steps_per_epoch ||
+        (d->growth_every > 0 && next % d->growth_every == 0) ||
+        (d->prune_every > 0 && next % d->prune_every == 0)) {
+        return;
+    }
+    uint32_t holders[64], n_holders = 0;
+    for (uint32_t p = 0; p < r->n_parts; p += r->parts[p].count) {
+        sp_part_t *part = &r->parts[p];
+        if (part->state == SP_PART_PENDING) {
+            return;
+        }
+        if (part->state != SP_PART_INFLIGHT) {
+            continue; /* done: its worker may hold another node, or none */
+        }
+        int seen = 0;
+        for (uint32_t k = 0; k < n_holders; k++) {
+            seen |= holders[k] == part->worker;
+        }
+        if (!seen) {
+            if (n_holders == 64) {
+                return;
+            }
+            holders[n_holders++] = part->worker;
+        }
+    }
+    if (n_holders == 0) {
+        return;
+    }
+    uint64_t off = (r->step_in_epoch + 1) * d->batch;
+    uint64_t left = r->n_samples - off;
+    uint32_t batch = (uint32_t)(left < d->batch ? left : d->batch);
+    uint32_t n_parts = (batch + d->partition - 1) / d->partition;
+    sp_part_t *parts = calloc(n_parts, sizeof *parts);
+    sp_ahead_t *ahead = calloc(n_holders, sizeof *ahead);
+    if (parts == NULL || ahead == NULL) {
+        free(parts);
+        free(ahead);
+        return;
+    }
+    for (uint32_t i = 0; i < n_parts; i++) {
+        parts[i].offset = i * d->partition;
+        parts[i].len = batch - parts[i].offset < d->partition ? batch - parts[i].offset
+                                                              : d->partition;
+    }
+    if (s_cut_nodes(parts, n_parts, s_live_workers(c), s_min_node(job)) > n_holders) {
+        free(parts); /* a worker without work now (a newcomer) would get a node: */
+        free(ahead); /* the next step is handed out when it begins */
+        return;
+    }
+    uint32_t n_ahead = 0;
+    for (uint32_t p = 0; p < n_parts && n_ahead < n_holders; p += parts[p].count) {
+        sp_worker_t *wk = sp_workers_find(&c->workers, holders[n_ahead]);
+        if (wk == NULL || !wk->alive) {
+            break;
+        }
+        sp_msg_t m;
+        sp_msg_init(&m, SP_MSG_TASK);
+        sp_msg_task_t *t = &m.u.task;
+        t->job = r->job_id;
+        t->version = r->version_base + r->version + 1;
+        t->step = next;
+        t->partition = p;
+        t->n_partitions = parts[p].count;
+        t->partition_size = d->partition;
+        t->batch = batch;
+        snprintf(t->dataset, sizeof t->dataset, "%s", r->ds.info.name);
+        t->checksum = r->ds.info.checksum;
+        uint64_t full = (uint64_t)parts[p].count * d->partition;
+        t->n_indices = (uint32_t)(full < batch - (uint64_t)p * d->partition
+                                      ? full
+                                      : batch - (uint64_t)p * d->partition);
+        t->indices = r->perm + off + (uint64_t)p * d->partition;
+        if (sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m) != SP_OK) {
+            break; /* the rest of the next step is dispatched normally */
+        }
+        r->bytes_wire += (uint64_t)t->n_indices * 4 + 64;
+        ahead[n_ahead++] = (sp_ahead_t){.first = p, .count = parts[p].count, .worker = wk->id};
+    }
+    free(parts);
+    free(r->ahead);
+    r->ahead = ahead;
+    r->n_ahead = n_ahead;
+    r->ahead_step = next;
+}
+
+/* The step just begun was sent ahead: its nodes are those that were sent,
+ * in flight at their workers if still alive, pending otherwise. */
+static void s_claim_ahead(sp_coord_t *c, sp_run_t *r)
+{
+    if (r->ahead_step != r->global_step || r->n_ahead == 0) {
+        r->ahead_step = 0;
+        return;
+    }
+    r->ahead_step = 0;
+    for (uint32_t i = 0; i < r->n_parts; i++) {
+        r->parts[i].count = 0;
+    }
+    /* the nodes sent ahead, and the rest of the step as the nodes of a cut of
+     * what remains (a send that failed part-way leaves a tail) */
+    uint32_t covered = 0;
+    r->n_nodes = 0;
+    for (uint32_t i = 0; i < r->n_ahead; i++) {
+        const sp_ahead_t *a = &r->ahead[i];
+        SP_ASSERT(a->first == covered && a->first + a->count <= r->n_parts);
+        sp_part_t *part = &r->parts[a->first];
+        part->count = a->count;
+        r->n_nodes++;
+        covered += a->count;
+        sp_worker_t *wk = sp_workers_find(&c->workers, a->worker);
+        if (wk != NULL && wk->alive) {
+            part->state = SP_PART_INFLIGHT;
+            part->worker = wk->id;
+            wk->in_flight++;
+        }
+    }
+    /* Left-to-right tree nodes covering [covered, n_parts). */
+    while (covered < r->n_parts) {
+        uint32_t lo = 0, hi = r->n_parts;
+        while (lo != covered) { /* the largest tree node that starts at `covered` */
+            uint32_t mid = lo + sp_reduce_split(hi - lo);
+            if (covered < mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        r->parts[covered].count = hi - lo;
+        r->n_nodes++;
+        covered = hi;
+    }
+}
+
 static void s_dispatch(sp_coord_t *c)
 {
     sp_run_t *r = c->run;
@@ -905,7 +1138,7 @@ static void s_dispatch(sp_coord_t *c)
     }
     for (uint32_t p = 0; p < r->n_parts; p++) {
         sp_part_t *part = &r->parts[p];
-        if (part->state != SP_PART_PENDING) {
+        if (part->count == 0 || part->state != SP_PART_PENDING) {
             continue;
         }
         sp_worker_t *wk = s_pick_worker(c);
@@ -913,6 +1146,10 @@ static void s_dispatch(sp_coord_t *c)
             return;
         }
         if (wk->model_job != r->job_id || wk->model_version != r->version_base + r->version) {
+            if (s_model_bytes(r) != SP_OK) {
+                s_fail(c, "cannot serialize the model");
+                return;
+            }
             sp_msg_t m;
             sp_msg_init(&m, SP_MSG_MODEL);
             m.u.model.job = r->job_id;
@@ -922,7 +1159,7 @@ static void s_dispatch(sp_coord_t *c)
             if (sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m) != SP_OK) {
                 wk->failures++;
                 sp_workers_kill(c, wk, "model could not be sent");
-                p--; /* this partition is still pending: try another worker */
+                p--; /* this node is still pending: try another worker */
                 continue;
             }
             wk->model_job = r->job_id;
@@ -930,18 +1167,7 @@ static void s_dispatch(sp_coord_t *c)
             wk->bytes_out += r->model_len;
             r->bytes_wire += r->model_len;
         }
-        sp_msg_t m;
-        sp_msg_init(&m, SP_MSG_TASK);
-        sp_msg_task_t *t = &m.u.task;
-        t->job = r->job_id;
-        t->version = r->version_base + r->version;
-        t->step = r->global_step;
-        t->partition = p;
-        snprintf(t->dataset, sizeof t->dataset, "%s", r->ds.info.name);
-        t->checksum = r->ds.info.checksum;
-        t->n_indices = part->len;
-        t->indices = r->perm + r->step_in_epoch * job->def.batch + part->offset;
-        if (sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m) != SP_OK) {
+        if (s_send_task(c, r, job, wk, p) != SP_OK) {
             wk->failures++;
             sp_workers_kill(c, wk, "task could not be sent");
             p--;
@@ -950,8 +1176,8 @@ static void s_dispatch(sp_coord_t *c)
         part->state = SP_PART_INFLIGHT;
         part->worker = wk->id;
         wk->in_flight++;
-        r->bytes_wire += (uint64_t)part->len * 4 + 64;
     }
+    s_send_ahead(c, r, job);
 }
 
 void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk)
@@ -1077,18 +1303,30 @@ out:
 
 /* --- reduce -------------------------------------------------------------- */
 
-static void s_add_part(sp_run_t *r, const sp_part_t *part)
+/* Sum of the finished nodes under tree node [lo, hi), combined in the tree's
+ * order (common/reduce.h) into the node that starts at lo, which is returned.
+ * Workers sum inside their nodes in the same order, so the result has the
+ * same bits however the step was split. */
+static sp_part_t *s_combine(sp_run_t *r, uint32_t lo, uint32_t hi)
 {
-    float *sum = r->sum;
-    const float *g = part->grad;
-    for (size_t i = 0; i < r->n_params; i++) {
-        sum[i] += g[i];
+    sp_part_t *p = &r->parts[lo];
+    if (p->count == hi - lo) {
+        return p;
     }
-    for (size_t i = 0; i < r->n_hits; i++) {
-        r->hits_sum[i] += part->hits[i];
-    }
-    r->step_loss += part->loss_sum;
-    r->step_correct += part->n_correct;
+    uint32_t mid = lo + sp_reduce_split(hi - lo);
+    sp_part_t *a = s_combine(r, lo, mid);
+    sp_part_t *b = s_combine(r, mid, hi);
+    sp_reduce_add_f32(a->grad, b->grad, r->n_params);
+    sp_reduce_add_u32(a->hits, b->hits, r->n_hits);
+    a->loss_sum = a->loss_sum + b->loss_sum;
+    a->n_correct += b->n_correct;
+    free(b->grad);
+    free(b->hits);
+    b->grad = NULL;
+    b->hits = NULL;
+    b->count = 0;
+    a->count = hi - lo;
+    return a;
 }
 
 static void s_step_finish(sp_coord_t *c);
@@ -1104,15 +1342,17 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
         why = "no such running job";
     } else if (res->version != r->version_base + r->version || res->step != r->global_step) {
         why = "stale model version or step";
-    } else if (res->partition >= r->n_parts) {
+    } else if (res->partition >= r->n_parts || res->n_partitions > r->n_parts - res->partition) {
         why = "partition out of range";
         bad = 1;
     } else {
         part = &r->parts[res->partition];
-        if (part->state != SP_PART_INFLIGHT || part->worker != wk->id) {
-            why = "partition not held by this worker (late or duplicate)";
+        if (part->count != res->n_partitions || part->state != SP_PART_INFLIGHT ||
+            part->worker != wk->id) {
+            why = "node not held by this worker (late or duplicate)";
             part = NULL;
-        } else if (res->n_samples != part->len || res->n_correct > res->n_samples) {
+        } else if (res->n_samples != s_node_len(r, res->partition) ||
+                   res->n_correct > res->n_samples) {
             why = "sample count does not match the partition";
             bad = 1;
         } else if (res->n_grad != r->n_params || res->n_hits != r->n_hits) {
@@ -1156,7 +1396,7 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
         return;
     }
     wk->in_flight--;
-    wk->partitions_done++;
+    wk->partitions_done += res->n_partitions;
     wk->samples_done += res->n_samples;
     wk->compute_us += res->compute_us;
     part->state = SP_PART_DONE;
@@ -1168,16 +1408,11 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     res->grad = NULL;
     res->hits = NULL;
     res->n_grad = res->n_hits = 0;
-    while (r->next_reduce < r->n_parts && r->parts[r->next_reduce].state == SP_PART_DONE) {
-        sp_part_t *q = &r->parts[r->next_reduce];
-        s_add_part(r, q);
-        free(q->grad);
-        free(q->hits);
-        q->grad = NULL;
-        q->hits = NULL;
-        r->next_reduce++;
+    int all_done = 1;
+    for (uint32_t p = 0; p < r->n_parts && all_done; p += r->parts[p].count) {
+        all_done = r->parts[p].state == SP_PART_DONE;
     }
-    if (r->next_reduce == r->n_parts) {
+    if (all_done) {
         s_step_finish(c);
     }
     if (c->run != NULL) {
@@ -1278,11 +1513,69 @@ static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
     return changed;
 }
 
+/* Brings every live worker that holds version v_old of the job to v_old + 1:
+ * the one that computed the whole step (self) applied it already; the others
+ * get the step's summed gradient in one APPLY, encoded once. */
+static void s_send_apply(sp_coord_t *c, sp_run_t *r, const sp_part_t *root, uint64_t v_old,
+                         uint32_t self)
+{
+    const uint8_t *ids[64];
+    size_t lens[64];
+    sp_worker_t *who[64];
+    int rcs[64];
+    size_t n = 0;
+    for (size_t i = 0; i <= c->workers.n; i++) {
+        if (n == 64 || (i == c->workers.n && n > 0)) {
+            sp_msg_t m;
+            sp_msg_init(&m, SP_MSG_APPLY);
+            m.u.apply.job = r->job_id;
+            m.u.apply.version = v_old + 1;
+            m.u.apply.step = r->global_step;
+            m.u.apply.n_samples = r->batch_len;
+            m.u.apply.n_grad = (uint32_t)r->n_params;
+            m.u.apply.grad = root->grad;
+            m.u.apply.n_hits = (uint32_t)r->n_hits;
+            m.u.apply.hits = root->hits;
+            (void)sp_msg_send_many(c->workers_sock, ids, lens, n, &m, rcs);
+            for (size_t k = 0; k < n; k++) {
+                if (rcs[k] == SP_OK) {
+                    who[k]->model_version = v_old + 1;
+                    uint64_t bytes = ((uint64_t)r->n_params + r->n_hits) * 4;
+                    who[k]->bytes_out += bytes;
+                    r->bytes_wire += bytes + 64;
+                } else {
+                    who[k]->failures++;
+                    sp_workers_kill(c, who[k], "apply could not be sent");
+                }
+            }
+            n = 0;
+        }
+        if (i == c->workers.n) {
+            break;
+        }
+        sp_worker_t *wk = &c->workers.v[i];
+        if (!wk->alive || wk->model_job != r->job_id || wk->model_version != v_old) {
+            continue;
+        }
+        if (wk->id == self) {
+            wk->model_version = v_old + 1;
+            continue;
+        }
+        ids[n] = wk->ident;
+        lens[n] = wk->ident_len;
+        who[n] = wk;
+        n++;
+    }
+}
+
 static void s_step_finish(sp_coord_t *c)
 {
     sp_run_t *r = c->run;
     sp_job_t *job = s_run_job(c);
-    int rc = sp_network_apply_gradient(r->net, r->sum, r->batch_len, r->hits_sum);
+    sp_part_t *root = s_combine(r, 0, r->n_parts);
+    s_send_apply(c, r, root, r->version_base + r->version,
+                 r->n_nodes == 1 ? r->parts[0].worker : 0);
+    int rc = sp_network_apply_gradient(r->net, root->grad, r->batch_len, root->hits);
     if (rc != SP_OK) {
         if (rc == SP_E_RANGE) {
             s_fail(c, "training diverged at step %" PRIu64 " (a gain, bias or momentum left its "
@@ -1300,16 +1593,23 @@ static void s_step_finish(sp_coord_t *c)
     r->step_in_epoch++;
     job->step = r->global_step;
     job->samples_seen += r->batch_len;
-    r->ep_loss += r->step_loss;
-    r->ep_correct += r->step_correct;
+    r->ep_loss += root->loss_sum;
+    r->ep_correct += root->n_correct;
     r->ep_samples += r->batch_len;
     r->ep_samples_t += r->batch_len;
-    r->rec_loss += r->step_loss;
-    r->rec_correct += r->step_correct;
+    r->rec_loss += root->loss_sum;
+    r->rec_correct += root->n_correct;
     r->rec_samples += r->batch_len;
     r->rec_steps++;
-    if (s_grow_prune(c, r, job) < 0) {
+    int changed = s_grow_prune(c, r, job);
+    if (changed < 0) {
         return;
+    }
+    if (changed) {
+        /* The workers' copies (applied to the old topology) are not this
+         * model: a version of its own sends every worker a MODEL. */
+        r->version++;
+        s_sizes(r);
     }
     uint64_t every = (r->steps_per_epoch + S_STEP_RECORDS_PER_EPOCH - 1) / S_STEP_RECORDS_PER_EPOCH;
     if (r->rec_steps >= every) {
@@ -1331,10 +1631,11 @@ static void s_step_finish(sp_coord_t *c)
         job->epoch = r->epoch + 1;
         s_perm(r, job->def.seed);
     }
-    if (s_refresh_model(r) != SP_OK || s_step_begin(r, job) != SP_OK) {
+    if (s_step_begin(c, r, job) != SP_OK) {
         s_fail(c, "cannot prepare the next step");
         return;
     }
+    s_claim_ahead(c, r);
     if (epoch_done || now - r->last_ckpt_ms >= SP_COORD_CKPT_EVERY_MS) {
         (void)s_write_checkpoint(c);
     }

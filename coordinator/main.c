@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "proto/messages.h"
 #include "coordinator/coordinator.h"
 
 static volatile sig_atomic_t s_stop;
@@ -127,6 +128,7 @@ int main(int argc, char **argv)
      * call and take the cores the workers on this machine need. Results do
      * not depend on the thread count. */
     omp_set_num_threads(1);
+    sp_msg_tune_allocator();
 
     sp_coord_t *c = calloc(1, sizeof *c);
     if (c == NULL) {

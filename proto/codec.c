@@ -92,6 +92,10 @@ struct s_schema {
     {                                                                                              \
         .key = #f, .kind = K_U64, .flags = F_OPT, .off = S_OFF(T, f), .hi = UINT64_MAX             \
     }
+#define FU32_OPT(T, f, h)                                                                          \
+    {                                                                                              \
+        .key = #f, .kind = K_U32, .flags = F_OPT, .off = S_OFF(T, f), .lo = 0, .hi = (h)           \
+    }
 #define FI32(T, f, l, h)                                                                           \
     {                                                                                              \
         .key = #f, .kind = K_I32, .off = S_OFF(T, f), .lo = (l), .hi = (h)                         \
@@ -190,17 +194,50 @@ static const s_field_t s_model_f[] = {
 };
 SCHEMA(s_model, sp_msg_model_t, s_model_f, NULL, NULL);
 
+/* A node's samples must be cut into its partitions exactly: every partition
+ * but the last full, the last non-empty; and the node lies within the step. */
+static int s_task_check(const void *s, char *err, size_t len)
+{
+    const sp_msg_task_t *t = s;
+    uint64_t full = (uint64_t)t->n_partitions * t->partition_size;
+    uint64_t before = full - t->partition_size;
+    if (t->n_indices > full || t->n_indices <= before) {
+        return sp_err_input(err, len,
+                            "task.n_indices: %" PRIu32 " samples do not fill %" PRIu32
+                            " partitions of %" PRIu32,
+                            t->n_indices, t->n_partitions, t->partition_size);
+    }
+    if (t->n_indices > t->batch ||
+        (uint64_t)t->partition * t->partition_size + t->n_indices > t->batch) {
+        return sp_err_input(err, len,
+                            "task.batch: node (partition %" PRIu32 ", %" PRIu32
+                            " samples) lies outside a step of %" PRIu32,
+                            t->partition, t->n_indices, t->batch);
+    }
+    return SP_OK;
+}
+static void s_task_fix(void *s)
+{
+    sp_msg_task_t *t = s;
+    t->partition = 0;
+    t->n_partitions = 1;
+    t->partition_size = t->n_indices;
+    t->batch = t->n_indices;
+}
 static const s_field_t s_task_f[] = {
     FU64(sp_msg_task_t, job, 1, U64MAX),
     FU64(sp_msg_task_t, version, 1, U64MAX),
     FU64(sp_msg_task_t, step, 0, U64MAX),
     FU32(sp_msg_task_t, partition, 0, SP_INDICES_MAX - 1),
+    FU32(sp_msg_task_t, n_partitions, 1, SP_INDICES_MAX),
+    FU32(sp_msg_task_t, partition_size, 1, SP_INDICES_MAX),
+    FU32(sp_msg_task_t, batch, 1, SP_INDICES_MAX),
     FSTR(sp_msg_task_t, dataset, CS_NAME),
     FU64(sp_msg_task_t, checksum, 0, U64MAX),
     FU32(sp_msg_task_t, n_indices, 1, SP_INDICES_MAX),
     FBIN(sp_msg_task_t, indices, K_BIN_U32, n_indices),
 };
-SCHEMA(s_task, sp_msg_task_t, s_task_f, NULL, NULL);
+SCHEMA(s_task, sp_msg_task_t, s_task_f, s_task_check, s_task_fix);
 
 static const s_field_t s_data_req_f[] = {
     FSTR(sp_msg_data_req_t, dataset, CS_NAME),
@@ -253,6 +290,7 @@ static const s_field_t s_result_f[] = {
     FU64(sp_msg_result_t, version, 1, U64MAX),
     FU64(sp_msg_result_t, step, 0, U64MAX),
     FU32(sp_msg_result_t, partition, 0, SP_INDICES_MAX - 1),
+    FU32(sp_msg_result_t, n_partitions, 1, SP_INDICES_MAX),
     FU32(sp_msg_result_t, n_samples, 0, SP_INDICES_MAX),
     FU32(sp_msg_result_t, n_correct, 0, SP_INDICES_MAX),
     FF64(sp_msg_result_t, loss_sum, 0, 0.0, DBL_MAX),
@@ -263,6 +301,18 @@ static const s_field_t s_result_f[] = {
     FBIN(sp_msg_result_t, hits, K_BIN_U32, n_hits),
 };
 SCHEMA(s_result, sp_msg_result_t, s_result_f, s_result_check, s_result_fix);
+
+static const s_field_t s_apply_f[] = {
+    FU64(sp_msg_apply_t, job, 1, U64MAX),
+    FU64(sp_msg_apply_t, version, 2, U64MAX),
+    FU64(sp_msg_apply_t, step, 0, U64MAX),
+    FU32(sp_msg_apply_t, n_samples, 1, SP_INDICES_MAX),
+    FU32(sp_msg_apply_t, n_grad, 0, SP_GRAD_MAX),
+    FBIN(sp_msg_apply_t, grad, K_BIN_F32, n_grad),
+    FU32(sp_msg_apply_t, n_hits, 0, SP_GRAD_MAX),
+    FBIN(sp_msg_apply_t, hits, K_BIN_U32, n_hits),
+};
+SCHEMA(s_apply, sp_msg_apply_t, s_apply_f, NULL, NULL);
 
 /* --- client requests ---------------------------------------------------- */
 static int s_upload_begin_check(const void *s, char *err, size_t len)
@@ -343,6 +393,7 @@ static const s_field_t s_train_f[] = {
     FF64(sp_msg_train_t, growth_threshold, 0, 0.0, 1.0),
     FU32(sp_msg_train_t, prune_every, 0, U32MAX),
     FF64(sp_msg_train_t, prune_threshold, 0, 0.0, 1.0),
+    FU32_OPT(sp_msg_train_t, min_node, 1u << 20),
 };
 static int s_train_check_all(const void *s, char *err, size_t len)
 {
@@ -514,6 +565,8 @@ static const s_schema_t *s_schema_of(uint32_t type)
         return &s_data_chunk;
     case SP_MSG_RESULT:
         return &s_result;
+    case SP_MSG_APPLY:
+        return &s_apply;
     case SP_MSG_UPLOAD_BEGIN:
         return &s_upload_begin;
     case SP_MSG_UPLOAD_CHUNK:
@@ -1053,6 +1106,29 @@ static int s_pack_struct(msgpack_packer *pk, const s_schema_t *sc, const void *s
     return e;
 }
 
+/* Bytes a body will about take: the blobs and binary arrays it carries plus
+ * a generous allowance for keys and scalars (only a buffer size hint). */
+static size_t s_size_guess(const s_schema_t *sc, const void *s)
+{
+    size_t n = 256;
+    for (size_t i = 0; i < sc->n_fields; i++) {
+        const s_field_t *f = &sc->fields[i];
+        switch (f->kind) {
+        case K_BIN_U32:
+        case K_BIN_F32:
+            n += (size_t)s_count(s, f) * 4 + 16;
+            break;
+        case K_BLOB:
+            n += CAT(s, f->off, sp_blob_t)->len + 16;
+            break;
+        default:
+            n += 32;
+            break;
+        }
+    }
+    return n;
+}
+
 int sp_msg_encode(const sp_msg_t *m, uint8_t hdr[SP_MSG_HEADER_BYTES], uint8_t **body,
                   size_t *body_len)
 {
@@ -1070,6 +1146,12 @@ int sp_msg_encode(const sp_msg_t *m, uint8_t hdr[SP_MSG_HEADER_BYTES], uint8_t *
     }
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
+    /* Room for the whole body up front: a gradient of 400 KB would otherwise
+     * be copied through every doubling of the buffer. */
+    size_t guess = s_size_guess(sc, &m->u);
+    if (guess > MSGPACK_SBUFFER_INIT_SIZE && (sb.data = malloc(guess)) != NULL) {
+        sb.alloc = guess;
+    }
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     if (s_pack_struct(&pk, sc, &m->u) != 0) {

@@ -31,7 +31,8 @@
     X(TASK, 7, "task")                 /* coordinator -> worker: compute one partition */     \
     X(DATA_REQ, 8, "data_req")         /* worker -> coordinator: send dataset bytes */        \
     X(DATA_CHUNK, 9, "data_chunk")     /* coordinator -> worker: part of a dataset */         \
-    X(RESULT, 10, "result")            /* worker -> coordinator: partition gradient */        \
+    X(RESULT, 10, "result")            /* worker -> coordinator: gradient of a task's node */ \
+    X(APPLY, 11, "apply")              /* coordinator -> worker: a step's summed gradient */  \
     X(UPLOAD_BEGIN, 20, "upload_begin") /* client: start streaming a dataset */               \
     X(UPLOAD_CHUNK, 21, "upload_chunk") /* client: one chunk of a part */                     \
     X(UPLOAD_END, 22, "upload_end")     /* client: all chunks sent; store it */               \
@@ -96,18 +97,25 @@ typedef struct {
 typedef struct {
     uint64_t job;             /* >= 1 */
     uint64_t version;         /* model version, >= 1 */
-    sp_blob_t model;          /* model file bytes (docs/MODEL_FORMAT.md), no training state;
-                                 1..SP_MSG_MAX_BYTES (the whole body must fit too) */
+    sp_blob_t model;          /* model file bytes (docs/MODEL_FORMAT.md) WITH training state
+                                 (master weights, optimizer state): the worker applies
+                                 steps itself; 1..SP_MSG_MAX_BYTES (the whole body too) */
 } sp_msg_model_t;
 
 typedef struct {
     uint64_t job;             /* >= 1 */
     uint64_t version;         /* model version the partition must be computed on, >= 1 */
     uint64_t step;            /* global step number of the job */
-    uint32_t partition;       /* partition index within the step's batch, < SP_INDICES_MAX */
+    uint32_t partition;       /* first partition of the node within the step, < SP_INDICES_MAX */
+    uint32_t n_partitions;    /* partitions in the node (a node of the reduction tree,
+                                 proto/PROTOCOL.md), 1..SP_INDICES_MAX */
+    uint32_t partition_size;  /* samples per partition (the last of a step may have fewer),
+                                 1..SP_INDICES_MAX */
+    uint32_t batch;           /* samples in the whole step, n_indices..SP_INDICES_MAX */
     char dataset[SP_NAME_MAX]; /* name */
     uint64_t checksum;        /* dataset checksum: the worker's cache key with the name */
-    uint32_t n_indices;       /* 1..SP_INDICES_MAX */
+    uint32_t n_indices;       /* the node's samples: more than (n_partitions - 1) *
+                                 partition_size, at most n_partitions * partition_size */
     uint32_t *indices;        /* sample indices (wire: bin of n_indices u32 LE) */
 } sp_msg_task_t;
 
@@ -127,7 +135,8 @@ typedef struct {
 
 typedef struct {
     uint64_t job, version, step; /* job, version >= 1: echo the task */
-    uint32_t partition;       /* < SP_INDICES_MAX */
+    uint32_t partition;       /* first partition of the node, < SP_INDICES_MAX */
+    uint32_t n_partitions;    /* partitions in the node, 1..SP_INDICES_MAX */
     uint32_t n_samples;       /* 0..SP_INDICES_MAX */
     uint32_t n_correct;       /* <= n_samples */
     double loss_sum;          /* finite, >= 0 (a diverged worker sends ERROR instead) */
@@ -137,6 +146,21 @@ typedef struct {
     uint32_t n_hits;          /* 0..SP_GRAD_MAX */
     uint32_t *hits;           /* n_hits counts (wire: bin of u32 LE) */
 } sp_msg_result_t;
+
+/* The summed gradient of a completed step, for a worker that holds the
+ * model of version - 1 and did not compute the whole step itself: applying
+ * it (sp_network_apply_gradient) gives exactly the coordinator's model of
+ * `version`. */
+typedef struct {
+    uint64_t job;             /* >= 1 */
+    uint64_t version;         /* the model version the step produces, >= 2 */
+    uint64_t step;            /* global step the gradient belongs to */
+    uint32_t n_samples;       /* samples in the step, 1..SP_INDICES_MAX */
+    uint32_t n_grad;          /* 0..SP_GRAD_MAX */
+    float *grad;              /* n_grad finite floats (wire: bin of f32 LE) */
+    uint32_t n_hits;          /* 0..SP_GRAD_MAX */
+    uint32_t *hits;           /* n_hits counts (wire: bin of u32 LE) */
+} sp_msg_apply_t;
 
 /* --- client <-> coordinator (every request carries req, echoed in the reply) */
 typedef struct {
@@ -183,6 +207,8 @@ typedef struct {
     double growth_threshold;  /* saturation, 0..1 */
     uint32_t prune_every;     /* 0 = off */
     double prune_threshold;   /* saturation, 0..1 */
+    uint32_t min_node;        /* optional: fewest samples a worker gets of a step that is
+                                 split among workers; 0 = the coordinator's default */
 } sp_msg_train_t;
 
 typedef struct {
@@ -304,6 +330,7 @@ typedef struct {
         sp_msg_data_req_t data_req;
         sp_msg_data_chunk_t data_chunk;
         sp_msg_result_t result;
+        sp_msg_apply_t apply;
         sp_msg_upload_begin_t upload_begin;
         sp_msg_upload_chunk_t upload_chunk;
         sp_msg_upload_end_t upload_end;
@@ -367,6 +394,11 @@ int sp_msg_example(sp_msg_t *m, sp_msg_type_t type, uint64_t seed);
 int sp_msg_equal(const sp_msg_t *a, const sp_msg_t *b, char *where, size_t wherelen);
 
 /* --- ZeroMQ transport (proto/transport.c) ------------------------------- */
+/* Process set-up for programs that move large messages every step (the
+ * coordinator and the worker): buffers up to SP_MSG_MAX_BYTES are served
+ * from the heap and kept, instead of being mapped, page-faulted and unmapped
+ * for every gradient. Call once at start-up. */
+void sp_msg_tune_allocator(void);
 /* Sets ZMQ_MAXMSGSIZE, ZMQ_LINGER and, for ROUTER sockets, ZMQ_ROUTER_MANDATORY. */
 int sp_sock_configure(void *sock, int zmq_type);
 /* Sends m, preceded by the routing identity when id != NULL (ROUTER), or by
@@ -375,6 +407,12 @@ int sp_sock_configure(void *sock, int zmq_type);
  * SP_E_IO (errno kept) if a send fails: EHOSTUNREACH for a vanished ROUTER
  * peer, EAGAIN when the peer's queue is full (ZMQ_SNDHWM messages). */
 int sp_msg_send(void *sock, const uint8_t *id, size_t id_len, const sp_msg_t *m);
+/* Sends m to n ROUTER peers (ids[i], id_lens[i]), encoding it once: the body
+ * frame is shared, not copied per peer. rcs[i] gets each send's result as
+ * sp_msg_send would return it. Returns SP_OK, or the encode error (then no
+ * send was tried and every rcs[i] holds it). */
+int sp_msg_send_many(void *sock, const uint8_t *const *ids, const size_t *id_lens, size_t n,
+                     const sp_msg_t *m, int *rcs);
 /* Receives one message (non-blocking when flags has ZMQ_DONTWAIT). For
  * ROUTER sockets the identity is written to id (up to *id_len bytes; *id_len
  * updated), for SUB sockets the topic frame (id and id_len may be NULL to

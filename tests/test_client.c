@@ -27,6 +27,7 @@
 #include "common/dataset.h"
 #include "common/error.h"
 #include "common/network.h"
+#include "common/reduce.h"
 #include "proto/messages.h"
 
 #define S_CHILD_BOUND_MS 30000 /* a child still running after this is a failure */
@@ -1031,15 +1032,20 @@ static void test_client_worker_computes_like_in_process(void **state)
     sp_network_t *net = s_make_net(sizes, 3, 5);
     uint8_t *model = NULL;
     size_t model_len = 0;
-    assert_int_equal(sp_network_save_buffer(net, 0, &model, &model_len), SP_OK);
+    assert_int_equal(sp_network_save_buffer(net, 1, &model, &model_len), SP_OK);
 
-    /* the task first, then the model: the worker must wait for the model */
+    /* the task first, then the model: the worker must wait for the model.
+     * The task is the node of partitions 2..4 (4 + 4 + 2 samples) at the end
+     * of an 18-sample step. */
     uint32_t idx[10] = {3, 1, 4, 15, 9, 26, 5, 35, 8, 39};
     sp_msg_init(&out, SP_MSG_TASK);
     out.u.task.job = 1;
     out.u.task.version = 1;
     out.u.task.step = 1;
     out.u.task.partition = 2;
+    out.u.task.n_partitions = 3;
+    out.u.task.partition_size = 4;
+    out.u.task.batch = 18;
     snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
     out.u.task.checksum = sum;
     out.u.task.n_indices = 10;
@@ -1078,9 +1084,11 @@ static void test_client_worker_computes_like_in_process(void **state)
     assert_int_equal(res->version, 1);
     assert_int_equal(res->step, 1);
     assert_int_equal(res->partition, 2);
+    assert_int_equal(res->n_partitions, 3);
     assert_int_equal(res->n_samples, 10);
 
-    /* the same gradient in process, on the model as the worker loaded it */
+    /* the same node in process, on the model as the worker loaded it: the
+     * three partitions' gradients summed in the tree's order, (p0 + p1) + p2 */
     sp_network_t *ref = NULL;
     char err[256];
     assert_int_equal(sp_network_load_buffer(model, model_len, &ref, err, sizeof err), SP_OK);
@@ -1088,46 +1096,80 @@ static void test_client_worker_computes_like_in_process(void **state)
     assert_int_equal(res->n_grad, n_params);
     assert_int_equal(res->n_hits, n_hits);
     float *X = malloc(10 * 4 * sizeof *X), *T = malloc(10 * 3 * sizeof *T);
-    float *grad = calloc(n_params, sizeof *grad);
+    float *grad = calloc(n_params, sizeof *grad), *part = calloc(n_params, sizeof *part);
     uint32_t *hits = calloc(n_hits ? n_hits : 1, sizeof *hits);
-    sp_dataset_gather(&d, idx, 10, X);
-    sp_dataset_targets(&d, idx, 10, T);
-    sp_batch_result_t br;
-    assert_int_equal(sp_network_gradient(ref, X, T, 10, grad, hits, &br), SP_OK);
+    double loss[3];
+    uint32_t correct = 0;
+    const size_t first[3] = {0, 4, 8}, count[3] = {4, 4, 2};
+    for (int k = 0; k < 3; k++) {
+        sp_dataset_gather(&d, idx + first[k], count[k], X);
+        sp_dataset_targets(&d, idx + first[k], count[k], T);
+        sp_batch_result_t br;
+        memset(k == 0 ? grad : part, 0, n_params * sizeof *grad);
+        assert_int_equal(sp_network_gradient(ref, X, T, count[k], k == 0 ? grad : part, hits, &br),
+                         SP_OK);
+        if (k > 0) {
+            sp_reduce_add_f32(grad, part, n_params);
+        }
+        loss[k] = br.loss_sum;
+        correct += br.n_correct;
+    }
     assert_memory_equal(res->grad, grad, n_params * sizeof *grad);
     assert_memory_equal(res->hits, hits, n_hits * sizeof *hits);
-    assert_int_equal(res->n_correct, br.n_correct);
-    assert_true(res->loss_sum == br.loss_sum);
+    assert_int_equal(res->n_correct, correct);
+    assert_true(res->loss_sum == (loss[0] + loss[1]) + loss[2]);
     sp_msg_fini(&m);
 
-    /* an unknown message is logged, not fatal; after version 2 arrives, a
-     * task of version 1 is stale and dropped: the next result is version 2 */
+    /* An unknown message is logged, not fatal. The step's summed gradient
+     * (APPLY to version 2) moves the worker's copy exactly as the same
+     * optimizer step moves ours; a task of version 1 is then stale and
+     * dropped, so the next result is version 2's, on the stepped weights. */
     sp_msg_init(&out, SP_MSG_R_OK);
     s_reply(&f, id, id_len, &out);
-    sp_msg_init(&out, SP_MSG_MODEL);
-    out.u.model.job = 1;
-    out.u.model.version = 2;
-    out.u.model.model.data = model;
-    out.u.model.model.len = model_len;
+    sp_msg_init(&out, SP_MSG_APPLY);
+    out.u.apply.job = 1;
+    out.u.apply.version = 2;
+    out.u.apply.step = 1;
+    out.u.apply.n_samples = 18;
+    out.u.apply.n_grad = (uint32_t)n_params;
+    out.u.apply.grad = grad;
+    out.u.apply.n_hits = (uint32_t)n_hits;
+    out.u.apply.hits = hits;
     s_reply(&f, id, id_len, &out);
-    for (uint64_t v = 1; v <= 2; v++) {
+    assert_int_equal(sp_network_apply_gradient(ref, grad, 18, hits), SP_OK);
+    for (uint64_t v = 1; v <= 3; v++) {
+        /* version 3 is sent with no MODEL or APPLY: the worker gets there by
+         * applying the whole step of version 2 itself */
         sp_msg_init(&out, SP_MSG_TASK);
         out.u.task.job = 1;
         out.u.task.version = v;
         out.u.task.step = v;
         out.u.task.partition = 0;
+        out.u.task.n_partitions = 1;
+        out.u.task.partition_size = 10;
+        out.u.task.batch = 10;
         snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
         out.u.task.checksum = sum;
         out.u.task.n_indices = 10;
         out.u.task.indices = idx;
         s_reply(&f, id, id_len, &out);
     }
-    id_len = sizeof id;
-    s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
-    assert_int_equal(m.u.result.version, 2);
-    assert_int_equal(m.u.result.step, 2);
-    assert_memory_equal(m.u.result.grad, grad, n_params * sizeof *grad); /* same weights */
-    sp_msg_fini(&m);
+    sp_dataset_gather(&d, idx, 10, X);
+    sp_dataset_targets(&d, idx, 10, T);
+    for (uint64_t v = 2; v <= 3; v++) {
+        memset(grad, 0, n_params * sizeof *grad);
+        memset(hits, 0, (n_hits ? n_hits : 1) * sizeof *hits);
+        sp_batch_result_t br;
+        assert_int_equal(sp_network_gradient(ref, X, T, 10, grad, hits, &br), SP_OK);
+        id_len = sizeof id;
+        s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
+        assert_int_equal(m.u.result.version, v);
+        assert_int_equal(m.u.result.step, v);
+        assert_memory_equal(m.u.result.grad, grad, n_params * sizeof *grad);
+        assert_true(m.u.result.loss_sum == br.loss_sum);
+        sp_msg_fini(&m);
+        assert_int_equal(sp_network_apply_gradient(ref, grad, 10, hits), SP_OK);
+    }
 
     /* SIGTERM: BYE and exit 0 */
     kill(pid, SIGTERM);
@@ -1142,6 +1184,7 @@ static void test_client_worker_computes_like_in_process(void **state)
     free(X);
     free(T);
     free(grad);
+    free(part);
     free(hits);
     free(ser);
     free(model);
@@ -1196,7 +1239,7 @@ static void test_client_worker_beats_while_computing(void **state)
     sp_network_t *net = s_make_net(sizes, 3, 11);
     uint8_t *model = NULL;
     size_t model_len = 0;
-    assert_int_equal(sp_network_save_buffer(net, 0, &model, &model_len), SP_OK);
+    assert_int_equal(sp_network_save_buffer(net, 1, &model, &model_len), SP_OK);
     sp_msg_init(&out, SP_MSG_MODEL);
     out.u.model.job = 1;
     out.u.model.version = 1;
@@ -1211,6 +1254,9 @@ static void test_client_worker_beats_while_computing(void **state)
     out.u.task.job = 1;
     out.u.task.version = 1;
     out.u.task.step = 1;
+    out.u.task.n_partitions = 1;
+    out.u.task.partition_size = N;
+    out.u.task.batch = N;
     snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "big");
     out.u.task.checksum = sum;
     out.u.task.n_indices = N;

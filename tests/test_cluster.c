@@ -84,6 +84,7 @@ static void s_job_def(sp_msg_train_t *t, const char *dataset, uint32_t epochs, u
     t->lr = 0.05;
     t->momentum = 0.9;
     t->seed = 11;
+    t->min_node = 1; /* split the small steps anyway: several workers share each one */
     snprintf(t->mode, sizeof t->mode, "backprop");
     snprintf(t->loss, sizeof t->loss, "xent");
 }

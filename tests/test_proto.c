@@ -275,6 +275,9 @@ static void test_proto_round_trip_fields_by_hand(void **state)
                                .version = 9,
                                .step = 1ull << 40,
                                .partition = 4,
+                               .n_partitions = 2,
+                               .partition_size = 3,
+                               .batch = 17,
                                .checksum = 0xdeadbeefcafef00dull,
                                .n_indices = 5,
                                .indices = idx};
@@ -287,6 +290,9 @@ static void test_proto_round_trip_fields_by_hand(void **state)
     assert_int_equal(d.u.task.version, 9);
     assert_int_equal(d.u.task.step, 1ull << 40);
     assert_int_equal(d.u.task.partition, 4);
+    assert_int_equal(d.u.task.n_partitions, 2);
+    assert_int_equal(d.u.task.partition_size, 3);
+    assert_int_equal(d.u.task.batch, 17);
     assert_string_equal(d.u.task.dataset, "fashion-mnist_v1.2");
     assert_int_equal(d.u.task.checksum, 0xdeadbeefcafef00dull);
     assert_int_equal(d.u.task.n_indices, 5);
@@ -301,6 +307,7 @@ static void test_proto_round_trip_fields_by_hand(void **state)
                                    .version = 2,
                                    .step = 5,
                                    .partition = 1,
+                                   .n_partitions = 2,
                                    .n_samples = 32,
                                    .n_correct = 30,
                                    .loss_sum = 1.0 / 3.0,
@@ -312,6 +319,7 @@ static void test_proto_round_trip_fields_by_hand(void **state)
     assert_int_equal(sp_msg_encode(&m, hdr, &body, &len), SP_OK);
     assert_int_equal(sp_msg_decode(hdr, 4, body, len, &d, err, sizeof(err)), SP_OK);
     free(body);
+    assert_int_equal(d.u.result.n_partitions, 2);
     assert_int_equal(d.u.result.n_samples, 32);
     assert_int_equal(d.u.result.n_correct, 30);
     assert_true(d.u.result.loss_sum == 1.0 / 3.0);
@@ -402,6 +410,81 @@ static void test_proto_round_trip_fields_by_hand(void **state)
     sp_msg_fini(&d);
 }
 
+/* A task's node must be cut into its partitions exactly and lie inside its
+ * step: the encoder refuses a bad shape (SP_E_RANGE) and the decoder refuses
+ * the same fields on the wire (SP_E_INPUT), naming the field. */
+static void test_proto_task_node_shape_checked(void **state)
+{
+    (void)state;
+    uint32_t idx[10] = {0};
+    struct {
+        uint32_t partition, n_partitions, partition_size, batch, n_indices;
+        int ok;
+    } cases[] = {
+        {0, 1, 10, 10, 10, 1},  /* a whole step of one partition */
+        {2, 3, 4, 18, 10, 1},   /* 4 + 4 + 2 samples at the end of the step */
+        {0, 3, 4, 12, 8, 0},    /* 8 samples fill only 2 of 3 partitions of 4 */
+        {0, 2, 4, 12, 10, 0},   /* more samples than 2 partitions of 4 hold */
+        {0, 3, 3, 9, 6, 0},     /* the last of 3 partitions would be empty */
+        {2, 3, 4, 17, 10, 0},   /* the node runs past the end of its step */
+        {0, 1, 10, 9, 10, 0},   /* more samples than the step */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sp_msg_t m;
+        sp_msg_init(&m, SP_MSG_TASK);
+        m.u.task = (sp_msg_task_t){.job = 1,
+                                   .version = 1,
+                                   .partition = cases[i].partition,
+                                   .n_partitions = cases[i].n_partitions,
+                                   .partition_size = cases[i].partition_size,
+                                   .batch = cases[i].batch,
+                                   .n_indices = cases[i].n_indices,
+                                   .indices = idx};
+        strcpy(m.u.task.dataset, "d");
+        uint8_t hdr[4];
+        uint8_t *body = NULL;
+        size_t len = 0;
+        int rc = sp_msg_encode(&m, hdr, &body, &len);
+        if (cases[i].ok) {
+            assert_int_equal(rc, SP_OK);
+            sp_msg_t d;
+            char err[256];
+            assert_int_equal(sp_msg_decode(hdr, 4, body, len, &d, err, sizeof err), SP_OK);
+            sp_msg_fini(&d);
+            free(body);
+            continue;
+        }
+        assert_int_equal(rc, SP_E_RANGE);
+        /* the same fields on the wire, in a body packed by hand (the
+         * encoder would refuse them) */
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 11);
+        const char *keys[] = {"job", "version", "step", "partition", "n_partitions",
+                              "partition_size", "batch", "checksum", "n_indices"};
+        const uint64_t vals[] = {1, 1, 0, cases[i].partition, cases[i].n_partitions,
+                                 cases[i].partition_size, cases[i].batch, 0, cases[i].n_indices};
+        for (size_t k = 0; k < 9; k++) {
+            msgpack_pack_str(&pk, strlen(keys[k]));
+            msgpack_pack_str_body(&pk, keys[k], strlen(keys[k]));
+            msgpack_pack_uint64(&pk, vals[k]);
+        }
+        msgpack_pack_str(&pk, 7);
+        msgpack_pack_str_body(&pk, "dataset", 7);
+        msgpack_pack_str(&pk, 1);
+        msgpack_pack_str_body(&pk, "d", 1);
+        msgpack_pack_str(&pk, 7);
+        msgpack_pack_str_body(&pk, "indices", 7);
+        msgpack_pack_bin(&pk, cases[i].n_indices * 4);
+        msgpack_pack_bin_body(&pk, idx, cases[i].n_indices * 4);
+        const uint8_t thdr[4] = {'S', 'P', SP_PROTO_VERSION, SP_MSG_TASK};
+        s_expect_fail(thdr, 4, (const uint8_t *)sb.data, sb.size, SP_E_INPUT, "task.");
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
 /* The bytes documented in proto/PROTOCOL.md ("Worked example"). */
 static void test_proto_documented_bytes(void **state)
 {
@@ -412,7 +495,7 @@ static void test_proto_documented_bytes(void **state)
     size_t len;
     sp_msg_init(&m, SP_MSG_HEARTBEAT);
     assert_int_equal(sp_msg_encode(&m, hdr, &body, &len), SP_OK);
-    const uint8_t hb_hdr[4] = {0x53, 0x50, 0x01, 0x04};
+    const uint8_t hb_hdr[4] = {0x53, 0x50, 0x02, 0x04};
     assert_memory_equal(hdr, hb_hdr, 4);
     assert_int_equal(len, 1);
     assert_int_equal(body[0], 0x80);
@@ -422,7 +505,7 @@ static void test_proto_documented_bytes(void **state)
     m.u.job_req.req = 7;
     m.u.job_req.job = 0;
     assert_int_equal(sp_msg_encode(&m, hdr, &body, &len), SP_OK);
-    const uint8_t st_hdr[4] = {0x53, 0x50, 0x01, 0x18};
+    const uint8_t st_hdr[4] = {0x53, 0x50, 0x02, 0x18};
     const uint8_t st_body[] = {0x83, 0xa3, 'r',  'e', 'q', 0x07, 0xa3, 'j', 'o',
                                'b',  0x00, 0xa5, 's', 'i', 'n',  'c',  'e', 0x00};
     assert_memory_equal(hdr, st_hdr, 4);
@@ -466,9 +549,13 @@ static void test_proto_decode_wrong_version_every_type(void **state)
     for (size_t i = 0; i < N_TYPES; i++) {
         s_frames_t fr;
         s_encode_example(s_types[i], 3, &fr);
-        fr.hdr[2] = 2;
-        s_expect_fail(fr.hdr, 4, fr.body, fr.len, SP_E_VERSION,
-                      "protocol version 2 not supported (this build speaks 1)");
+        fr.hdr[2] = SP_PROTO_VERSION + 1;
+        char want[96];
+        snprintf(want, sizeof want, "protocol version %u not supported (this build speaks %u)",
+                 SP_PROTO_VERSION + 1, SP_PROTO_VERSION);
+        s_expect_fail(fr.hdr, 4, fr.body, fr.len, SP_E_VERSION, want);
+        fr.hdr[2] = 1; /* the previous protocol is refused too */
+        s_expect_fail(fr.hdr, 4, fr.body, fr.len, SP_E_VERSION, "version 1 not supported");
         fr.hdr[2] = 0;
         s_expect_fail(fr.hdr, 4, fr.body, fr.len, SP_E_VERSION, "version 0");
         free(fr.body);
@@ -514,7 +601,7 @@ static void test_proto_decode_absurd_counts_every_type(void **state)
     big[1] = 0x04;
     big[2] = 0x01;
     memset(big + 3, 0xc0, 1025);
-    const uint8_t hdr[4] = {'S', 'P', 1, SP_MSG_R_STATUS};
+    const uint8_t hdr[4] = {'S', 'P', SP_PROTO_VERSION, SP_MSG_R_STATUS};
     s_expect_fail(hdr, 4, big, sizeof(big), SP_E_INPUT, "exceeds the limit of 1024");
 }
 
@@ -566,11 +653,16 @@ static void test_proto_decode_missing_key_every_field(void **state)
         for (uint32_t k = 0; k < nk; k++) {
             size_t len = 0;
             uint8_t *bad = s_rewrite(fr.body, fr.len, EDIT_DROP, keys[k], NULL, 0, &len);
-            if (strcmp(keys[k], "since") == 0) { /* the one optional key */
+            if (strcmp(keys[k], "since") == 0 || strcmp(keys[k], "min_node") == 0) {
+                /* the optional keys: absent means 0 */
                 sp_msg_t out;
                 char err[256];
                 assert_int_equal(sp_msg_decode(fr.hdr, 4, bad, len, &out, err, sizeof(err)), SP_OK);
-                assert_int_equal(out.u.job_req.since, 0);
+                if (out.type == SP_MSG_TRAIN) {
+                    assert_int_equal(out.u.train.min_node, 0);
+                } else {
+                    assert_int_equal(out.u.job_req.since, 0);
+                }
                 sp_msg_fini(&out);
             } else {
                 char needle[96];
@@ -1151,7 +1243,10 @@ static void test_proto_zmq_bad_frames_drained(void **state)
     assert_non_null(strstr(err, "frames: 6, expected 3"));
     id_len = sizeof(id);
     assert_int_equal(sp_msg_recv(p.router, 0, id, &id_len, &d, err, sizeof(err)), SP_E_VERSION);
-    assert_non_null(strstr(err, "protocol version 9 not supported (this build speaks 1)"));
+    char want[96];
+    snprintf(want, sizeof want, "protocol version 9 not supported (this build speaks %u)",
+             SP_PROTO_VERSION);
+    assert_non_null(strstr(err, want));
     id_len = sizeof(id);
     assert_int_equal(sp_msg_recv(p.router, 0, id, &id_len, &d, err, sizeof(err)), SP_OK);
     assert_int_equal(d.type, SP_MSG_HEARTBEAT);
@@ -1251,6 +1346,7 @@ int main(void)
         cmocka_unit_test(test_proto_documented_bytes),
         cmocka_unit_test(test_proto_decode_truncated_every_type),
         cmocka_unit_test(test_proto_decode_wrong_version_every_type),
+        cmocka_unit_test(test_proto_task_node_shape_checked),
         cmocka_unit_test(test_proto_decode_absurd_counts_every_type),
         cmocka_unit_test(test_proto_decode_wrong_type_every_field),
         cmocka_unit_test(test_proto_decode_missing_key_every_field),

@@ -93,6 +93,35 @@ sp_network_t *sp_cache_model(sp_cache_t *c, uint64_t job, uint64_t *version)
     return NULL;
 }
 
+static sp_cache_model_t *s_model_slot(sp_cache_t *c, uint64_t job)
+{
+    for (size_t i = 0; i < SP_CACHE_MODELS; i++) {
+        if (c->models[i].job == job && c->models[i].net) {
+            return &c->models[i];
+        }
+    }
+    return NULL;
+}
+
+void sp_cache_set_version(sp_cache_t *c, uint64_t job, uint64_t version)
+{
+    sp_cache_model_t *m = s_model_slot(c, job);
+    if (m != NULL) {
+        m->version = version;
+    }
+}
+
+void sp_cache_drop_model(sp_cache_t *c, uint64_t job)
+{
+    sp_cache_model_t *m = s_model_slot(c, job);
+    if (m != NULL) {
+        sp_network_destroy(&m->net);
+        m->job = 0;
+        m->version = 0;
+        m->used = 0;
+    }
+}
+
 const sp_dataset_t *sp_cache_dataset(sp_cache_t *c, const char *name, uint64_t checksum)
 {
     for (size_t i = 0; i < SP_CACHE_DATASETS; i++) {

@@ -62,6 +62,12 @@ int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint
 /* The job's cached model and its version (*version = 0 and NULL when none);
  * borrowed, valid until the next put. */
 sp_network_t *sp_cache_model(sp_cache_t *c, uint64_t job, uint64_t *version);
+/* The worker changed the job's cached network itself (it applied a step):
+ * records its new version. No-op when the job has no cached model. */
+void sp_cache_set_version(sp_cache_t *c, uint64_t job, uint64_t version);
+/* Forgets the job's model (it is no longer the coordinator's: a step failed
+ * half-way); tasks for the job then wait for the next MODEL. */
+void sp_cache_drop_model(sp_cache_t *c, uint64_t job);
 /* The dataset (name, checksum), or NULL; borrowed. */
 const sp_dataset_t *sp_cache_dataset(sp_cache_t *c, const char *name, uint64_t checksum);
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "proto/messages.h"
 #include "worker/worker.h"
 
 static volatile sig_atomic_t s_stop = 0;
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
         }
     }
     omp_set_num_threads((int)cfg.threads);
+    sp_msg_tune_allocator();
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

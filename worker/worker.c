@@ -17,8 +17,11 @@
 #include "common/dataset.h"
 #include "common/error.h"
 #include "common/network.h"
+#include "common/reduce.h"
 #include "worker/cache.h"
 #include "worker/pulse.h"
+
+#define S_TREE_DEPTH 21 /* a node of SP_INDICES_MAX partitions is 20 levels deep */
 
 typedef enum {
     S_DISCONNECTED = 0, /* no socket; reopen at reconnect_ms */
@@ -49,6 +52,8 @@ struct sp_worker {
     float *X, *T, *grad;
     uint32_t *hits;
     size_t X_cap, T_cap, grad_cap, hits_cap;
+    float *tree[S_TREE_DEPTH]; /* right-child sums of the reduction tree, one per depth */
+    size_t tree_cap;           /* floats in each allocated tree buffer */
     uint64_t tasks_done;
     sp_pulse_t pulse; /* heartbeats while a partition is being computed */
 };
@@ -151,6 +156,9 @@ void sp_worker_destroy(sp_worker_t **wp)
     free(w->X);
     free(w->T);
     free(w->grad);
+    for (unsigned k = 0; k < S_TREE_DEPTH; k++) {
+        free(w->tree[k]);
+    }
     free(w->hits);
     free(w);
     *wp = NULL;
@@ -250,6 +258,15 @@ static void s_drop_task(sp_worker_t *w, size_t i)
     w->n_tasks--;
 }
 
+static int s_has_training_state(sp_worker_t *w, uint64_t job)
+{
+    uint64_t have = 0;
+    sp_network_t *net = sp_cache_model(&w->cache, job, &have);
+    return net != NULL && sp_network_has_training_state(net);
+}
+
+static void s_apply(sp_worker_t *w, const sp_msg_apply_t *a);
+
 static void s_handle(sp_worker_t *w, sp_msg_t *m)
 {
     char err[512] = "";
@@ -271,15 +288,31 @@ static void s_handle(sp_worker_t *w, sp_msg_t *m)
         w->backoff_ms = SP_WORKER_BACKOFF_MIN_MS;
         s_reconnect_later(w, SP_WORKER_BACKOFF_MIN_MS);
         break;
-    case SP_MSG_MODEL:
-        if (sp_cache_put_model(&w->cache, m->u.model.job, m->u.model.version, m->u.model.model.data,
-                               m->u.model.model.len, err, sizeof err) != SP_OK) {
+    case SP_MSG_MODEL: {
+        int rc = sp_cache_put_model(&w->cache, m->u.model.job, m->u.model.version,
+                                    m->u.model.model.data, m->u.model.model.len, err, sizeof err);
+        if (rc == SP_OK && !s_has_training_state(w, m->u.model.job)) {
+            /* This worker applies steps itself: a model without master
+             * weights and optimizer state would drift from the coordinator's. */
+            sp_cache_drop_model(&w->cache, m->u.model.job);
+            snprintf(err, sizeof err, "no training state (protocol %u models carry it)",
+                     SP_PROTO_VERSION);
+            rc = SP_E_INPUT;
+        }
+        if (rc != SP_OK && err[0] == '\0') {
+            snprintf(err, sizeof err, "%s", sp_strerror(rc));
+        }
+        if (rc != SP_OK) {
             s_log_bad(w, "model of job %" PRIu64 " version %" PRIu64 " refused: %s", m->u.model.job,
                       m->u.model.version, err);
             sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_MODEL,
                               "model of job %" PRIu64 " version %" PRIu64 " refused: %s",
                               m->u.model.job, m->u.model.version, err);
         }
+        break;
+    }
+    case SP_MSG_APPLY:
+        s_apply(w, &m->u.apply);
         break;
     case SP_MSG_TASK:
         if (w->state == S_READY) {
@@ -338,7 +371,78 @@ static int s_grow(void **buf, size_t *cap, size_t n, size_t elem)
     return 0;
 }
 
-/* Computes task t on net and d and sends the RESULT. */
+/* Sum of partitions [lo, hi) of task t (numbered within the task) into
+ * grad[n_params], in the order of the reduction tree (common/reduce.h);
+ * adds hits to w->hits. Leaves compute sp_network_gradient on their samples;
+ * inner nodes add their right child's sum (tree buffer of their depth) to
+ * their left child's. loss and correct combine in the same order. */
+static int s_node(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
+                  const sp_dataset_t *d, uint32_t lo, uint32_t hi, unsigned depth, float *grad,
+                  double *loss, uint32_t *correct)
+{
+    size_t n_params = sp_network_n_params(net);
+    if (hi - lo == 1) {
+        size_t off = (size_t)lo * t->partition_size;
+        size_t n = t->n_indices - off < t->partition_size ? t->n_indices - off : t->partition_size;
+        sp_dataset_gather(d, t->indices + off, n, w->X);
+        sp_dataset_targets(d, t->indices + off, n, w->T);
+        memset(grad, 0, n_params * sizeof *grad);
+        sp_batch_result_t res;
+        memset(&res, 0, sizeof res);
+        int rc = sp_network_gradient(net, w->X, w->T, n, grad, w->hits, &res);
+        *loss = res.loss_sum;
+        *correct = res.n_correct;
+        return rc;
+    }
+    SP_ASSERT(depth < S_TREE_DEPTH);
+    if (w->tree_cap < n_params) { /* the topology grew: every level is re-made */
+        for (unsigned k = 0; k < S_TREE_DEPTH; k++) {
+            free(w->tree[k]);
+            w->tree[k] = NULL;
+        }
+        w->tree_cap = n_params;
+    }
+    if (w->tree[depth] == NULL && (w->tree[depth] = malloc(w->tree_cap * sizeof(float))) == NULL) {
+        return SP_E_NOMEM;
+    }
+    uint32_t mid = lo + sp_reduce_split(hi - lo);
+    double loss_l = 0, loss_r = 0;
+    uint32_t corr_l = 0, corr_r = 0;
+    int rc = s_node(w, t, net, d, lo, mid, depth + 1, grad, &loss_l, &corr_l);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    float *right = w->tree[depth];
+    rc = s_node(w, t, net, d, mid, hi, depth + 1, right, &loss_r, &corr_r);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    sp_reduce_add_f32(grad, right, n_params);
+    *loss = loss_l + loss_r;
+    *correct = corr_l + corr_r;
+    return SP_OK;
+}
+
+/* A worker that computed a whole step holds its summed gradient: it applies
+ * the step to its own copy, exactly as the coordinator will (same state,
+ * same gradient, same function), and is at the next version without waiting
+ * for an APPLY. A failed step leaves a model that is no longer the
+ * coordinator's: it is dropped and the next MODEL replaces it. */
+static void s_advance(sp_worker_t *w, uint64_t job, uint64_t version, sp_network_t *net,
+                      const float *grad, uint32_t n_samples, const uint32_t *hits)
+{
+    int rc = sp_network_apply_gradient(net, grad, n_samples, hits);
+    if (rc != SP_OK) {
+        s_log_bad(w, "job %" PRIu64 ": step to version %" PRIu64 " failed (%s); dropping the model",
+                  job, version, sp_strerror(rc));
+        sp_cache_drop_model(&w->cache, job);
+        return;
+    }
+    sp_cache_set_version(&w->cache, job, version);
+}
+
+/* Computes task t (one node of its step's reduction tree) on net and d and
+ * sends the RESULT; when the node is the whole step, applies it too. */
 static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
                       const sp_dataset_t *d)
 {
@@ -366,8 +470,9 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         return;
     }
     size_t n_params = sp_network_n_params(net), n_hits = sp_network_n_hits(net);
-    if (s_grow((void **)&w->X, &w->X_cap, n * nf, sizeof *w->X) ||
-        s_grow((void **)&w->T, &w->T_cap, n * nt, sizeof *w->T) ||
+    size_t rows = n < t->partition_size ? n : t->partition_size;
+    if (s_grow((void **)&w->X, &w->X_cap, rows * nf, sizeof *w->X) ||
+        s_grow((void **)&w->T, &w->T_cap, rows * nt, sizeof *w->T) ||
         s_grow((void **)&w->grad, &w->grad_cap, n_params, sizeof *w->grad) ||
         s_grow((void **)&w->hits, &w->hits_cap, n_hits, sizeof *w->hits)) {
         s_log_bad(w, "out of memory for a task of %zu samples", n);
@@ -377,17 +482,14 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         return;
     }
     uint64_t t0 = s_now_us();
-    sp_dataset_gather(d, t->indices, n, w->X);
-    sp_dataset_targets(d, t->indices, n, w->T);
-    memset(w->grad, 0, n_params * sizeof *w->grad);
     memset(w->hits, 0, n_hits * sizeof *w->hits);
-    sp_batch_result_t res;
-    memset(&res, 0, sizeof res);
+    double loss = 0;
+    uint32_t correct = 0;
     sp_pulse_begin(&w->pulse, w->sock, w->heartbeat_ms);
-    int rc = sp_network_gradient(net, w->X, w->T, n, w->grad, w->hits, &res);
+    int rc = s_node(w, t, net, d, 0, t->n_partitions, 0, w->grad, &loss, &correct);
     sp_pulse_end(&w->pulse);
     uint64_t t1 = s_now_us();
-    if (rc == SP_OK && !isfinite(res.loss_sum)) {
+    if (rc == SP_OK && !isfinite(loss)) {
         /* Diverged training gives the same on every worker: say so instead of
          * sending a result the codec would refuse (the coordinator fails the
          * job after repeated errors, with this text). */
@@ -414,9 +516,10 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     r->version = t->version;
     r->step = t->step;
     r->partition = t->partition;
-    r->n_samples = res.n_samples;
-    r->n_correct = res.n_correct;
-    r->loss_sum = res.loss_sum;
+    r->n_partitions = t->n_partitions;
+    r->n_samples = (uint32_t)n;
+    r->n_correct = correct;
+    r->loss_sum = loss;
     r->compute_us = t1 - t0;
     r->n_grad = (uint32_t)n_params;
     r->grad = w->grad; /* borrowed: m is not finalized */
@@ -432,6 +535,26 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         return;
     }
     w->tasks_done++;
+    if (t->partition == 0 && t->n_indices == t->batch) {
+        s_advance(w, t->job, t->version + 1, net, w->grad, t->batch, w->hits);
+    }
+}
+
+/* APPLY: the summed gradient of a step this worker computed only part of. */
+static void s_apply(sp_worker_t *w, const sp_msg_apply_t *a)
+{
+    uint64_t have = 0;
+    sp_network_t *net = sp_cache_model(&w->cache, a->job, &have);
+    if (net == NULL || have != a->version - 1) {
+        return; /* already there (it computed the step), or behind: a MODEL follows */
+    }
+    if (a->n_grad != sp_network_n_params(net) || a->n_hits != sp_network_n_hits(net)) {
+        s_log_bad(w, "apply of job %" PRIu64 " version %" PRIu64 " does not fit the model", a->job,
+                  a->version);
+        sp_cache_drop_model(&w->cache, a->job);
+        return;
+    }
+    s_advance(w, a->job, a->version, net, a->grad, a->n_samples, a->hits);
 }
 
 /* Finds a task that can run now; drops stale ones and starts the download
