@@ -1,15 +1,16 @@
 /* bench_dist: the distributed trainer against in-process training. Starts
  * spatium-coordinator and spatium-worker from the directory of this program
  * (ipc:// endpoints in a temporary directory), uploads a synthetic
- * Fashion-MNIST-sized dataset, runs the same job with 1 and 2 workers at
- * batch 64 / partition 32 (latency-bound) and batch 512 / partition 128
- * (compute-bound), and reports samples per second from the job's epoch
- * records beside sp_network_train_batch in this process, the bytes a step
- * puts on the wire, and the cost of a worker's model refresh. Every process
- * started here is stopped before returning. Every samples/s figure is the
- * median of S_REPS runs. The coordinator runs on the same
- * machine as the workers: on 2 cores, 2 workers of 1 thread plus the
- * coordinator are 3 busy processes on 2 cores. */
+ * Fashion-MNIST-sized dataset, runs the same job (same shuffling) with 1 and
+ * 2 workers at batch 64 / partition 32 (latency-bound), 512 / 128 and
+ * 2048 / 256 (compute-bound), and reports samples per second from the job's
+ * epoch records beside sp_network_train_batch in this process; the ceiling
+ * of a 2-worker speedup here (two in-process trainers at once against one);
+ * the bytes a step puts on the wire; and the cost of a worker's full model
+ * refresh. Every process started here is stopped before returning. Every
+ * samples/s figure is the median of S_REPS runs. The coordinator runs on the
+ * same machine as the workers: on 2 cores, 2 workers of 1 thread plus the
+ * coordinator are 3 processes on 2 cores. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -461,6 +462,10 @@ static double s_inprocess_once(int threads, const s_shape_t *sh)
             if (epoch == 1) {
                 t0 = sp_bench_now_ns();
             }
+            /* the job the coordinator runs: a new permutation every epoch */
+            sp_rng_t rng;
+            sp_rng_init_stream(&rng, 3, (uint64_t)epoch);
+            sp_rng_shuffle_u32(&rng, idx, S_SAMPLES);
             for (uint32_t off = 0; off < S_SAMPLES; off += B) {
                 uint32_t n = S_SAMPLES - off < B ? S_SAMPLES - off : B;
                 sp_dataset_gather(&d, idx + off, n, X);
@@ -493,9 +498,24 @@ static double s_inprocess(int threads, const s_shape_t *sh)
     return s_median(runs, S_REPS);
 }
 
-/* Bytes one step puts on the wire with n workers: the model once per worker
- * (one version per step) and, per partition, a task and a result, measured
- * as the codec encodes them (header + body). */
+/* Nodes a step of sh is cut into for n workers, as the coordinator cuts it
+ * with the default min_node: halves, while both keep that many samples. */
+static uint32_t s_nodes(int n_workers, const s_shape_t *sh)
+{
+    uint32_t nodes = 1, size = sh->batch;
+    while ((int)nodes < n_workers && size / 2 >= SP_MIN_NODE_DEFAULT &&
+           size / 2 >= sh->partition) {
+        nodes *= 2;
+        size /= 2;
+    }
+    return nodes;
+}
+
+/* Bytes one step puts on the wire with n workers, as the codec encodes
+ * them (header + body): a task and a result per node and, when the step is
+ * split, an APPLY of the summed gradient to each worker that holds a node.
+ * A step kept whole costs no APPLY: its worker applies it itself, and the
+ * next step's task was sent ahead. No model crosses the wire per step. */
 static double s_bytes_per_step(int n_workers, const s_shape_t *sh)
 {
     sp_net_config_t cfg;
@@ -507,30 +527,37 @@ static double s_bytes_per_step(int n_workers, const s_shape_t *sh)
         return NAN;
     }
     size_t n_params = sp_network_n_params(net), n_hits = sp_network_n_hits(net);
-    uint8_t *model = NULL;
-    size_t model_len = 0;
+    uint32_t nodes = s_nodes(n_workers, sh), node_len = sh->batch / nodes;
     double total = NAN;
-    uint32_t *idx = calloc(sh->partition, sizeof *idx);
+    uint32_t *idx = calloc(node_len, sizeof *idx);
     float *grad = calloc(n_params, sizeof *grad);
     uint32_t *hits = calloc(n_hits, sizeof *hits);
-    if (idx && grad && hits && sp_network_save_buffer(net, 0, &model, &model_len) == SP_OK) {
+    if (idx && grad && hits) {
         sp_msg_t m[3];
-        sp_msg_init(&m[0], SP_MSG_MODEL);
-        m[0].u.model.job = m[0].u.model.version = 1;
-        m[0].u.model.model.data = model;
-        m[0].u.model.model.len = model_len;
-        sp_msg_init(&m[1], SP_MSG_TASK);
-        m[1].u.task.job = m[1].u.task.version = 1;
-        snprintf(m[1].u.task.dataset, sizeof m[1].u.task.dataset, "bench");
-        m[1].u.task.n_indices = sh->partition;
-        m[1].u.task.indices = idx;
-        sp_msg_init(&m[2], SP_MSG_RESULT);
-        m[2].u.result.job = m[2].u.result.version = 1;
-        m[2].u.result.n_samples = sh->partition;
-        m[2].u.result.n_grad = (uint32_t)n_params;
-        m[2].u.result.grad = grad;
-        m[2].u.result.n_hits = (uint32_t)n_hits;
-        m[2].u.result.hits = hits;
+        sp_msg_init(&m[0], SP_MSG_TASK);
+        m[0].u.task.job = m[0].u.task.version = 1;
+        m[0].u.task.n_partitions = node_len / sh->partition;
+        m[0].u.task.partition_size = sh->partition;
+        m[0].u.task.batch = sh->batch;
+        snprintf(m[0].u.task.dataset, sizeof m[0].u.task.dataset, "bench");
+        m[0].u.task.n_indices = node_len;
+        m[0].u.task.indices = idx;
+        sp_msg_init(&m[1], SP_MSG_RESULT);
+        m[1].u.result.job = m[1].u.result.version = 1;
+        m[1].u.result.n_partitions = node_len / sh->partition;
+        m[1].u.result.n_samples = node_len;
+        m[1].u.result.n_grad = (uint32_t)n_params;
+        m[1].u.result.grad = grad;
+        m[1].u.result.n_hits = (uint32_t)n_hits;
+        m[1].u.result.hits = hits;
+        sp_msg_init(&m[2], SP_MSG_APPLY);
+        m[2].u.apply.job = 1;
+        m[2].u.apply.version = 2;
+        m[2].u.apply.n_samples = sh->batch;
+        m[2].u.apply.n_grad = (uint32_t)n_params;
+        m[2].u.apply.grad = grad;
+        m[2].u.apply.n_hits = (uint32_t)n_hits;
+        m[2].u.apply.hits = hits;
         double bytes[3] = {0, 0, 0};
         int ok = 1;
         for (int i = 0; i < 3; i++) {
@@ -541,12 +568,10 @@ static double s_bytes_per_step(int n_workers, const s_shape_t *sh)
             bytes[i] = (double)(len + SP_MSG_HEADER_BYTES);
             free(body);
         }
-        int parts = (int)((sh->batch + sh->partition - 1) / sh->partition);
         if (ok) {
-            total = bytes[0] * n_workers + parts * (bytes[1] + bytes[2]);
+            total = nodes * (bytes[0] + bytes[1]) + (nodes > 1 ? nodes * bytes[2] : 0.0);
         }
     }
-    free(model);
     free(idx);
     free(grad);
     free(hits);
@@ -554,12 +579,12 @@ static double s_bytes_per_step(int n_workers, const s_shape_t *sh)
     return total;
 }
 
-/* A worker's per-step model work on the bench network: refreshing the
- * cached network in place from the next version's bytes
- * (sp_network_update_from_buffer, what the worker does every step) and, for
- * comparison, a full load; also the coordinator's encoding of a version.
- * Microseconds per call, one thread, versions alternating between two
- * consecutive steps. */
+/* A worker's model work when it needs a whole model (it joined, the
+ * topology changed, or it fell behind): refreshing its cached network in
+ * place from a newer version with training state (sp_network_update_from_
+ * buffer) and, for comparison, a full load; also the coordinator's encoding
+ * of a version. Per step, workers get an APPLY instead. Microseconds per
+ * call, one thread, versions alternating between two consecutive steps. */
 static void s_model_costs(double *update_us, double *load_us, double *save_us)
 {
     *update_us = *load_us = *save_us = NAN;
@@ -588,7 +613,7 @@ static void s_model_costs(double *update_us, double *load_us, double *save_us)
         }
         float loss;
         ok = sp_network_train_batch(net, X, T, 64, &loss) == SP_OK &&
-             sp_network_save_buffer(net, 0, &v[k], &len[k]) == SP_OK;
+             sp_network_save_buffer(net, 1, &v[k], &len[k]) == SP_OK;
     }
     ok = ok && sp_network_load_buffer(v[0], len[0], &w, err, sizeof err) == SP_OK;
     if (ok) {
@@ -608,7 +633,7 @@ static void s_model_costs(double *update_us, double *load_us, double *save_us)
         for (int i = 0; ok && i < S_REFRESH_ITERS; i++) {
             uint8_t *b = NULL;
             size_t n = 0;
-            ok = sp_network_save_buffer(net, 0, &b, &n) == SP_OK;
+            ok = sp_network_save_buffer(net, 1, &b, &n) == SP_OK;
             free(b);
         }
         *save_us = (double)(sp_bench_now_ns() - t0) / 1e3 / S_REFRESH_ITERS;
@@ -623,6 +648,42 @@ static void s_model_costs(double *update_us, double *load_us, double *save_us)
     free(T);
     sp_network_destroy(&w);
     sp_network_destroy(&net);
+}
+
+/* Two in-process trainers at once, one forked process each: their summed
+ * samples/s, the most two 1-thread workers could reach on this machine
+ * (they share its memory bandwidth, caches and, on a VM, its host). */
+static double s_inprocess_pair(const s_shape_t *sh)
+{
+    int fds[2][2];
+    pid_t pid[2] = {-1, -1};
+    double sum = 0;
+    for (int k = 0; k < 2; k++) {
+        if (pipe(fds[k]) != 0) {
+            return NAN;
+        }
+        fflush(NULL);
+        pid[k] = fork();
+        if (pid[k] == 0) {
+            close(fds[k][0]);
+            double v = s_inprocess(1, sh);
+            ssize_t w = write(fds[k][1], &v, sizeof v);
+            _exit(w == (ssize_t)sizeof v ? 0 : 1);
+        }
+        close(fds[k][1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        double v = NAN;
+        if (pid[k] < 0 || read(fds[k][0], &v, sizeof v) != (ssize_t)sizeof v) {
+            v = NAN;
+        }
+        close(fds[k][0]);
+        if (pid[k] > 0) {
+            waitpid(pid[k], NULL, 0);
+        }
+        sum += v;
+    }
+    return sum;
 }
 
 static int s_want_any(const sp_bench_ctx_t *ctx, const char *const *names)
@@ -640,11 +701,12 @@ static int s_want_any(const sp_bench_ctx_t *ctx, const char *const *names)
 static void s_compare_1t(const sp_bench_ctx_t *ctx, const s_shape_t *sh, const char *ratio_name,
                          const char *const *speedup_names)
 {
-    char n_in[64], n_1w[64], n_2w[64];
+    char n_in[64], n_1w[64], n_2w[64], n_ceil[64];
+    snprintf(n_ceil, sizeof n_ceil, "dist_ceiling_2p_1t%s", sh->tag);
     snprintf(n_in, sizeof n_in, "dist_inprocess_1t_sps%s", sh->tag);
     snprintf(n_1w, sizeof n_1w, "dist_1w_1t_sps%s", sh->tag);
     snprintf(n_2w, sizeof n_2w, "dist_2w_1t_sps%s", sh->tag);
-    const char *ratios[] = {n_in, n_1w, ratio_name, NULL};
+    const char *ratios[] = {n_in, n_1w, ratio_name, n_ceil, NULL};
     int want_ratio = s_want_any(ctx, ratios);
     int want_speed = sp_bench_wanted(ctx, n_1w) || sp_bench_wanted(ctx, n_2w) ||
                      s_want_any(ctx, speedup_names);
@@ -652,6 +714,7 @@ static void s_compare_1t(const sp_bench_ctx_t *ctx, const s_shape_t *sh, const c
         return;
     }
     double in1 = want_ratio ? s_inprocess(1, sh) : NAN;
+    double pair = sp_bench_wanted(ctx, n_ceil) ? s_inprocess_pair(sh) : NAN;
     double d1 = s_dist(1, 1, sh);
     double d2 = want_speed ? s_dist(2, 1, sh) : NAN;
     if (want_ratio) {
@@ -667,6 +730,10 @@ static void s_compare_1t(const sp_bench_ctx_t *ctx, const s_shape_t *sh, const c
     for (const char *const *nm = speedup_names; want_speed && *nm; nm++) {
         sp_bench_report(*nm, d2 / d1, "x");
     }
+    if (sp_bench_wanted(ctx, n_ceil)) {
+        /* two trainers at once against one alone: the ceiling of the 2-worker speedup */
+        sp_bench_report(n_ceil, pair / in1, "x");
+    }
 }
 
 void sp_bench_dist(const sp_bench_ctx_t *ctx)
@@ -678,11 +745,17 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         "dist_2w_1t_sps_b512", "dist_ratio_1w_b512", "dist_speedup_2w_b512",
         "dist_bytes_per_step", "dist_bytes_per_step_2w", "dist_bytes_per_step_b512",
         "dist_bytes_per_step_2w_b512", "dist_model_update_us", "dist_model_load_us",
-        "dist_model_save_us", NULL};
+        "dist_model_save_us", "dist_ceiling_2p_1t", "dist_ceiling_2p_1t_b512",
+        "dist_inprocess_1t_sps_b2048", "dist_1w_1t_sps_b2048", "dist_2w_1t_sps_b2048",
+        "dist_ratio_1w_b2048", "dist_speedup_2w_b2048", "dist_ceiling_2p_1t_b2048",
+        "dist_bytes_per_step_b2048", "dist_bytes_per_step_2w_b2048",
+        "dist_inprocess_1t_sps_b64p64", "dist_1w_1t_sps_b64p64", "dist_2w_1t_sps_b64p64",
+        "dist_ratio_1w_b64p64", "dist_speedup_2w_b64p64", "dist_ceiling_2p_1t_b64p64", NULL};
     if (!s_want_any(ctx, all)) {
         return;
     }
-    const s_shape_t b64 = {64, 32, ""}, b512 = {512, 128, "_b512"};
+    const s_shape_t b64 = {64, 32, ""}, b64p = {64, 64, "_b64p64"}, b512 = {512, 128, "_b512"},
+                    b2048 = {2048, 256, "_b2048"};
     int cores = omp_get_num_procs();
     printf("# dist: 784-128-10, 4 bits, %d samples, coordinator and workers on this machine "
            "(%d cores): 2 workers x 1 thread + the coordinator are 3 processes on %d cores\n",
@@ -709,12 +782,19 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
      * under the original names and the new ones, then batch 512 */
     static const char *const speed64[] = {"dist_2w_speedup", "dist_speedup_2w_b64", NULL};
     static const char *const speed512[] = {"dist_speedup_2w_b512", NULL};
+    static const char *const speed2048[] = {"dist_speedup_2w_b2048", NULL};
+    static const char *const speed64p[] = {"dist_speedup_2w_b64p64", NULL};
     s_compare_1t(ctx, &b64, "dist_ratio_1w_b64", speed64);
+    /* batch 64 at the client's default partition, min(128, batch): one leaf */
+    s_compare_1t(ctx, &b64p, "dist_ratio_1w_b64p64", speed64p);
     s_compare_1t(ctx, &b512, "dist_ratio_1w_b512", speed512);
+    s_compare_1t(ctx, &b2048, "dist_ratio_1w_b2048", speed2048);
     if (sp_bench_wanted(ctx, "dist_bytes_per_step")) {
         sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1, &b64), "bytes");
         sp_bench_report("dist_bytes_per_step_2w", s_bytes_per_step(2, &b64), "bytes");
         sp_bench_report("dist_bytes_per_step_b512", s_bytes_per_step(1, &b512), "bytes");
         sp_bench_report("dist_bytes_per_step_2w_b512", s_bytes_per_step(2, &b512), "bytes");
+        sp_bench_report("dist_bytes_per_step_b2048", s_bytes_per_step(1, &b2048), "bytes");
+        sp_bench_report("dist_bytes_per_step_2w_b2048", s_bytes_per_step(2, &b2048), "bytes");
     }
 }

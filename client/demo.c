@@ -373,7 +373,7 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
     t->bits = 4;
     t->epochs = epochs ? epochs : fmnist ? 3 : 5;
     t->batch = 64;
-    t->partition = 32;
+    t->partition = 64; /* one leaf a step: see spatium train --help, --partition */
     t->lr = 0.02;
     t->momentum = 0.9;
     t->seed = 1;

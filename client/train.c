@@ -234,7 +234,9 @@ static const char s_train_usage[] =
     "  --epochs N              passes over the dataset (default 5)\n"
     "  --batch N               samples per optimizer step (default 64)\n"
     "  --partition N           samples per work unit sent to a worker (default\n"
-    "                          min(32, batch)); results do not depend on it\n"
+    "                          min(128, batch)); the leaves of the tree the step's\n"
+    "                          gradient is summed in: the model depends on it (float\n"
+    "                          rounding), never on how many workers ran the job\n"
     "  --lr X                  learning rate (default 0.02)\n"
     "  --momentum X            SGD momentum, 0..1 (default 0.9)\n"
     "  --seed N                initial weights and shuffling (default 1)\n"
@@ -246,8 +248,9 @@ static const char s_train_usage[] =
     "  --prune-every N         steps between pruning decisions (default 0 = off)\n"
     "  --prune-threshold X     remove neurons whose saturation is not above X (default 0.01)\n"
     "  --min-node N            split a step among workers only into shares of at least N\n"
-    "                          samples (default 256; 1 = down to single partitions);\n"
-    "                          results do not depend on it\n"
+    "                          samples (default: as many as take 1.5 ms to compute, at\n"
+    "                          the speed the workers report; 1 = down to single\n"
+    "                          partitions); results do not depend on it\n"
     "  --wait                  follow the job to its end (progress bar on a terminal);\n"
     "                          exit 1 if it failed or was cancelled\n"
     "--json: {\"job\": N}; with --wait the final status object.\n";
@@ -260,7 +263,7 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
     t->bits = 4;
     t->epochs = 5;
     t->batch = 64;
-    t->partition = 0; /* 0: not given, min(32, batch) */
+    t->partition = 0; /* 0: not given, min(128, batch) */
     t->lr = 0.02;
     t->momentum = 0.9;
     t->seed = 1;
@@ -357,7 +360,7 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
                              "--help)");
     }
     if (t->partition == 0) {
-        t->partition = t->batch < 32 ? t->batch : 32;
+        t->partition = t->batch < 128 ? t->batch : 128;
     }
     if (t->partition > t->batch) {
         return sp_cli_report(c, SP_EXIT_USAGE, "bad value for --partition: %u (at most --batch %u)",

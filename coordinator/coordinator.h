@@ -26,8 +26,8 @@
 #define SP_COORD_CKPT_EVERY_MS 2000         /* training time between checkpoints */
 #define SP_COORD_MAX_DATASETS 4096
 #define SP_COORD_MAX_WORKER_ERRORS 64 /* worker errors without progress before a job fails */
-#define SP_COORD_MIN_NODE 256 /* default train.min_node: a share of a split step smaller
-                                 than this costs more in round trip than it saves here */
+#define SP_COORD_SPLIT_COST_US 1500 /* what splitting a step costs in wall time: the round
+                                       trip of results and apply (measured on a 2-vCPU VM) */
 
 typedef struct {
     const char *workers_ep; /* ROUTER for workers, e.g. tcp://x:5555 */
@@ -168,6 +168,7 @@ typedef struct {
      * its model reaches the next version (its own APPLY or self-applied
      * step), so no worker waits for the coordinator's bookkeeping */
     uint64_t ahead_step;   /* global step the ahead tasks belong to, 0 = none */
+    double us_per_sample;  /* workers' compute time per sample (running mean), 0 = unknown */
     uint32_t n_ahead;      /* nodes sent ahead */
     sp_ahead_t *ahead;     /* n_ahead nodes, by first partition */
     /* accumulators */

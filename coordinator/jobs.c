@@ -472,9 +472,20 @@ static int s_model_bytes(sp_run_t *r)
     return rc;
 }
 
-static uint32_t s_min_node(const sp_job_t *job)
+/* Fewest samples in a share of a split step. Splitting a step in two saves
+ * one share's compute and costs a round trip (SP_COORD_SPLIT_COST_US), so
+ * unless the job fixed it, a share must hold at least that much compute at
+ * the speed workers have reported. The cut never changes the model. */
+static uint32_t s_min_node(const sp_run_t *r, const sp_job_t *job)
 {
-    return job->def.min_node > 0 ? job->def.min_node : SP_COORD_MIN_NODE;
+    if (job->def.min_node > 0) {
+        return job->def.min_node;
+    }
+    if (!(r->us_per_sample > 0)) {
+        return SP_MIN_NODE_DEFAULT;
+    }
+    double n = ceil(SP_COORD_SPLIT_COST_US / r->us_per_sample);
+    return n < 1 ? 1 : (n > (double)(1u << 20) ? 1u << 20 : (uint32_t)n);
 }
 
 static uint32_t s_live_workers(const sp_coord_t *c)
@@ -517,7 +528,7 @@ static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         uint32_t rest = r->batch_len - r->parts[i].offset;
         r->parts[i].len = rest < job->def.partition ? rest : job->def.partition;
     }
-    r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_live_workers(c), s_min_node(job));
+    r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_live_workers(c), s_min_node(r, job));
     return SP_OK;
 }
 
@@ -1041,7 +1052,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         parts[i].len = batch - parts[i].offset < d->partition ? batch - parts[i].offset
                                                               : d->partition;
     }
-    if (s_cut_nodes(parts, n_parts, s_live_workers(c), s_min_node(job)) > n_holders) {
+    if (s_cut_nodes(parts, n_parts, s_live_workers(c), s_min_node(r, job)) > n_holders) {
         free(parts); /* a worker without work now (a newcomer) would get a node: */
         free(ahead); /* the next step is handed out when it begins */
         return;
@@ -1399,6 +1410,11 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     wk->partitions_done += res->n_partitions;
     wk->samples_done += res->n_samples;
     wk->compute_us += res->compute_us;
+    if (res->n_samples > 0) {
+        /* a running mean that follows a change of speed within ~20 results */
+        double u = (double)res->compute_us / res->n_samples;
+        r->us_per_sample = r->us_per_sample > 0 ? 0.95 * r->us_per_sample + 0.05 * u : u;
+    }
     part->state = SP_PART_DONE;
     part->loss_sum = res->loss_sum;
     part->n_correct = res->n_correct;

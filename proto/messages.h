@@ -19,6 +19,9 @@
 #define SP_MAX_LIST 1024       /* entries in a status / workers / datasets / metrics reply */
 #define SP_CHUNK_MAX (1u << 20)  /* bytes of data in one upload or dataset chunk */
 #define SP_MSG_MAX_BYTES (256u << 20) /* ZMQ_MAXMSGSIZE on every socket */
+#define SP_MIN_NODE_DEFAULT 256  /* train.min_node = 0: the coordinator derives the smallest
+                                    share of a split step from the measured compute time;
+                                    this many samples until it has measured any */
 
 /* X(ENUM, id, "name"): the one table of message types. */
 #define SP_MSG_TYPES(X)                                                                       \
@@ -208,7 +211,7 @@ typedef struct {
     uint32_t prune_every;     /* 0 = off */
     double prune_threshold;   /* saturation, 0..1 */
     uint32_t min_node;        /* optional: fewest samples a worker gets of a step that is
-                                 split among workers; 0 = the coordinator's default */
+                                 split among workers; 0 = chosen by the coordinator */
 } sp_msg_train_t;
 
 typedef struct {

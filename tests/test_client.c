@@ -850,7 +850,8 @@ static void test_client_train_sends_job(void **state)
     assert_int_equal(f.train.bits, 4);
     assert_int_equal(f.train.epochs, 5);
     assert_int_equal(f.train.batch, 64);
-    assert_int_equal(f.train.partition, 32);
+    assert_int_equal(f.train.partition, 64); /* min(128, batch) */
+    assert_int_equal(f.train.min_node, 0);   /* the coordinator chooses */
     s_assert_near(f.train.lr, 0.02, 1e-12);
     s_assert_near(f.train.momentum, 0.9, 1e-12);
     assert_int_equal(f.train.seed, 1);
@@ -878,6 +879,8 @@ static void test_client_train_sends_job(void **state)
                          "10",
                          "--prune-every",
                          "20",
+                         "--min-node",
+                         "48",
                          NULL};
     s_client(&f, r, reg);
     assert_int_equal(r->status, 0);
@@ -890,6 +893,7 @@ static void test_client_train_sends_job(void **state)
     assert_string_equal(f.train.validation, "cls");
     assert_int_equal(f.train.growth_every, 10);
     assert_int_equal(f.train.prune_every, 20);
+    assert_int_equal(f.train.min_node, 48);
     free(r);
     s_fake_fini(&f);
 }
