@@ -1201,6 +1201,11 @@ void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk)
                 r->parts[p].worker = 0;
             }
         }
+        for (uint32_t i = 0; i < r->n_ahead; i++) {
+            if (r->ahead[i].worker == wk->id) {
+                r->ahead[i].worker = 0; /* its next-step node is handed out normally */
+            }
+        }
     }
     wk->in_flight = 0;
 }

@@ -1175,6 +1175,27 @@ static void test_client_worker_computes_like_in_process(void **state)
         assert_int_equal(sp_network_apply_gradient(ref, grad, 10, hits), SP_OK);
     }
 
+    /* The worker is at version 4 now. An APPLY for version 3 is one it is
+     * past: ignored. One for version 9 it cannot reach: it says it is out
+     * of sync, so the coordinator can send the model again. */
+    for (uint64_t v = 3; v <= 9; v += 6) {
+        sp_msg_init(&out, SP_MSG_APPLY);
+        out.u.apply.job = 1;
+        out.u.apply.version = v;
+        out.u.apply.step = v - 1;
+        out.u.apply.n_samples = 10;
+        out.u.apply.n_grad = (uint32_t)n_params;
+        out.u.apply.grad = grad;
+        out.u.apply.n_hits = (uint32_t)n_hits;
+        out.u.apply.hits = hits;
+        s_reply(&f, id, id_len, &out);
+    }
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_ERROR, id, &id_len, &m);
+    assert_int_equal(m.u.error.ref_type, SP_MSG_APPLY);
+    assert_non_null(strstr(m.u.error.message, "version 9: out of sync (worker holds version 4)"));
+    sp_msg_fini(&m);
+
     /* SIGTERM: BYE and exit 0 */
     kill(pid, SIGTERM);
     id_len = sizeof id;

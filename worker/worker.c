@@ -427,15 +427,21 @@ static int s_node(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
  * the step to its own copy, exactly as the coordinator will (same state,
  * same gradient, same function), and is at the next version without waiting
  * for an APPLY. A failed step leaves a model that is no longer the
- * coordinator's: it is dropped and the next MODEL replaces it. */
+ * coordinator's: it is dropped, and an ERROR (ref_type: what carried the
+ * step) makes the coordinator send the model again. */
 static void s_advance(sp_worker_t *w, uint64_t job, uint64_t version, sp_network_t *net,
-                      const float *grad, uint32_t n_samples, const uint32_t *hits)
+                      const float *grad, uint32_t n_samples, const uint32_t *hits,
+                      sp_msg_type_t via)
 {
     int rc = sp_network_apply_gradient(net, grad, n_samples, hits);
     if (rc != SP_OK) {
         s_log_bad(w, "job %" PRIu64 ": step to version %" PRIu64 " failed (%s); dropping the model",
                   job, version, sp_strerror(rc));
         sp_cache_drop_model(&w->cache, job);
+        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, via,
+                          "job %" PRIu64 ": step to version %" PRIu64 " failed (%s)%s", job,
+                          version, sp_strerror(rc),
+                          rc == SP_E_RANGE ? ": training diverged; try a smaller --lr" : "");
         return;
     }
     sp_cache_set_version(&w->cache, job, version);
@@ -536,25 +542,40 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     }
     w->tasks_done++;
     if (t->partition == 0 && t->n_indices == t->batch) {
-        s_advance(w, t->job, t->version + 1, net, w->grad, t->batch, w->hits);
+        s_advance(w, t->job, t->version + 1, net, w->grad, t->batch, w->hits, SP_MSG_TASK);
     }
 }
 
-/* APPLY: the summed gradient of a step this worker computed only part of. */
+/* APPLY: the summed gradient of a step this worker computed only part of.
+ * One for a version it holds already is ignored. One it cannot use (it is
+ * behind, holds no model of the job, or the gradient does not fit) means the
+ * coordinator thinks it holds a model it does not: it says so with an ERROR,
+ * and the coordinator sends the model again with its next task. */
 static void s_apply(sp_worker_t *w, const sp_msg_apply_t *a)
 {
     uint64_t have = 0;
     sp_network_t *net = sp_cache_model(&w->cache, a->job, &have);
-    if (net == NULL || have != a->version - 1) {
-        return; /* already there (it computed the step), or behind: a MODEL follows */
+    if (net != NULL && have >= a->version) {
+        return; /* it computed the step and applied it itself */
     }
-    if (a->n_grad != sp_network_n_params(net) || a->n_hits != sp_network_n_hits(net)) {
-        s_log_bad(w, "apply of job %" PRIu64 " version %" PRIu64 " does not fit the model", a->job,
-                  a->version);
-        sp_cache_drop_model(&w->cache, a->job);
+    const char *problem = NULL;
+    if (net == NULL || have != a->version - 1) {
+        problem = "out of sync";
+    } else if (a->n_grad != sp_network_n_params(net) || a->n_hits != sp_network_n_hits(net)) {
+        problem = "gradient does not fit the model";
+    }
+    if (problem != NULL) {
+        s_log_bad(w, "apply of job %" PRIu64 " version %" PRIu64 " refused: %s (holding %" PRIu64
+                     ")", a->job, a->version, problem, have);
+        if (net != NULL && have < a->version) {
+            sp_cache_drop_model(&w->cache, a->job);
+        }
+        sp_msg_send_error(w->sock, NULL, 0, SP_E_STATE, 0, SP_MSG_APPLY,
+                          "apply of job %" PRIu64 " version %" PRIu64 ": %s (worker holds "
+                          "version %" PRIu64 ")", a->job, a->version, problem, have);
         return;
     }
-    s_advance(w, a->job, a->version, net, a->grad, a->n_samples, a->hits);
+    s_advance(w, a->job, a->version, net, a->grad, a->n_samples, a->hits, SP_MSG_APPLY);
 }
 
 /* Finds a task that can run now; drops stale ones and starts the download
