@@ -1015,6 +1015,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     }
     uint32_t holders[64], n_holders = 0;
     for (uint32_t p = 0; p < r->n_parts; p += r->parts[p].count) {
+        SP_ASSERT(r->parts[p].count > 0); /* the nodes cover the step */
         sp_part_t *part = &r->parts[p];
         if (part->state == SP_PART_PENDING) {
             return;
@@ -1059,6 +1060,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     }
     uint32_t n_ahead = 0;
     for (uint32_t p = 0; p < n_parts && n_ahead < n_holders; p += parts[p].count) {
+        SP_ASSERT(parts[p].count > 0);
         sp_worker_t *wk = sp_workers_find(&c->workers, holders[n_ahead]);
         if (wk == NULL || !wk->alive) {
             break;
@@ -1431,6 +1433,7 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     res->n_grad = res->n_hits = 0;
     int all_done = 1;
     for (uint32_t p = 0; p < r->n_parts && all_done; p += r->parts[p].count) {
+        SP_ASSERT(r->parts[p].count > 0); /* the nodes cover the step */
         all_done = r->parts[p].state == SP_PART_DONE;
     }
     if (all_done) {
