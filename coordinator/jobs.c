@@ -1195,6 +1195,10 @@ static void s_dispatch(sp_coord_t *c)
 
 void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk)
 {
+    /* A worker that computed a whole step has applied it, whether or not its
+     * result is ever accepted: what it holds is no longer known, so it gets
+     * the model again with its next task. */
+    wk->model_job = wk->model_version = 0;
     sp_run_t *r = c->run;
     if (r != NULL) {
         for (uint32_t p = 0; p < r->n_parts; p++) {
@@ -1397,12 +1401,15 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
             wk->failures++;
             sp_coord_log_bad(c, wk->ident, wk->ident_len, why);
             if (part != NULL) {
-                /* give it to someone (maybe the same worker) again */
+                /* give it to someone (maybe the same worker) again; the
+                 * worker may have applied the step itself, so it is sent
+                 * the model again before any new task */
                 part->state = SP_PART_PENDING;
                 part->worker = 0;
                 if (wk->in_flight > 0) {
                     wk->in_flight--;
                 }
+                wk->model_job = wk->model_version = 0;
             }
             if (++r->worker_errors >= SP_COORD_MAX_WORKER_ERRORS) {
                 s_fail(c, "workers keep sending unusable results (%u); last: %s", r->worker_errors,
@@ -1410,6 +1417,9 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
             }
         } else {
             sp_log(SP_LOG_DEBUG, "result from worker %u dropped: %s", wk->id, why);
+            /* If it was a whole step, the worker has applied it although it
+             * does not count: send it the model again before its next task. */
+            wk->model_job = wk->model_version = 0;
         }
         return;
     }

@@ -1158,6 +1158,12 @@ static void test_client_worker_computes_like_in_process(void **state)
         out.u.task.indices = idx;
         s_reply(&f, id, id_len, &out);
     }
+    /* the task of version 1 is behind the worker: it says so */
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_ERROR, id, &id_len, &m);
+    assert_int_equal(m.u.error.ref_type, SP_MSG_TASK);
+    assert_non_null(strstr(m.u.error.message, "stale version 1 (worker holds version 2)"));
+    sp_msg_fini(&m);
     sp_dataset_gather(&d, idx, 10, X);
     sp_dataset_targets(&d, idx, 10, T);
     for (uint64_t v = 2; v <= 3; v++) {
@@ -1194,6 +1200,39 @@ static void test_client_worker_computes_like_in_process(void **state)
     s_expect(&f, SP_MSG_ERROR, id, &id_len, &m);
     assert_int_equal(m.u.error.ref_type, SP_MSG_APPLY);
     assert_non_null(strstr(m.u.error.message, "version 9: out of sync (worker holds version 4)"));
+    sp_msg_fini(&m);
+
+    /* The coordinator's word wins: a model older than the worker's own
+     * (version 1 again: the worker applied steps the coordinator never
+     * counted) replaces it, and the task computes on exactly that model. */
+    sp_msg_init(&out, SP_MSG_MODEL);
+    out.u.model.job = 1;
+    out.u.model.version = 1;
+    out.u.model.model.data = model;
+    out.u.model.model.len = model_len;
+    s_reply(&f, id, id_len, &out);
+    sp_msg_init(&out, SP_MSG_TASK);
+    out.u.task.job = 1;
+    out.u.task.version = 1;
+    out.u.task.step = 1;
+    out.u.task.n_partitions = 1;
+    out.u.task.partition_size = 10;
+    out.u.task.batch = 10;
+    snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
+    out.u.task.checksum = sum;
+    out.u.task.n_indices = 10;
+    out.u.task.indices = idx;
+    s_reply(&f, id, id_len, &out);
+    sp_network_t *orig = NULL;
+    assert_int_equal(sp_network_load_buffer(model, model_len, &orig, err, sizeof err), SP_OK);
+    memset(grad, 0, n_params * sizeof *grad);
+    sp_batch_result_t ob;
+    assert_int_equal(sp_network_gradient(orig, X, T, 10, grad, NULL, &ob), SP_OK);
+    sp_network_destroy(&orig);
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
+    assert_int_equal(m.u.result.version, 1);
+    assert_memory_equal(m.u.result.grad, grad, n_params * sizeof *grad);
     sp_msg_fini(&m);
 
     /* SIGTERM: BYE and exit 0 */

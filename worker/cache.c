@@ -49,9 +49,13 @@ int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint
             lru = m;
         }
     }
-    if (slot && slot->version >= version) {
-        return SP_OK; /* a duplicate or an older model: keep ours */
+    if (slot && slot->version == version) {
+        return SP_OK; /* a duplicate: the same bits (steps are deterministic) */
     }
+    /* An older version replaces a newer one too: the coordinator's word
+     * wins. This worker may have applied a step whose result the coordinator
+     * never accepted (it declared the worker dead meanwhile); it then sends
+     * the version it is at, and tasks for it. */
     if (slot && slot->net) {
         /* Usually the next version of the same topology: refresh in place. */
         int rc = sp_network_update_from_buffer(slot->net, buf, len, err, errlen);

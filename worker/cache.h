@@ -53,9 +53,10 @@ void sp_cache_init(sp_cache_t *c);
 void sp_cache_fini(sp_cache_t *c);
 
 /* Loads model bytes for (job, version) and keeps it as the job's model,
- * replacing an older version (a version not newer than the cached one is
- * ignored): in place (sp_network_update_from_buffer) when the topology is
- * the cached network's, else by a full load. SP_E_INPUT / SP_E_VERSION with
+ * replacing the cached one whether older or newer (the coordinator sends
+ * the version it is at; the same version again is ignored): in place
+ * (sp_network_update_from_buffer) when the topology is the cached
+ * network's, else by a full load. SP_E_INPUT / SP_E_VERSION with
  * a message for a bad model; the cached model and version are then kept. */
 int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint8_t *buf,
                        size_t len, char *err, size_t errlen);

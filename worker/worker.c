@@ -587,7 +587,16 @@ static long s_next_task(sp_worker_t *w, sp_network_t **net, const sp_dataset_t *
         uint64_t have = 0;
         sp_network_t *model = sp_cache_model(&w->cache, t->job, &have);
         if (have > t->version) {
-            s_drop_task(w, i); /* the coordinator moved on: this result would be dropped */
+            /* The coordinator thinks this worker holds an older model than
+             * it does (it applied a step whose result was not counted):
+             * saying so makes the coordinator send the model again. */
+            s_log_bad(w, "task of job %" PRIu64 " step %" PRIu64 " needs version %" PRIu64
+                         ", this worker holds %" PRIu64, t->job, t->step, t->version, have);
+            sp_msg_send_error(w->sock, NULL, 0, SP_E_STATE, 0, SP_MSG_TASK,
+                              "task of job %" PRIu64 " step %" PRIu64 " partition %u: stale "
+                              "version %" PRIu64 " (worker holds version %" PRIu64 ")",
+                              t->job, t->step, t->partition, t->version, have);
+            s_drop_task(w, i);
             continue;
         }
         if (have == t->version && model) {
