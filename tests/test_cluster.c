@@ -457,6 +457,44 @@ static void test_cluster_worker_killed_mid_job(void **state)
     s_stop_workers(f);
 }
 
+/* A lone worker computes whole steps and applies them itself. Paused past
+ * its liveness, it is declared dead, possibly after it applied a step that
+ * the coordinator then never counts; when it resumes and registers again it
+ * must take the coordinator's older model instead of waiting for ever for a
+ * version it is already past. Three pauses at different points; the job
+ * ends with the reference model. */
+static void test_cluster_lone_worker_paused_resyncs(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    s_start_workers(f, 1, NULL);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    char err[SP_TEXT_MAX];
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    sp_job_status_t st;
+    for (int k = 1; k <= 3; k++) {
+        assert_int_equal(
+            sp_cluster_wait_job(&f->cl, job, s_long_samples() * k / 8, S_JOB_TIMEOUT_MS, &st), 0);
+        assert_string_equal(st.state, "running");
+        kill(f->cl.workers[0], SIGSTOP);
+        sp_cu_nap((S_LIVENESS + 3) * S_HEARTBEAT_MS);
+        kill(f->cl.workers[0], SIGCONT);
+    }
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
+    if (strcmp(st.state, "done") != 0) {
+        sp_cluster_dump_logs(&f->cl);
+    }
+    assert_string_equal(st.state, "done");
+    uint8_t *m = NULL;
+    size_t len = 0;
+    s_fetch(f, job, &m, &len);
+    s_assert_same_model(f, m, len);
+    free(m);
+    s_stop_workers(f);
+}
+
 static void test_cluster_worker_joins_mid_job(void **state)
 {
     s_fix_t *f = s_fix(state);
@@ -841,6 +879,7 @@ int main(void)
         S_TEST(test_cluster_growth_and_pruning_same_model),
         S_TEST(test_cluster_worker_killed_mid_job),
         S_TEST(test_cluster_worker_joins_mid_job),
+        S_TEST(test_cluster_lone_worker_paused_resyncs),
         S_TEST(test_cluster_coordinator_killed_resumes_same_model),
         S_TEST(test_cluster_coordinator_sigterm_checkpoints_and_resumes),
         S_TEST(test_cluster_client_without_coordinator_exits_3),
