@@ -497,12 +497,29 @@ static uint32_t s_live_workers(const sp_coord_t *c)
     return n;
 }
 
-/* Samples of the node starting at partition p. */
-static uint32_t s_node_len(const sp_run_t *r, uint32_t p)
+/* Samples in step `step_in_epoch` of the epoch (the last may be short). */
+static uint32_t s_batch_len(const sp_run_t *r, const sp_job_t *job, uint64_t step_in_epoch)
 {
-    uint64_t full = (uint64_t)r->parts[p].count * r->parts[0].len; /* parts[0] is full */
-    uint32_t rest = r->batch_len - r->parts[p].offset;
-    return full < rest ? (uint32_t)full : rest;
+    uint64_t left = r->n_samples - step_in_epoch * job->def.batch;
+    return (uint32_t)(left < job->def.batch ? left : job->def.batch);
+}
+
+/* Offsets and lengths of the n_parts partitions of a batch of batch_len. */
+static void s_parts_layout(sp_part_t *parts, uint32_t n_parts, uint32_t batch_len,
+                           uint32_t partition)
+{
+    for (uint32_t i = 0; i < n_parts; i++) {
+        parts[i].offset = i * partition;
+        uint32_t rest = batch_len - parts[i].offset;
+        parts[i].len = rest < partition ? rest : partition;
+    }
+}
+
+/* Samples of partitions [first, first + count) of parts. */
+static uint32_t s_span(const sp_part_t *parts, uint32_t first, uint32_t count)
+{
+    const sp_part_t *last = &parts[first + count - 1];
+    return last->offset + last->len - parts[first].offset;
 }
 
 static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
@@ -514,20 +531,14 @@ static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
 static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
 {
     s_parts_free(r);
-    uint64_t off = r->step_in_epoch * job->def.batch;
-    uint64_t left = r->n_samples - off;
-    r->batch_len = (uint32_t)(left < job->def.batch ? left : job->def.batch);
+    r->batch_len = s_batch_len(r, job, r->step_in_epoch);
     r->n_parts = (r->batch_len + job->def.partition - 1) / job->def.partition;
     r->parts = calloc(r->n_parts, sizeof *r->parts);
     if (r->parts == NULL) {
         r->n_parts = 0;
         return SP_E_NOMEM;
     }
-    for (uint32_t i = 0; i < r->n_parts; i++) {
-        r->parts[i].offset = i * job->def.partition;
-        uint32_t rest = r->batch_len - r->parts[i].offset;
-        r->parts[i].len = rest < job->def.partition ? rest : job->def.partition;
-    }
+    s_parts_layout(r->parts, r->n_parts, r->batch_len, job->def.partition);
     r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_live_workers(c), s_min_node(r, job));
     return SP_OK;
 }
@@ -934,36 +945,32 @@ static sp_worker_t *s_pick_worker(sp_coord_t *c)
     return best;
 }
 
-/* Sends wk the task of node p of the current step. */
+/* Sends wk the task of node p of a step laid out in parts: the current
+ * step (ahead = 0) or the next one (ahead = 1), whose version the worker
+ * reaches by applying the current step. */
 static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worker_t *wk,
-                       uint32_t p)
+                       const sp_part_t *parts, uint32_t p, int ahead)
 {
+    uint64_t step_in_epoch = r->step_in_epoch + (uint64_t)ahead;
     sp_msg_t m;
     sp_msg_init(&m, SP_MSG_TASK);
     sp_msg_task_t *t = &m.u.task;
     t->job = r->job_id;
-    t->version = r->version_base + r->version;
-    t->step = r->global_step;
+    t->version = r->version_base + r->version + (uint64_t)ahead;
+    t->step = r->global_step + (uint64_t)ahead;
     t->partition = p;
-    t->n_partitions = r->parts[p].count;
+    t->n_partitions = parts[p].count;
     t->partition_size = job->def.partition;
-    t->batch = r->batch_len;
+    t->batch = s_batch_len(r, job, step_in_epoch);
     snprintf(t->dataset, sizeof t->dataset, "%s", r->ds.info.name);
     t->checksum = r->ds.info.checksum;
-    t->n_indices = s_node_len(r, p);
-    t->indices = r->perm + r->step_in_epoch * job->def.batch + r->parts[p].offset;
+    t->n_indices = s_span(parts, p, parts[p].count);
+    t->indices = r->perm + step_in_epoch * job->def.batch + parts[p].offset;
     int rc = sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m);
     if (rc == SP_OK) {
         r->bytes_wire += (uint64_t)t->n_indices * 4 + 64;
     }
     return rc;
-}
-
-/* Samples of partitions [first, first + count) of parts. */
-static uint32_t s_span(const sp_part_t *parts, uint32_t first, uint32_t count)
-{
-    const sp_part_t *last = &parts[first + count - 1];
-    return last->offset + last->len - parts[first].offset;
 }
 
 /* Builds the nodes of the step whose partitions are parts[0..n_parts)
@@ -1037,9 +1044,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     if (n_holders == 0) {
         return;
     }
-    uint64_t off = (r->step_in_epoch + 1) * d->batch;
-    uint64_t left = r->n_samples - off;
-    uint32_t batch = (uint32_t)(left < d->batch ? left : d->batch);
+    uint32_t batch = s_batch_len(r, job, r->step_in_epoch + 1);
     uint32_t n_parts = (batch + d->partition - 1) / d->partition;
     sp_part_t *parts = calloc(n_parts, sizeof *parts);
     sp_ahead_t *ahead = calloc(n_holders, sizeof *ahead);
@@ -1048,46 +1053,24 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         free(ahead);
         return;
     }
-    for (uint32_t i = 0; i < n_parts; i++) {
-        parts[i].offset = i * d->partition;
-        parts[i].len = batch - parts[i].offset < d->partition ? batch - parts[i].offset
-                                                              : d->partition;
-    }
-    if (s_cut_nodes(parts, n_parts, s_live_workers(c), s_min_node(r, job)) > n_holders) {
+    s_parts_layout(parts, n_parts, batch, d->partition);
+    uint32_t n_nodes = s_cut_nodes(parts, n_parts, s_live_workers(c), s_min_node(r, job));
+    if (n_nodes > n_holders) {
         free(parts); /* a worker without work now (a newcomer) would get a node: */
         free(ahead); /* the next step is handed out when it begins */
         return;
     }
+    /* Every node of the cut is recorded; one whose send failed has no worker
+     * and is handed out normally when the step begins. */
     uint32_t n_ahead = 0;
-    for (uint32_t p = 0; p < n_parts && n_ahead < n_holders; p += parts[p].count) {
+    for (uint32_t p = 0; p < n_parts; p += parts[p].count, n_ahead++) {
         SP_ASSERT(parts[p].count > 0);
         sp_worker_t *wk = sp_workers_find(&c->workers, holders[n_ahead]);
-        if (wk == NULL || !wk->alive) {
-            break;
-        }
-        sp_msg_t m;
-        sp_msg_init(&m, SP_MSG_TASK);
-        sp_msg_task_t *t = &m.u.task;
-        t->job = r->job_id;
-        t->version = r->version_base + r->version + 1;
-        t->step = next;
-        t->partition = p;
-        t->n_partitions = parts[p].count;
-        t->partition_size = d->partition;
-        t->batch = batch;
-        snprintf(t->dataset, sizeof t->dataset, "%s", r->ds.info.name);
-        t->checksum = r->ds.info.checksum;
-        uint64_t full = (uint64_t)parts[p].count * d->partition;
-        t->n_indices = (uint32_t)(full < batch - (uint64_t)p * d->partition
-                                      ? full
-                                      : batch - (uint64_t)p * d->partition);
-        t->indices = r->perm + off + (uint64_t)p * d->partition;
-        if (sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m) != SP_OK) {
-            break; /* the rest of the next step is dispatched normally */
-        }
-        r->bytes_wire += (uint64_t)t->n_indices * 4 + 64;
-        ahead[n_ahead++] = (sp_ahead_t){.first = p, .count = parts[p].count, .worker = wk->id};
+        int sent = wk != NULL && wk->alive && s_send_task(c, r, job, wk, parts, p, 1) == SP_OK;
+        ahead[n_ahead] = (sp_ahead_t){.first = p, .count = parts[p].count,
+                                      .worker = sent ? wk->id : 0};
     }
+    SP_ASSERT(n_ahead == n_nodes);
     free(parts);
     free(r->ahead);
     r->ahead = ahead;
@@ -1095,51 +1078,34 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     r->ahead_step = next;
 }
 
-/* The step just begun was sent ahead: its nodes are those that were sent,
+/* The step just begun was sent ahead: its nodes are the ones recorded then,
  * in flight at their workers if still alive, pending otherwise. */
 static void s_claim_ahead(sp_coord_t *c, sp_run_t *r)
 {
-    if (r->ahead_step != r->global_step || r->n_ahead == 0) {
-        r->ahead_step = 0;
+    uint64_t step = r->ahead_step;
+    r->ahead_step = 0;
+    if (step != r->global_step || r->n_ahead == 0) {
         return;
     }
-    r->ahead_step = 0;
     for (uint32_t i = 0; i < r->n_parts; i++) {
         r->parts[i].count = 0;
     }
-    /* the nodes sent ahead, and the rest of the step as the nodes of a cut of
-     * what remains (a send that failed part-way leaves a tail) */
     uint32_t covered = 0;
-    r->n_nodes = 0;
     for (uint32_t i = 0; i < r->n_ahead; i++) {
         const sp_ahead_t *a = &r->ahead[i];
         SP_ASSERT(a->first == covered && a->first + a->count <= r->n_parts);
         sp_part_t *part = &r->parts[a->first];
         part->count = a->count;
-        r->n_nodes++;
         covered += a->count;
-        sp_worker_t *wk = sp_workers_find(&c->workers, a->worker);
+        sp_worker_t *wk = a->worker ? sp_workers_find(&c->workers, a->worker) : NULL;
         if (wk != NULL && wk->alive) {
             part->state = SP_PART_INFLIGHT;
             part->worker = wk->id;
             wk->in_flight++;
         }
     }
-    /* Left-to-right tree nodes covering [covered, n_parts). */
-    while (covered < r->n_parts) {
-        uint32_t lo = 0, hi = r->n_parts;
-        while (lo != covered) { /* the largest tree node that starts at `covered` */
-            uint32_t mid = lo + sp_reduce_split(hi - lo);
-            if (covered < mid) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        r->parts[covered].count = hi - lo;
-        r->n_nodes++;
-        covered = hi;
-    }
+    SP_ASSERT(covered == r->n_parts);
+    r->n_nodes = r->n_ahead;
 }
 
 static void s_dispatch(sp_coord_t *c)
@@ -1180,7 +1146,7 @@ static void s_dispatch(sp_coord_t *c)
             wk->bytes_out += r->model_len;
             r->bytes_wire += r->model_len;
         }
-        if (s_send_task(c, r, job, wk, p) != SP_OK) {
+        if (s_send_task(c, r, job, wk, r->parts, p, 0) != SP_OK) {
             wk->failures++;
             sp_workers_kill(c, wk, "task could not be sent");
             p--;
@@ -1373,7 +1339,7 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
             part->worker != wk->id) {
             why = "node not held by this worker (late or duplicate)";
             part = NULL;
-        } else if (res->n_samples != s_node_len(r, res->partition) ||
+        } else if (res->n_samples != s_span(r->parts, res->partition, res->n_partitions) ||
                    res->n_correct > res->n_samples) {
             why = "sample count does not match the partition";
             bad = 1;
@@ -1397,19 +1363,19 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
         if (r != NULL) {
             r->dropped++;
         }
+        /* The worker may have applied the step itself (a whole step) though
+         * it does not count: it is sent the model again before any task. */
+        wk->model_job = wk->model_version = 0;
         if (bad) {
             wk->failures++;
             sp_coord_log_bad(c, wk->ident, wk->ident_len, why);
             if (part != NULL) {
-                /* give it to someone (maybe the same worker) again; the
-                 * worker may have applied the step itself, so it is sent
-                 * the model again before any new task */
+                /* give it to someone (maybe the same worker) again */
                 part->state = SP_PART_PENDING;
                 part->worker = 0;
                 if (wk->in_flight > 0) {
                     wk->in_flight--;
                 }
-                wk->model_job = wk->model_version = 0;
             }
             if (++r->worker_errors >= SP_COORD_MAX_WORKER_ERRORS) {
                 s_fail(c, "workers keep sending unusable results (%u); last: %s", r->worker_errors,
@@ -1417,9 +1383,6 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
             }
         } else {
             sp_log(SP_LOG_DEBUG, "result from worker %u dropped: %s", wk->id, why);
-            /* If it was a whole step, the worker has applied it although it
-             * does not count: send it the model again before its next task. */
-            wk->model_job = wk->model_version = 0;
         }
         return;
     }
@@ -1549,57 +1512,59 @@ static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
 
 /* Brings every live worker that holds version v_old of the job to v_old + 1:
  * the one that computed the whole step (self) applied it already; the others
- * get the step's summed gradient in one APPLY, encoded once. */
+ * get the step's summed gradient in one APPLY, encoded once. A worker the
+ * APPLY cannot reach is declared dead (as for any failed send). */
 static void s_send_apply(sp_coord_t *c, sp_run_t *r, const sp_part_t *root, uint64_t v_old,
                          uint32_t self)
 {
-    const uint8_t *ids[64];
-    size_t lens[64];
-    sp_worker_t *who[64];
-    int rcs[64];
-    size_t n = 0;
-    for (size_t i = 0; i <= c->workers.n; i++) {
-        if (n == 64 || (i == c->workers.n && n > 0)) {
-            sp_msg_t m;
-            sp_msg_init(&m, SP_MSG_APPLY);
-            m.u.apply.job = r->job_id;
-            m.u.apply.version = v_old + 1;
-            m.u.apply.step = r->global_step;
-            m.u.apply.n_samples = r->batch_len;
-            m.u.apply.n_grad = (uint32_t)r->n_params;
-            m.u.apply.grad = root->grad;
-            m.u.apply.n_hits = (uint32_t)r->n_hits;
-            m.u.apply.hits = root->hits;
-            (void)sp_msg_send_many(c->workers_sock, ids, lens, n, &m, rcs);
-            for (size_t k = 0; k < n; k++) {
-                if (rcs[k] == SP_OK) {
-                    who[k]->model_version = v_old + 1;
-                    uint64_t bytes = ((uint64_t)r->n_params + r->n_hits) * 4;
-                    who[k]->bytes_out += bytes;
-                    r->bytes_wire += bytes + 64;
-                } else {
-                    who[k]->failures++;
-                    sp_workers_kill(c, who[k], "apply could not be sent");
-                }
-            }
-            n = 0;
-        }
-        if (i == c->workers.n) {
-            break;
-        }
+    size_t n = 0, cap = c->workers.n;
+    const uint8_t **ids = malloc((cap ? cap : 1) * sizeof *ids);
+    size_t *lens = malloc((cap ? cap : 1) * sizeof *lens);
+    sp_worker_t **who = malloc((cap ? cap : 1) * sizeof *who);
+    int *rcs = malloc((cap ? cap : 1) * sizeof *rcs);
+    for (size_t i = 0; i < cap; i++) {
         sp_worker_t *wk = &c->workers.v[i];
         if (!wk->alive || wk->model_job != r->job_id || wk->model_version != v_old) {
             continue;
         }
         if (wk->id == self) {
             wk->model_version = v_old + 1;
-            continue;
+        } else if (ids && lens && who && rcs) {
+            ids[n] = wk->ident;
+            lens[n] = wk->ident_len;
+            who[n++] = wk;
+        } else {
+            wk->model_job = wk->model_version = 0; /* no memory: a MODEL instead */
         }
-        ids[n] = wk->ident;
-        lens[n] = wk->ident_len;
-        who[n] = wk;
-        n++;
     }
+    if (n > 0) {
+        sp_msg_t m;
+        sp_msg_init(&m, SP_MSG_APPLY);
+        m.u.apply.job = r->job_id;
+        m.u.apply.version = v_old + 1;
+        m.u.apply.step = r->global_step;
+        m.u.apply.n_samples = r->batch_len;
+        m.u.apply.n_grad = (uint32_t)r->n_params;
+        m.u.apply.grad = root->grad;
+        m.u.apply.n_hits = (uint32_t)r->n_hits;
+        m.u.apply.hits = root->hits;
+        (void)sp_msg_send_many(c->workers_sock, ids, lens, n, &m, rcs);
+        uint64_t bytes = ((uint64_t)r->n_params + r->n_hits) * 4;
+        for (size_t k = 0; k < n; k++) {
+            if (rcs[k] == SP_OK) {
+                who[k]->model_version = v_old + 1;
+                who[k]->bytes_out += bytes;
+                r->bytes_wire += bytes + 64;
+            } else {
+                who[k]->failures++;
+                sp_workers_kill(c, who[k], "apply could not be sent");
+            }
+        }
+    }
+    free(ids);
+    free(lens);
+    free(who);
+    free(rcs);
 }
 
 static void s_step_finish(sp_coord_t *c)

@@ -50,56 +50,54 @@ static void s_free_body(void *data, void *hint)
     free(data);
 }
 
-int sp_msg_send(void *sock, const uint8_t *id, size_t id_len, const sp_msg_t *m)
+/* Sends [id] + hdr + body without blocking; body is consumed (sent, or
+ * closed on failure). A peer whose queue is full (ZMQ_SNDHWM messages)
+ * would otherwise stall the whole event loop of the sender; ZeroMQ sends
+ * the parts of a message atomically once the last one is in. */
+static int s_send_frames(void *sock, const uint8_t *id, size_t id_len,
+                         const uint8_t hdr[SP_MSG_HEADER_BYTES], zmq_msg_t *body)
 {
-    uint8_t hdr[SP_MSG_HEADER_BYTES];
-    uint8_t *body = NULL;
-    size_t body_len = 0;
-    int rc = sp_msg_encode(m, hdr, &body, &body_len);
-    if (rc != SP_OK) {
-        return rc;
-    }
-    /* Never block: a peer whose queue is full (ZMQ_SNDHWM messages) would
-     * otherwise stall the whole event loop of the sender. */
-    if (id != NULL && zmq_send(sock, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        free(body);
-        return SP_E_IO;
-    }
-    /* ZeroMQ sends the parts of a message atomically once the last one is in. */
-    if (zmq_send(sock, hdr, sizeof(hdr), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        free(body);
-        return SP_E_IO;
-    }
-    zmq_msg_t msg;
-    if (zmq_msg_init_data(&msg, body, body_len, s_free_body, NULL) != 0) {
-        free(body);
-        return SP_E_NOMEM;
-    }
-    if (zmq_msg_send(&msg, sock, ZMQ_DONTWAIT) < 0) {
+    if ((id != NULL && zmq_send(sock, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
+        zmq_send(sock, hdr, SP_MSG_HEADER_BYTES, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(body, sock, ZMQ_DONTWAIT) < 0) {
         int e = errno;
-        zmq_msg_close(&msg); /* frees body */
+        zmq_msg_close(body);
         errno = e;
         return SP_E_IO;
     }
     return SP_OK;
 }
 
+/* Encodes m into hdr and a body message that owns the encoded bytes. */
+static int s_encode_msg(const sp_msg_t *m, uint8_t hdr[SP_MSG_HEADER_BYTES], zmq_msg_t *body)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = sp_msg_encode(m, hdr, &bytes, &len);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    if (zmq_msg_init_data(body, bytes, len, s_free_body, NULL) != 0) {
+        free(bytes);
+        return SP_E_NOMEM;
+    }
+    return SP_OK;
+}
+
+int sp_msg_send(void *sock, const uint8_t *id, size_t id_len, const sp_msg_t *m)
+{
+    uint8_t hdr[SP_MSG_HEADER_BYTES];
+    zmq_msg_t body;
+    int rc = s_encode_msg(m, hdr, &body);
+    return rc == SP_OK ? s_send_frames(sock, id, id_len, hdr, &body) : rc;
+}
+
 int sp_msg_send_many(void *sock, const uint8_t *const *ids, const size_t *id_lens, size_t n,
                      const sp_msg_t *m, int *rcs)
 {
     uint8_t hdr[SP_MSG_HEADER_BYTES];
-    uint8_t *body = NULL;
-    size_t body_len = 0;
-    int rc = sp_msg_encode(m, hdr, &body, &body_len);
-    if (rc == SP_OK) {
-        rc = SP_E_NOMEM;
-    }
     zmq_msg_t shared;
-    if (rc == SP_E_NOMEM && zmq_msg_init_data(&shared, body, body_len, s_free_body, NULL) == 0) {
-        rc = SP_OK;
-    } else if (body != NULL) {
-        free(body);
-    }
+    int rc = s_encode_msg(m, hdr, &shared);
     for (size_t i = 0; i < n; i++) {
         rcs[i] = rc;
     }
@@ -107,25 +105,16 @@ int sp_msg_send_many(void *sock, const uint8_t *const *ids, const size_t *id_len
         return rc;
     }
     for (size_t i = 0; i < n; i++) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
         /* zmq_msg_copy shares the body (reference counted): one encode, no
          * per-peer copy of a gradient that may be megabytes. */
+        zmq_msg_t part;
+        zmq_msg_init(&part);
         if (zmq_msg_copy(&part, &shared) != 0) {
+            zmq_msg_close(&part);
             rcs[i] = SP_E_NOMEM;
-            zmq_msg_close(&part);
             continue;
         }
-        if (zmq_send(sock, ids[i], id_lens[i], ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-            zmq_send(sock, hdr, sizeof(hdr), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-            zmq_msg_send(&part, sock, ZMQ_DONTWAIT) < 0) {
-            int e = errno;
-            zmq_msg_close(&part);
-            errno = e;
-            rcs[i] = SP_E_IO;
-            continue;
-        }
-        rcs[i] = SP_OK;
+        rcs[i] = s_send_frames(sock, ids[i], id_lens[i], hdr, &part);
     }
     zmq_msg_close(&shared); /* the body is freed once the last copy is sent */
     return SP_OK;

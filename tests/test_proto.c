@@ -1204,6 +1204,58 @@ static void test_proto_zmq_round_trip_every_type(void **state)
     s_pair_close(&p);
 }
 
+/* One encode to several peers: each gets the same message; a vanished peer
+ * fails alone (ROUTER_MANDATORY) while the others are served. */
+static void test_proto_zmq_send_many_shares_one_body(void **state)
+{
+    (void)state;
+    s_pair_t p;
+    s_pair_open(&p, "inproc://test_proto_many");
+    void *second = zmq_socket(p.ctx, ZMQ_DEALER);
+    assert_int_equal(sp_sock_configure(second, ZMQ_DEALER), SP_OK);
+    assert_int_equal(zmq_setsockopt(second, ZMQ_ROUTING_ID, "worker-2", 8), 0);
+    int timeout_ms = 5000;
+    zmq_setsockopt(second, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
+    assert_int_equal(zmq_connect(second, "inproc://test_proto_many"), 0);
+    char err[256];
+    sp_msg_t hb, m, d;
+    sp_msg_init(&hb, SP_MSG_HEARTBEAT);
+    uint8_t id[256];
+    size_t id_len;
+    void *peers[2] = {p.dealer, second};
+    for (int k = 0; k < 2; k++) { /* the router learns both identities */
+        assert_int_equal(sp_msg_send(peers[k], NULL, 0, &hb), SP_OK);
+        id_len = sizeof(id);
+        assert_int_equal(sp_msg_recv(p.router, 0, id, &id_len, &d, err, sizeof(err)), SP_OK);
+        sp_msg_fini(&d);
+    }
+    assert_int_equal(sp_msg_example(&m, SP_MSG_APPLY, 5), SP_OK);
+    const uint8_t *ids[3] = {(const uint8_t *)"worker-1", (const uint8_t *)"gone",
+                             (const uint8_t *)"worker-2"};
+    const size_t lens[3] = {8, 4, 8};
+    int rcs[3] = {99, 99, 99};
+    assert_int_equal(sp_msg_send_many(p.router, ids, lens, 3, &m, rcs), SP_OK);
+    assert_int_equal(rcs[0], SP_OK);
+    assert_int_equal(rcs[1], SP_E_IO);
+    assert_int_equal(rcs[2], SP_OK);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(sp_msg_recv(peers[k], 0, NULL, NULL, &d, err, sizeof(err)), SP_OK);
+        assert_true(sp_msg_equal(&m, &d, NULL, 0));
+        sp_msg_fini(&d);
+    }
+    /* a message the encoder refuses is sent to nobody */
+    m.u.apply.version = 1; /* below the range (>= 2) */
+    int bad[2] = {99, 99};
+    assert_int_equal(sp_msg_send_many(p.router, ids, lens, 2, &m, bad), SP_E_RANGE);
+    assert_int_equal(bad[0], SP_E_RANGE);
+    assert_int_equal(bad[1], SP_E_RANGE);
+    assert_int_equal(sp_msg_recv(p.dealer, ZMQ_DONTWAIT, NULL, NULL, &d, err, sizeof(err)),
+                     SP_E_TIMEOUT);
+    sp_msg_fini(&m);
+    zmq_close(second);
+    s_pair_close(&p);
+}
+
 static void test_proto_zmq_bad_frames_drained(void **state)
 {
     (void)state;
@@ -1356,6 +1408,7 @@ int main(void)
         cmocka_unit_test(test_proto_encode_refuses_bad_messages),
         cmocka_unit_test(test_proto_decode_random_damage_never_crashes),
         cmocka_unit_test(test_proto_zmq_round_trip_every_type),
+        cmocka_unit_test(test_proto_zmq_send_many_shares_one_body),
         cmocka_unit_test(test_proto_zmq_bad_frames_drained),
         cmocka_unit_test(test_proto_zmq_send_never_blocks),
         cmocka_unit_test(test_proto_zmq_pub_sub_topic),

@@ -84,19 +84,6 @@ int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint
     return SP_OK;
 }
 
-sp_network_t *sp_cache_model(sp_cache_t *c, uint64_t job, uint64_t *version)
-{
-    for (size_t i = 0; i < SP_CACHE_MODELS; i++) {
-        if (c->models[i].job == job && c->models[i].net) {
-            c->models[i].used = ++c->clock;
-            *version = c->models[i].version;
-            return c->models[i].net;
-        }
-    }
-    *version = 0;
-    return NULL;
-}
-
 static sp_cache_model_t *s_model_slot(sp_cache_t *c, uint64_t job)
 {
     for (size_t i = 0; i < SP_CACHE_MODELS; i++) {
@@ -105,6 +92,18 @@ static sp_cache_model_t *s_model_slot(sp_cache_t *c, uint64_t job)
         }
     }
     return NULL;
+}
+
+sp_network_t *sp_cache_model(sp_cache_t *c, uint64_t job, uint64_t *version)
+{
+    sp_cache_model_t *m = s_model_slot(c, job);
+    if (m == NULL) {
+        *version = 0;
+        return NULL;
+    }
+    m->used = ++c->clock;
+    *version = m->version;
+    return m->net;
 }
 
 void sp_cache_set_version(sp_cache_t *c, uint64_t job, uint64_t version)
