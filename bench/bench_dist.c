@@ -498,25 +498,13 @@ static double s_inprocess(int threads, const s_shape_t *sh)
     return s_median(runs, S_REPS);
 }
 
-/* Nodes a step of sh is cut into for n workers, as the coordinator cuts it
- * with the default min_node: halves, while both keep that many samples. */
-static uint32_t s_nodes(int n_workers, const s_shape_t *sh)
-{
-    uint32_t nodes = 1, size = sh->batch;
-    while ((int)nodes < n_workers && size / 2 >= SP_MIN_NODE_DEFAULT &&
-           size / 2 >= sh->partition) {
-        nodes *= 2;
-        size /= 2;
-    }
-    return nodes;
-}
-
-/* Bytes one step puts on the wire with n workers, as the codec encodes
- * them (header + body): a task and a result per node and, when the step is
- * split, an APPLY of the summed gradient to each worker that holds a node.
- * A step kept whole costs no APPLY: its worker applies it itself, and the
- * next step's task was sent ahead. No model crosses the wire per step. */
-static double s_bytes_per_step(int n_workers, const s_shape_t *sh)
+/* Bytes one step puts on the wire, as the codec encodes them (header +
+ * body), kept whole on one worker (nodes = 1: a task and a result; the
+ * worker applies the step itself and its next task was sent ahead) or split
+ * between two (nodes = 2: a task and a result each, and an APPLY to each).
+ * Which one the coordinator chooses depends on the measured compute time
+ * (min_node); both are reported. No model crosses the wire per step. */
+static double s_bytes_per_step(uint32_t nodes, const s_shape_t *sh)
 {
     sp_net_config_t cfg;
     sp_net_config_default(&cfg);
@@ -527,7 +515,7 @@ static double s_bytes_per_step(int n_workers, const s_shape_t *sh)
         return NAN;
     }
     size_t n_params = sp_network_n_params(net), n_hits = sp_network_n_hits(net);
-    uint32_t nodes = s_nodes(n_workers, sh), node_len = sh->batch / nodes;
+    uint32_t node_len = sh->batch / nodes;
     double total = NAN;
     uint32_t *idx = calloc(node_len, sizeof *idx);
     float *grad = calloc(n_params, sizeof *grad);
