@@ -988,6 +988,58 @@ static void s_expect(s_fake_t *f, sp_msg_type_t type, uint8_t *id, size_t *id_le
     }
 }
 
+/* What the fake coordinator sends a worker: job 1's model at a version, a
+ * task for one node of a step, and the summed gradient of a step. */
+static void s_send_model(s_fake_t *f, const uint8_t *id, size_t id_len, uint64_t version,
+                         uint8_t *model, size_t len)
+{
+    sp_msg_t out;
+    sp_msg_init(&out, SP_MSG_MODEL);
+    out.u.model.job = 1;
+    out.u.model.version = version;
+    out.u.model.model.data = model;
+    out.u.model.model.len = len;
+    s_reply(f, id, id_len, &out);
+}
+
+static void s_send_task(s_fake_t *f, const uint8_t *id, size_t id_len, const char *dataset,
+                        uint64_t sum, uint64_t version, uint32_t partition,
+                        uint32_t n_partitions, uint32_t partition_size, uint32_t batch,
+                        uint32_t *idx, uint32_t n)
+{
+    sp_msg_t out;
+    sp_msg_init(&out, SP_MSG_TASK);
+    out.u.task.job = 1;
+    out.u.task.version = version;
+    out.u.task.step = version;
+    out.u.task.partition = partition;
+    out.u.task.n_partitions = n_partitions;
+    out.u.task.partition_size = partition_size;
+    out.u.task.batch = batch;
+    snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "%s", dataset);
+    out.u.task.checksum = sum;
+    out.u.task.n_indices = n;
+    out.u.task.indices = idx;
+    s_reply(f, id, id_len, &out);
+}
+
+static void s_send_apply(s_fake_t *f, const uint8_t *id, size_t id_len, uint64_t version,
+                         uint32_t n_samples, float *grad, size_t n_grad, uint32_t *hits,
+                         size_t n_hits)
+{
+    sp_msg_t out;
+    sp_msg_init(&out, SP_MSG_APPLY);
+    out.u.apply.job = 1;
+    out.u.apply.version = version;
+    out.u.apply.step = version - 1;
+    out.u.apply.n_samples = n_samples;
+    out.u.apply.n_grad = (uint32_t)n_grad;
+    out.u.apply.grad = grad;
+    out.u.apply.n_hits = (uint32_t)n_hits;
+    out.u.apply.hits = hits;
+    s_reply(f, id, id_len, &out);
+}
+
 static void test_client_worker_computes_like_in_process(void **state)
 {
     (void)state;
@@ -1042,25 +1094,8 @@ static void test_client_worker_computes_like_in_process(void **state)
      * The task is the node of partitions 2..4 (4 + 4 + 2 samples) at the end
      * of an 18-sample step. */
     uint32_t idx[10] = {3, 1, 4, 15, 9, 26, 5, 35, 8, 39};
-    sp_msg_init(&out, SP_MSG_TASK);
-    out.u.task.job = 1;
-    out.u.task.version = 1;
-    out.u.task.step = 1;
-    out.u.task.partition = 2;
-    out.u.task.n_partitions = 3;
-    out.u.task.partition_size = 4;
-    out.u.task.batch = 18;
-    snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
-    out.u.task.checksum = sum;
-    out.u.task.n_indices = 10;
-    out.u.task.indices = idx;
-    s_reply(&f, id, id_len, &out);
-    sp_msg_init(&out, SP_MSG_MODEL);
-    out.u.model.job = 1;
-    out.u.model.version = 1;
-    out.u.model.model.data = model;
-    out.u.model.model.len = model_len;
-    s_reply(&f, id, id_len, &out);
+    s_send_task(&f, id, id_len, "toy", sum, 1, 2, 3, 4, 18, idx, 10);
+    s_send_model(&f, id, id_len, 1, model, model_len);
 
     /* the dataset, in two chunks */
     size_t half = ser_len / 2;
@@ -1130,33 +1165,12 @@ static void test_client_worker_computes_like_in_process(void **state)
      * dropped, so the next result is version 2's, on the stepped weights. */
     sp_msg_init(&out, SP_MSG_R_OK);
     s_reply(&f, id, id_len, &out);
-    sp_msg_init(&out, SP_MSG_APPLY);
-    out.u.apply.job = 1;
-    out.u.apply.version = 2;
-    out.u.apply.step = 1;
-    out.u.apply.n_samples = 18;
-    out.u.apply.n_grad = (uint32_t)n_params;
-    out.u.apply.grad = grad;
-    out.u.apply.n_hits = (uint32_t)n_hits;
-    out.u.apply.hits = hits;
-    s_reply(&f, id, id_len, &out);
+    s_send_apply(&f, id, id_len, 2, 18, grad, n_params, hits, n_hits);
     assert_int_equal(sp_network_apply_gradient(ref, grad, 18, hits), SP_OK);
     for (uint64_t v = 1; v <= 3; v++) {
         /* version 3 is sent with no MODEL or APPLY: the worker gets there by
          * applying the whole step of version 2 itself */
-        sp_msg_init(&out, SP_MSG_TASK);
-        out.u.task.job = 1;
-        out.u.task.version = v;
-        out.u.task.step = v;
-        out.u.task.partition = 0;
-        out.u.task.n_partitions = 1;
-        out.u.task.partition_size = 10;
-        out.u.task.batch = 10;
-        snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
-        out.u.task.checksum = sum;
-        out.u.task.n_indices = 10;
-        out.u.task.indices = idx;
-        s_reply(&f, id, id_len, &out);
+        s_send_task(&f, id, id_len, "toy", sum, v, 0, 1, 10, 10, idx, 10);
     }
     /* the task of version 1 is behind the worker: it says so */
     id_len = sizeof id;
@@ -1185,16 +1199,7 @@ static void test_client_worker_computes_like_in_process(void **state)
      * past: ignored. One for version 9 it cannot reach: it says it is out
      * of sync, so the coordinator can send the model again. */
     for (uint64_t v = 3; v <= 9; v += 6) {
-        sp_msg_init(&out, SP_MSG_APPLY);
-        out.u.apply.job = 1;
-        out.u.apply.version = v;
-        out.u.apply.step = v - 1;
-        out.u.apply.n_samples = 10;
-        out.u.apply.n_grad = (uint32_t)n_params;
-        out.u.apply.grad = grad;
-        out.u.apply.n_hits = (uint32_t)n_hits;
-        out.u.apply.hits = hits;
-        s_reply(&f, id, id_len, &out);
+        s_send_apply(&f, id, id_len, v, 10, grad, n_params, hits, n_hits);
     }
     id_len = sizeof id;
     s_expect(&f, SP_MSG_ERROR, id, &id_len, &m);
@@ -1205,24 +1210,8 @@ static void test_client_worker_computes_like_in_process(void **state)
     /* The coordinator's word wins: a model older than the worker's own
      * (version 1 again: the worker applied steps the coordinator never
      * counted) replaces it, and the task computes on exactly that model. */
-    sp_msg_init(&out, SP_MSG_MODEL);
-    out.u.model.job = 1;
-    out.u.model.version = 1;
-    out.u.model.model.data = model;
-    out.u.model.model.len = model_len;
-    s_reply(&f, id, id_len, &out);
-    sp_msg_init(&out, SP_MSG_TASK);
-    out.u.task.job = 1;
-    out.u.task.version = 1;
-    out.u.task.step = 1;
-    out.u.task.n_partitions = 1;
-    out.u.task.partition_size = 10;
-    out.u.task.batch = 10;
-    snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "toy");
-    out.u.task.checksum = sum;
-    out.u.task.n_indices = 10;
-    out.u.task.indices = idx;
-    s_reply(&f, id, id_len, &out);
+    s_send_model(&f, id, id_len, 1, model, model_len);
+    s_send_task(&f, id, id_len, "toy", sum, 1, 0, 1, 10, 10, idx, 10);
     sp_network_t *orig = NULL;
     assert_int_equal(sp_network_load_buffer(model, model_len, &orig, err, sizeof err), SP_OK);
     memset(grad, 0, n_params * sizeof *grad);
@@ -1304,28 +1293,12 @@ static void test_client_worker_beats_while_computing(void **state)
     uint8_t *model = NULL;
     size_t model_len = 0;
     assert_int_equal(sp_network_save_buffer(net, 1, &model, &model_len), SP_OK);
-    sp_msg_init(&out, SP_MSG_MODEL);
-    out.u.model.job = 1;
-    out.u.model.version = 1;
-    out.u.model.model.data = model;
-    out.u.model.model.len = model_len;
-    s_reply(&f, id, id_len, &out);
+    s_send_model(&f, id, id_len, 1, model, model_len);
     uint32_t *idx = malloc(N * sizeof *idx);
     for (uint32_t i = 0; i < N; i++) {
         idx[i] = i;
     }
-    sp_msg_init(&out, SP_MSG_TASK);
-    out.u.task.job = 1;
-    out.u.task.version = 1;
-    out.u.task.step = 1;
-    out.u.task.n_partitions = 1;
-    out.u.task.partition_size = N;
-    out.u.task.batch = N;
-    snprintf(out.u.task.dataset, sizeof out.u.task.dataset, "big");
-    out.u.task.checksum = sum;
-    out.u.task.n_indices = N;
-    out.u.task.indices = idx;
-    s_reply(&f, id, id_len, &out);
+    s_send_task(&f, id, id_len, "big", sum, 1, 0, 1, N, N, idx, N);
 
     /* Serve the dataset chunk by chunk, then count beats until the result. */
     uint64_t beats = 0;

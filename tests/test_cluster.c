@@ -430,28 +430,48 @@ static void test_cluster_growth_and_pruning_same_model(void **state)
     free(model[1]);
 }
 
-static void test_cluster_worker_killed_mid_job(void **state)
+/* The reference model (one worker), then n workers and the long job
+ * started on them; returns the job id. */
+static uint64_t s_start_long_job(s_fix_t *f, int n_workers)
 {
-    s_fix_t *f = s_fix(state);
     s_reference(f);
-    s_start_workers(f, 2, NULL);
+    s_start_workers(f, n_workers, NULL);
     sp_msg_train_t t;
     s_long_job(&t);
-    char err[SP_TEXT_MAX];
+    char err[SP_TEXT_MAX] = "";
     uint64_t job = 0;
-    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    if (sp_cluster_train(&f->cl, &t, &job, err, sizeof err) != 0) {
+        fail_msg("train refused: %s", err);
+    }
+    return job;
+}
+
+/* Waits for the job to end; it must be done, with the reference model. */
+static void s_expect_reference_model(s_fix_t *f, uint64_t job)
+{
     sp_job_status_t st;
-    /* mid-job: an eighth of the samples seen, the job still running */
-    assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 8, S_JOB_TIMEOUT_MS, &st),
-                     0);
-    sp_cluster_stop_worker(&f->cl, 1, SIGKILL);
     assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
+    if (strcmp(st.state, "done") != 0) {
+        sp_cluster_dump_logs(&f->cl);
+    }
     assert_string_equal(st.state, "done");
     uint8_t *m = NULL;
     size_t len = 0;
     s_fetch(f, job, &m, &len);
     s_assert_same_model(f, m, len);
     free(m);
+}
+
+static void test_cluster_worker_killed_mid_job(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    uint64_t job = s_start_long_job(f, 2);
+    sp_job_status_t st;
+    /* mid-job: an eighth of the samples seen, the job still running */
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 8, S_JOB_TIMEOUT_MS, &st),
+                     0);
+    sp_cluster_stop_worker(&f->cl, 1, SIGKILL);
+    s_expect_reference_model(f, job);
     /* The coordinator noticed the death through the missing heartbeats. */
     assert_int_equal(sp_cluster_wait_workers(&f->cl, 1, 10000), 0);
     s_stop_workers(f);
@@ -466,13 +486,7 @@ static void test_cluster_worker_killed_mid_job(void **state)
 static void test_cluster_lone_worker_paused_resyncs(void **state)
 {
     s_fix_t *f = s_fix(state);
-    s_reference(f);
-    s_start_workers(f, 1, NULL);
-    sp_msg_train_t t;
-    s_long_job(&t);
-    char err[SP_TEXT_MAX];
-    uint64_t job = 0;
-    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    uint64_t job = s_start_long_job(f, 1);
     sp_job_status_t st;
     for (int k = 1; k <= 3; k++) {
         assert_int_equal(
@@ -482,29 +496,14 @@ static void test_cluster_lone_worker_paused_resyncs(void **state)
         sp_cu_nap((S_LIVENESS + 3) * S_HEARTBEAT_MS);
         kill(f->cl.workers[0], SIGCONT);
     }
-    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
-    if (strcmp(st.state, "done") != 0) {
-        sp_cluster_dump_logs(&f->cl);
-    }
-    assert_string_equal(st.state, "done");
-    uint8_t *m = NULL;
-    size_t len = 0;
-    s_fetch(f, job, &m, &len);
-    s_assert_same_model(f, m, len);
-    free(m);
+    s_expect_reference_model(f, job);
     s_stop_workers(f);
 }
 
 static void test_cluster_worker_joins_mid_job(void **state)
 {
     s_fix_t *f = s_fix(state);
-    s_reference(f);
-    s_start_workers(f, 1, NULL);
-    sp_msg_train_t t;
-    s_long_job(&t);
-    char err[SP_TEXT_MAX];
-    uint64_t job = 0;
-    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    uint64_t job = s_start_long_job(f, 1);
     sp_job_status_t st;
     assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 10, S_JOB_TIMEOUT_MS, &st),
                      0);
@@ -522,13 +521,7 @@ static void test_cluster_worker_joins_mid_job(void **state)
     kill(f->cl.workers[0], SIGCONT);
     assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
     assert_string_equal(st.state, "running");
-    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
-    assert_string_equal(st.state, "done");
-    uint8_t *m = NULL;
-    size_t len = 0;
-    s_fetch(f, job, &m, &len);
-    s_assert_same_model(f, m, len);
-    free(m);
+    s_expect_reference_model(f, job);
     assert_int_equal(s_find_worker(f, "w1", &w1), 0);
     assert_true(w1.partitions_done > 0);
     s_stop_workers(f);
@@ -595,13 +588,7 @@ static void test_cluster_coordinator_killed_resumes_same_model(void **state)
 static void test_cluster_coordinator_sigterm_checkpoints_and_resumes(void **state)
 {
     s_fix_t *f = s_fix(state);
-    s_reference(f);
-    s_start_workers(f, 2, NULL);
-    sp_msg_train_t t;
-    s_long_job(&t);
-    char err[SP_TEXT_MAX];
-    uint64_t job = 0;
-    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    uint64_t job = s_start_long_job(f, 2);
     sp_job_status_t st;
     assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 3, S_JOB_TIMEOUT_MS, &st),
                      0);
@@ -620,13 +607,7 @@ static void test_cluster_coordinator_sigterm_checkpoints_and_resumes(void **stat
     /* It resumes where it stopped, not from the beginning. */
     assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
     assert_true(st.samples_seen >= s_long_samples() / 3);
-    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
-    assert_string_equal(st.state, "done");
-    uint8_t *m = NULL;
-    size_t len = 0;
-    s_fetch(f, job, &m, &len);
-    s_assert_same_model(f, m, len);
-    free(m);
+    s_expect_reference_model(f, job);
     s_stop_workers(f);
 }
 
