@@ -1224,6 +1224,26 @@ static void test_client_worker_computes_like_in_process(void **state)
     assert_memory_equal(m.u.result.grad, grad, n_params * sizeof *grad);
     sp_msg_fini(&m);
 
+    /* A model without training state is refused and changes nothing: the
+     * worker still holds version 2 (it applied that whole step itself) and
+     * computes a task of version 2. */
+    uint8_t *bare = NULL;
+    size_t bare_len = 0;
+    assert_int_equal(sp_network_save_buffer(net, 0, &bare, &bare_len), SP_OK);
+    s_send_model(&f, id, id_len, 5, bare, bare_len);
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_ERROR, id, &id_len, &m);
+    assert_int_equal(m.u.error.ref_type, SP_MSG_MODEL);
+    assert_non_null(strstr(m.u.error.message, "version 5 refused: no training state"));
+    sp_msg_fini(&m);
+    free(bare);
+    s_send_task(&f, id, id_len, "toy", sum, 2, 0, 1, 10, 10, idx, 10);
+    id_len = sizeof id;
+    s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
+    assert_int_equal(m.u.result.version, 2);
+    assert_int_equal(m.u.result.n_samples, 10);
+    sp_msg_fini(&m);
+
     /* SIGTERM: BYE and exit 0 */
     kill(pid, SIGTERM);
     id_len = sizeof id;

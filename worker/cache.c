@@ -73,6 +73,16 @@ int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint
     if (rc != SP_OK) {
         return rc;
     }
+    if (!sp_network_has_training_state(net)) {
+        /* The worker applies steps itself: without the master weights and
+         * optimizer state its copy would drift from the coordinator's. A
+         * cached model always has them, so the in-place path above refuses
+         * such a file too (SP_E_STATE) and it ends here. */
+        sp_network_destroy(&net);
+        snprintf(err, errlen, "no training state (protocol %u models carry it)",
+                 SP_PROTO_VERSION);
+        return SP_E_INPUT;
+    }
     if (!slot) {
         slot = lru;
     }

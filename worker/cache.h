@@ -57,7 +57,8 @@ void sp_cache_fini(sp_cache_t *c);
  * the version it is at; the same version again is ignored): in place
  * (sp_network_update_from_buffer) when the topology is the cached
  * network's, else by a full load. SP_E_INPUT / SP_E_VERSION with
- * a message for a bad model; the cached model and version are then kept. */
+ * a message for a bad model, or one without training state (this worker
+ * applies steps itself); the cached model and version are then kept. */
 int sp_cache_put_model(sp_cache_t *c, uint64_t job, uint64_t version, const uint8_t *buf,
                        size_t len, char *err, size_t errlen);
 /* The job's cached model and its version (*version = 0 and NULL when none);

@@ -258,13 +258,6 @@ static void s_drop_task(sp_worker_t *w, size_t i)
     w->n_tasks--;
 }
 
-static int s_has_training_state(sp_worker_t *w, uint64_t job)
-{
-    uint64_t have = 0;
-    sp_network_t *net = sp_cache_model(&w->cache, job, &have);
-    return net != NULL && sp_network_has_training_state(net);
-}
-
 static void s_apply(sp_worker_t *w, const sp_msg_apply_t *a);
 
 static void s_handle(sp_worker_t *w, sp_msg_t *m)
@@ -291,14 +284,6 @@ static void s_handle(sp_worker_t *w, sp_msg_t *m)
     case SP_MSG_MODEL: {
         int rc = sp_cache_put_model(&w->cache, m->u.model.job, m->u.model.version,
                                     m->u.model.model.data, m->u.model.model.len, err, sizeof err);
-        if (rc == SP_OK && !s_has_training_state(w, m->u.model.job)) {
-            /* This worker applies steps itself: a model without master
-             * weights and optimizer state would drift from the coordinator's. */
-            sp_cache_drop_model(&w->cache, m->u.model.job);
-            snprintf(err, sizeof err, "no training state (protocol %u models carry it)",
-                     SP_PROTO_VERSION);
-            rc = SP_E_INPUT;
-        }
         if (rc != SP_OK && err[0] == '\0') {
             snprintf(err, sizeof err, "%s", sp_strerror(rc));
         }
