@@ -611,26 +611,19 @@ static void s_neuron_share(const sp_network_t *n, uint32_t first, int ith, int n
     sp_kern_split(total, 1, ith, nth, lo, hi);
 }
 
-int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t n_samples,
-                        float *grad, uint32_t *hits, sp_batch_result_t *res)
+/* Gradient, hits and loss of N rows (at most SP_NET_GRAD_CHUNK), added to
+ * grad, hits and res. */
+static int s_gradient_rows(sp_network_t *n, const float *X, const float *T, size_t N, float *grad,
+                           uint32_t *hits, sp_batch_result_t *res)
 {
-    if (!n || !X || !T || n_samples == 0 || n_samples > UINT32_MAX) {
-        return SP_E_INPUT;
-    }
-    size_t n_out = sp_network_n_outputs(n);
-    if (s_check_rows(X, n_samples, n->n_inputs, "input") != SP_OK ||
-        s_check_rows(T, n_samples, n_out, "target") != SP_OK) {
-        return SP_E_INPUT;
-    }
-    int rc = s_reserve(n, n_samples);
+    int rc = s_reserve(n, N);
     if (rc != SP_OK) {
         return rc;
     }
-    X = s_inputs(n, X, n_samples);
+    X = s_inputs(n, X, N);
     if (!X) {
         return SP_E_NOMEM;
     }
-    size_t N = n_samples;
 #pragma omp parallel
     {
         int ith = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -656,16 +649,44 @@ int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t 
             }
         }
     }
-    if (res) {
-        double sum = 0.0;
-        uint32_t ok = 0;
-        for (size_t s = 0; s < N; s++) {
-            sum += n->loss_s[s];
-            ok += n->ok_s[s];
+    double loss = 0.0; /* the chunk's own sum, added to the batch's */
+    uint32_t ok = 0;
+    for (size_t s = 0; s < N; s++) {
+        loss += n->loss_s[s];
+        ok += n->ok_s[s];
+    }
+    res->loss_sum += loss;
+    res->n_correct += ok;
+    res->n_samples += (uint32_t)N;
+    return SP_OK;
+}
+
+int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t n_samples,
+                        float *grad, uint32_t *hits, sp_batch_result_t *res)
+{
+    if (!n || !X || !T || n_samples == 0 || n_samples > UINT32_MAX) {
+        return SP_E_INPUT;
+    }
+    size_t n_out = sp_network_n_outputs(n);
+    if (s_check_rows(X, n_samples, n->n_inputs, "input") != SP_OK ||
+        s_check_rows(T, n_samples, n_out, "target") != SP_OK) {
+        return SP_E_INPUT;
+    }
+    /* A big batch goes through in chunks, so a chunk's activations and
+     * deltas stay in cache between the forward and the backward pass (in
+     * one piece, batch 8192 of 784 inputs streams 25 MB per pass, and runs
+     * at half the speed). The result depends on the chunk size, never on
+     * the thread count. */
+    sp_batch_result_t sum = {0.0, 0, 0};
+    for (size_t s0 = 0; s0 < n_samples; s0 += SP_NET_GRAD_CHUNK) {
+        size_t N = n_samples - s0 < SP_NET_GRAD_CHUNK ? n_samples - s0 : SP_NET_GRAD_CHUNK;
+        int rc = s_gradient_rows(n, X + s0 * n->n_inputs, T + s0 * n_out, N, grad, hits, &sum);
+        if (rc != SP_OK) {
+            return rc;
         }
-        res->loss_sum = sum;
-        res->n_samples = (uint32_t)N;
-        res->n_correct = ok;
+    }
+    if (res) {
+        *res = sum;
     }
     return SP_OK;
 }

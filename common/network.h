@@ -140,9 +140,13 @@ size_t sp_network_n_params(const sp_network_t *n);
 /* Length of the activation-map hit vector: 64 per neuron, layer after layer,
  * neurons in storage order, cells row-major. */
 size_t sp_network_n_hits(const sp_network_t *n);
+/* Samples per pass of sp_network_gradient: a bigger batch is taken in
+ * chunks of this many, in order, each added to grad as it is done. */
+#define SP_NET_GRAD_CHUNK 256
 /* Adds the summed gradient of the batch to grad[n_params] and the activation
  * hits to hits[n_hits] (either may be NULL to skip); fills *res. The network's
- * weights are not changed. */
+ * weights are not changed. The bits of grad depend on the batch and on
+ * SP_NET_GRAD_CHUNK, never on the thread count. */
 int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t n_samples,
                         float *grad, uint32_t *hits, sp_batch_result_t *res);
 /* Optimizer step with grad (a sum over n_samples samples), then re-quantizes;

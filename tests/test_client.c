@@ -1282,7 +1282,7 @@ static void test_client_worker_beats_while_computing(void **state)
     sp_msg_t m, out;
     s_expect(&f, SP_MSG_HELLO, id, &id_len, &m);
     sp_msg_fini(&m);
-    enum { HB_MS = 10, N = 4096, F = 256 };
+    enum { HB_MS = 10, N = 8192, F = 256 };
     sp_msg_init(&out, SP_MSG_WELCOME);
     out.u.welcome.worker_id = 1;
     out.u.welcome.heartbeat_ms = HB_MS;
@@ -1308,7 +1308,7 @@ static void test_client_worker_beats_while_computing(void **state)
     size_t ser_len = 0;
     assert_int_equal(sp_dataset_serialize(&d, &ser, &ser_len), SP_OK);
     uint64_t sum = ((uint64_t)ser_len << 32) | crc32(crc32(0L, Z_NULL, 0), ser, (uInt)ser_len);
-    const uint32_t sizes[] = {F, 1024, 10};
+    const uint32_t sizes[] = {F, 2048, 10};
     sp_network_t *net = s_make_net(sizes, 3, 11);
     uint8_t *model = NULL;
     size_t model_len = 0;

@@ -287,6 +287,55 @@ static void test_network_gradient_of_halves_adds_up(void **state)
     sp_network_destroy(&n);
 }
 
+/* A batch bigger than SP_NET_GRAD_CHUNK is its chunks, in order, added into
+ * the same buffer: the same bits on 1 and 3 threads. */
+static void test_network_gradient_of_big_batch_is_its_chunks(void **state)
+{
+    (void)state;
+    enum { N = 2 * SP_NET_GRAD_CHUNK + 88 };
+    sp_network_t *n = s_small_net(SP_LOSS_XENT, 12);
+    assert_non_null(n);
+    sp_rng_t r;
+    sp_rng_init(&r, 13);
+    float *X = malloc((size_t)N * 24 * sizeof *X), *T = malloc((size_t)N * 6 * sizeof *T);
+    assert_non_null(X);
+    assert_non_null(T);
+    s_batch(X, T, N, &r);
+    size_t np = sp_network_n_params(n), nh = sp_network_n_hits(n);
+    float *whole = calloc(np, sizeof(float)), *chunks = calloc(np, sizeof(float));
+    uint32_t *hw = calloc(nh, sizeof(uint32_t)), *hc = calloc(nh, sizeof(uint32_t));
+    sp_batch_result_t rw, rc;
+    double loss = 0.0;
+    uint32_t correct = 0;
+    for (size_t s0 = 0; s0 < N; s0 += SP_NET_GRAD_CHUNK) {
+        size_t m = N - s0 < SP_NET_GRAD_CHUNK ? N - s0 : SP_NET_GRAD_CHUNK;
+        assert_int_equal(sp_network_gradient(n, X + s0 * 24, T + s0 * 6, m, chunks, hc, &rc),
+                         SP_OK);
+        loss += rc.loss_sum;
+        correct += rc.n_correct;
+    }
+    for (int threads = 1; threads <= 3; threads += 2) {
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        memset(whole, 0, np * sizeof(float));
+        memset(hw, 0, nh * sizeof(uint32_t));
+        assert_int_equal(sp_network_gradient(n, X, T, N, whole, hw, &rw), SP_OK);
+        omp_set_num_threads(saved);
+        assert_memory_equal(whole, chunks, np * sizeof(float));
+        assert_memory_equal(hw, hc, nh * sizeof(uint32_t));
+        assert_int_equal(rw.n_samples, N);
+        assert_int_equal(rw.n_correct, correct);
+        assert_true(rw.loss_sum == loss);
+    }
+    free(whole);
+    free(chunks);
+    free(hw);
+    free(hc);
+    free(X);
+    free(T);
+    sp_network_destroy(&n);
+}
+
 static sp_network_t *s_train_with_threads(int threads, sp_loss_t loss)
 {
     int saved = omp_get_max_threads();
@@ -544,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_network_divergence_reported),
         cmocka_unit_test(test_network_gradient_plus_apply_equals_train_batch),
         cmocka_unit_test(test_network_gradient_of_halves_adds_up),
+        cmocka_unit_test(test_network_gradient_of_big_batch_is_its_chunks),
         cmocka_unit_test(test_network_training_bit_identical_across_threads),
         cmocka_unit_test(test_network_local_mode_trains_only_last_layer),
         cmocka_unit_test(test_network_grow_after_saturation),
