@@ -1,12 +1,14 @@
 /* bench_dist: the distributed trainer against in-process training. Starts
  * spatium-coordinator and spatium-worker from the directory of this program
- * (ipc:// endpoints in a temporary directory), uploads a synthetic
- * Fashion-MNIST-sized dataset, runs the same job (same shuffling) with 1 and
- * 2 workers at batch 64 / partition 32 (latency-bound), 512 / 128 and
- * 2048 / 256 (compute-bound), and reports samples per second from the job's
- * epoch records beside sp_network_train_batch in this process; the ceiling
- * of a 2-worker speedup here (two in-process trainers at once against one);
- * the bytes a step puts on the wire; and the cost of a worker's full model
+ * (ipc:// endpoints in a temporary directory), uploads the first 8192
+ * Fashion-MNIST training images (synthetic 28x28 images when Debian's
+ * dataset-fashion-mnist is not installed), runs the same job (same
+ * shuffling) with 1 and 2 workers at batch 64 / partition 32 and 64
+ * (latency-bound), 512 / 128, 2048 / 256 and 8192 / 256 (on 32768 images;
+ * compute-bound), and reports samples per second from the job's epoch
+ * records beside sp_network_train_batch in this process; the ceiling of a
+ * 2-worker speedup here (two in-process trainers at once against one); the
+ * bytes a step puts on the wire; and the cost of a worker's full model
  * refresh. Every process started here is stopped before returning. Every
  * samples/s figure is the median of S_REPS runs. The coordinator runs on the
  * same machine as the workers: on 2 cores, 2 workers of 1 thread plus the
@@ -35,6 +37,7 @@
 #include "proto/messages.h"
 
 #define S_SAMPLES 8192 /* 128 steps an epoch at batch 64, 16 at batch 512 */
+#define S_SAMPLES_BIG 32768 /* batch 8192: 4 steps an epoch */
 #define S_SIDE 28
 #define S_FEATURES (S_SIDE * S_SIDE)
 #define S_CLASSES 10
@@ -48,7 +51,8 @@
 typedef struct {
     uint32_t batch;
     uint32_t partition;
-    const char *tag; /* name suffix: "" (the original names) or "_b512" */
+    const char *tag;  /* name suffix: "" (the original names) or "_b512" */
+    uint32_t samples; /* in the dataset: S_SAMPLES, more for the biggest batch */
 } s_shape_t;
 
 typedef struct {
@@ -226,28 +230,76 @@ static int s_add_worker(s_env_t *e, int slot, int threads)
     return e->workers[slot] > 0 ? 0 : -1;
 }
 
-/* Synthetic IDX files: class k lights a band of rows, plus noise. */
-static void s_make_idx(uint8_t **images, size_t *ni, uint8_t **labels, size_t *nl)
+#define S_FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* Writes the big-endian IDX header of n images of S_SIDE x S_SIDE (or of n
+ * labels) to p. */
+static void s_idx_header(uint8_t *p, int images, uint32_t n)
 {
-    *ni = 16 + (size_t)S_SAMPLES * S_FEATURES;
-    *nl = 8 + (size_t)S_SAMPLES;
+    const uint32_t hi[4] = {0x803, n, S_SIDE, S_SIDE}, hl[2] = {0x801, n};
+    const uint32_t *h = images ? hi : hl;
+    for (int i = 0; i < (images ? 4 : 2); i++) {
+        for (int b = 0; b < 4; b++) {
+            p[4 * i + b] = (uint8_t)(h[i] >> (24 - 8 * b));
+        }
+    }
+}
+
+/* Reads `len` bytes at `skip` of a gzip (or plain) file; 0 on success. */
+static int s_read_gz(const char *path, size_t skip, uint8_t *out, size_t len)
+{
+    gzFile f = gzopen(path, "rb");
+    if (f == NULL) {
+        return -1;
+    }
+    int ok = gzseek(f, (z_off_t)skip, SEEK_SET) == (z_off_t)skip;
+    for (size_t off = 0; ok && off < len;) {
+        unsigned chunk = len - off > (1u << 30) ? 1u << 30 : (unsigned)(len - off);
+        int n = gzread(f, out + off, chunk);
+        ok = n > 0;
+        off += ok ? (size_t)n : 0;
+    }
+    gzclose(f);
+    return ok ? 0 : -1;
+}
+
+/* The first n training images of Fashion-MNIST (Debian's dataset-fashion-
+ * mnist) as IDX files of n samples; 0 on success, -1 when not installed. */
+static int s_fmnist_idx(uint32_t n, uint8_t *im, uint8_t *lb)
+{
+    s_idx_header(im, 1, n);
+    s_idx_header(lb, 0, n);
+    return s_read_gz(S_FMNIST_DIR "/train-images-idx3-ubyte.gz", 16, im + 16,
+                     (size_t)n * S_FEATURES) == 0 &&
+                   s_read_gz(S_FMNIST_DIR "/train-labels-idx1-ubyte.gz", 8, lb + 8, n) == 0
+               ? 0
+               : -1;
+}
+
+/* n samples of IDX files: Fashion-MNIST's first n when installed (the data
+ * users train on: real images have many zero pixels, which changes the cost
+ * of a step), otherwise synthetic ones where class k lights a band of rows
+ * over noise. Sets *real (when not NULL) to which. */
+static void s_make_idx(uint32_t n, uint8_t **images, size_t *ni, uint8_t **labels, size_t *nl,
+                       int *real)
+{
+    *ni = 16 + (size_t)n * S_FEATURES;
+    *nl = 8 + (size_t)n;
     *images = malloc(*ni);
     *labels = malloc(*nl);
     uint8_t *im = *images, *lb = *labels;
-    const uint32_t hi[4] = {0x803, S_SAMPLES, S_SIDE, S_SIDE}, hl[2] = {0x801, S_SAMPLES};
-    for (int i = 0; i < 4; i++) {
-        for (int b = 0; b < 4; b++) {
-            im[4 * i + b] = (uint8_t)(hi[i] >> (24 - 8 * b));
-        }
+    int fm = im != NULL && lb != NULL && s_fmnist_idx(n, im, lb) == 0;
+    if (real != NULL) {
+        *real = fm;
     }
-    for (int i = 0; i < 2; i++) {
-        for (int b = 0; b < 4; b++) {
-            lb[4 * i + b] = (uint8_t)(hl[i] >> (24 - 8 * b));
-        }
+    if (fm || im == NULL || lb == NULL) {
+        return;
     }
+    s_idx_header(im, 1, n);
+    s_idx_header(lb, 0, n);
     sp_rng_t rng;
     sp_rng_init(&rng, 5);
-    for (int s = 0; s < S_SAMPLES; s++) {
+    for (uint32_t s = 0; s < n; s++) {
         int k = (int)sp_rng_below(&rng, S_CLASSES);
         lb[8 + s] = (uint8_t)k;
         for (int p = 0; p < S_FEATURES; p++) {
@@ -399,10 +451,10 @@ static double s_dist(int n_workers, int threads, const s_shape_t *sh)
     double sps = NAN;
     uint8_t *images = NULL, *labels = NULL;
     size_t ni = 0, nl = 0;
-    s_make_idx(&images, &ni, &labels, &nl);
+    s_make_idx(sh->samples, &images, &ni, &labels, &nl, NULL);
     const uint8_t *parts[2] = {images, labels};
     size_t sizes[2] = {ni, nl};
-    if (s_env_start(&e) == 0 && s_upload(&e, parts, sizes) == 0) {
+    if (images && labels && s_env_start(&e) == 0 && s_upload(&e, parts, sizes) == 0) {
         int ok = 1;
         for (int i = 0; i < n_workers; i++) {
             ok &= s_add_worker(&e, i, threads) == 0;
@@ -432,11 +484,12 @@ static double s_inprocess_once(int threads, const s_shape_t *sh)
 {
     uint8_t *images = NULL, *labels = NULL;
     size_t ni = 0, nl = 0;
-    s_make_idx(&images, &ni, &labels, &nl);
+    s_make_idx(sh->samples, &images, &ni, &labels, &nl, NULL);
     sp_dataset_t d;
     char err[SP_TEXT_MAX];
     double sps = NAN;
-    if (sp_dataset_parse_idx(images, ni, labels, nl, &d, err, sizeof err) != SP_OK) {
+    if (images == NULL || labels == NULL ||
+        sp_dataset_parse_idx(images, ni, labels, nl, &d, err, sizeof err) != SP_OK) {
         free(images);
         free(labels);
         return NAN;
@@ -450,11 +503,12 @@ static double s_inprocess_once(int threads, const s_shape_t *sh)
     const uint32_t B = sh->batch;
     float *X = malloc((size_t)B * S_FEATURES * sizeof *X);
     float *T = malloc((size_t)B * S_CLASSES * sizeof *T);
-    uint32_t *idx = malloc((size_t)S_SAMPLES * sizeof *idx);
+    const uint32_t N = sh->samples;
+    uint32_t *idx = malloc((size_t)N * sizeof *idx);
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
     if (net && X && T && idx) {
-        for (uint32_t i = 0; i < S_SAMPLES; i++) {
+        for (uint32_t i = 0; i < N; i++) {
             idx[i] = i;
         }
         uint64_t t0 = 0, samples = 0;
@@ -465,9 +519,9 @@ static double s_inprocess_once(int threads, const s_shape_t *sh)
             /* the job the coordinator runs: a new permutation every epoch */
             sp_rng_t rng;
             sp_rng_init_stream(&rng, 3, (uint64_t)epoch);
-            sp_rng_shuffle_u32(&rng, idx, S_SAMPLES);
-            for (uint32_t off = 0; off < S_SAMPLES; off += B) {
-                uint32_t n = S_SAMPLES - off < B ? S_SAMPLES - off : B;
+            sp_rng_shuffle_u32(&rng, idx, N);
+            for (uint32_t off = 0; off < N; off += B) {
+                uint32_t n = N - off < B ? N - off : B;
                 sp_dataset_gather(&d, idx + off, n, X);
                 sp_dataset_targets(&d, idx + off, n, T);
                 float loss;
@@ -738,16 +792,25 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         "dist_ratio_1w_b2048", "dist_speedup_2w_b2048", "dist_ceiling_2p_1t_b2048",
         "dist_bytes_per_step_b2048", "dist_bytes_per_step_2w_b2048",
         "dist_inprocess_1t_sps_b64p64", "dist_1w_1t_sps_b64p64", "dist_2w_1t_sps_b64p64",
-        "dist_ratio_1w_b64p64", "dist_speedup_2w_b64p64", "dist_ceiling_2p_1t_b64p64", NULL};
+        "dist_ratio_1w_b64p64", "dist_speedup_2w_b64p64", "dist_ceiling_2p_1t_b64p64",
+        "dist_inprocess_1t_sps_b8192", "dist_1w_1t_sps_b8192", "dist_2w_1t_sps_b8192",
+        "dist_ratio_1w_b8192", "dist_speedup_2w_b8192", "dist_ceiling_2p_1t_b8192",
+        "dist_bytes_per_step_b8192", "dist_bytes_per_step_2w_b8192", NULL};
     if (!s_want_any(ctx, all)) {
         return;
     }
-    const s_shape_t b64 = {64, 32, ""}, b64p = {64, 64, "_b64p64"}, b512 = {512, 128, "_b512"},
-                    b2048 = {2048, 256, "_b2048"};
+    const s_shape_t b64 = {64, 32, "", S_SAMPLES}, b64p = {64, 64, "_b64p64", S_SAMPLES},
+                    b512 = {512, 128, "_b512", S_SAMPLES}, b2048 = {2048, 256, "_b2048", S_SAMPLES},
+                    b8192 = {8192, 256, "_b8192", S_SAMPLES_BIG};
     int cores = omp_get_num_procs();
-    printf("# dist: 784-128-10, 4 bits, %d samples, coordinator and workers on this machine "
-           "(%d cores): 2 workers x 1 thread + the coordinator are 3 processes on %d cores\n",
-           S_SAMPLES, cores, cores);
+    int real = access(S_FMNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0 &&
+               access(S_FMNIST_DIR "/train-labels-idx1-ubyte.gz", R_OK) == 0;
+    printf("# dist: 784-128-10, 4 bits, %s, %d samples (%d at batch 8192), coordinator and "
+           "workers on this machine (%d cores): 2 workers x 1 thread + the coordinator are 3 "
+           "processes on %d cores\n",
+           real ? "the first Fashion-MNIST training images" : "synthetic 28x28 images (Fashion-MNIST "
+                                                          "is not installed)",
+           S_SAMPLES, S_SAMPLES_BIG, cores, cores);
     fflush(stdout);
     if (sp_bench_wanted(ctx, "dist_model_update_us") || sp_bench_wanted(ctx, "dist_model_load_us") ||
         sp_bench_wanted(ctx, "dist_model_save_us")) {
@@ -772,11 +835,13 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
     static const char *const speed512[] = {"dist_speedup_2w_b512", NULL};
     static const char *const speed2048[] = {"dist_speedup_2w_b2048", NULL};
     static const char *const speed64p[] = {"dist_speedup_2w_b64p64", NULL};
+    static const char *const speed8192[] = {"dist_speedup_2w_b8192", NULL};
     s_compare_1t(ctx, &b64, "dist_ratio_1w_b64", speed64);
     /* batch 64 at the client's default partition, min(128, batch): one leaf */
     s_compare_1t(ctx, &b64p, "dist_ratio_1w_b64p64", speed64p);
     s_compare_1t(ctx, &b512, "dist_ratio_1w_b512", speed512);
     s_compare_1t(ctx, &b2048, "dist_ratio_1w_b2048", speed2048);
+    s_compare_1t(ctx, &b8192, "dist_ratio_1w_b8192", speed8192);
     if (sp_bench_wanted(ctx, "dist_bytes_per_step")) {
         sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1, &b64), "bytes");
         sp_bench_report("dist_bytes_per_step_2w", s_bytes_per_step(2, &b64), "bytes");
@@ -784,5 +849,7 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         sp_bench_report("dist_bytes_per_step_2w_b512", s_bytes_per_step(2, &b512), "bytes");
         sp_bench_report("dist_bytes_per_step_b2048", s_bytes_per_step(1, &b2048), "bytes");
         sp_bench_report("dist_bytes_per_step_2w_b2048", s_bytes_per_step(2, &b2048), "bytes");
+        sp_bench_report("dist_bytes_per_step_b8192", s_bytes_per_step(1, &b8192), "bytes");
+        sp_bench_report("dist_bytes_per_step_2w_b8192", s_bytes_per_step(2, &b8192), "bytes");
     }
 }
