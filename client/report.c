@@ -82,6 +82,8 @@ void sp_report_worker_fields(sp_json_t *j, const sp_worker_info_t *w)
     sp_json_knum(j, "samples_per_s", w->samples_per_s);
     sp_json_ku64(j, "heartbeats_missed", w->heartbeats_missed);
     sp_json_ku64(j, "failures", w->failures);
+    sp_json_ku64(j, "bytes_in", w->bytes_in);
+    sp_json_ku64(j, "bytes_out", w->bytes_out);
 }
 
 void sp_report_worker_header(FILE *f)

@@ -930,15 +930,25 @@ static void s_start(sp_coord_t *c, sp_job_t *job)
 
 /* --- dispatch ------------------------------------------------------------ */
 
+/* True when wk holds the run's current model version. */
+static int s_has_current(const sp_run_t *r, const sp_worker_t *wk)
+{
+    return wk->model_job == r->job_id && wk->model_version == r->version_base + r->version;
+}
+
+/* The live worker with the fewest nodes in flight; among equals, one that
+ * holds the current version (it needs no model). */
 static sp_worker_t *s_pick_worker(sp_coord_t *c)
 {
+    const sp_run_t *r = c->run;
     sp_worker_t *best = NULL;
     for (size_t i = 0; i < c->workers.n; i++) {
         sp_worker_t *wk = &c->workers.v[i];
         if (!wk->alive || wk->in_flight >= SP_COORD_MAX_INFLIGHT) {
             continue;
         }
-        if (best == NULL || wk->in_flight < best->in_flight) {
+        if (best == NULL || wk->in_flight < best->in_flight ||
+            (wk->in_flight == best->in_flight && s_has_current(r, wk) && !s_has_current(r, best))) {
             best = wk;
         }
     }
@@ -969,6 +979,7 @@ static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worke
     int rc = sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m);
     if (rc == SP_OK) {
         r->bytes_wire += (uint64_t)t->n_indices * 4 + 64;
+        wk->bytes_out += (uint64_t)t->n_indices * 4 + 64;
     }
     return rc;
 }
@@ -1124,7 +1135,7 @@ static void s_dispatch(sp_coord_t *c)
         if (wk == NULL) {
             return;
         }
-        if (wk->model_job != r->job_id || wk->model_version != r->version_base + r->version) {
+        if (!s_has_current(r, wk)) {
             if (s_model_bytes(r) != SP_OK) {
                 s_fail(c, "cannot serialize the model");
                 return;
@@ -1510,25 +1521,48 @@ static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
     return changed;
 }
 
-/* Brings every live worker that holds version v_old of the job to v_old + 1:
- * the one that computed the whole step (self) applied it already; the others
- * get the step's summed gradient in one APPLY, encoded once. A worker the
- * APPLY cannot reach is declared dead (as for any failed send). */
-static void s_send_apply(sp_coord_t *c, sp_run_t *r, const sp_part_t *root, uint64_t v_old,
-                         uint32_t self)
+/* The workers of the current step's nodes, each once, into ids (room for
+ * n_parts); returns how many. Called before s_combine merges the nodes. */
+static uint32_t s_node_workers(const sp_run_t *r, uint32_t *ids)
 {
-    size_t n = 0, cap = c->workers.n;
+    uint32_t n = 0;
+    for (uint32_t p = 0; p < r->n_parts; p += r->parts[p].count) {
+        SP_ASSERT(r->parts[p].count > 0); /* the nodes cover the step */
+        int seen = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            seen |= ids[k] == r->parts[p].worker;
+        }
+        if (!seen) {
+            ids[n++] = r->parts[p].worker;
+        }
+    }
+    return n;
+}
+
+/* Brings the workers that computed the step (holders[n_holders]) to
+ * v_old + 1: one that computed the whole step applied it already; when the
+ * step was split, each gets the summed gradient in one APPLY, encoded once.
+ * A live worker that held no node of the step is not kept in step: it stays
+ * at its version and is sent the model with its next task (where steps are
+ * not split, an APPLY every step cost the coordinator and that worker more
+ * than the one model it needs if it ever gets work). A worker the APPLY
+ * cannot reach is declared dead (as for any failed send). */
+static void s_send_apply(sp_coord_t *c, sp_run_t *r, const sp_part_t *root, uint64_t v_old,
+                         const uint32_t *holders, uint32_t n_holders)
+{
+    size_t n = 0, cap = n_holders;
     const uint8_t **ids = malloc((cap ? cap : 1) * sizeof *ids);
     size_t *lens = malloc((cap ? cap : 1) * sizeof *lens);
     sp_worker_t **who = malloc((cap ? cap : 1) * sizeof *who);
     int *rcs = malloc((cap ? cap : 1) * sizeof *rcs);
-    for (size_t i = 0; i < cap; i++) {
-        sp_worker_t *wk = &c->workers.v[i];
-        if (!wk->alive || wk->model_job != r->job_id || wk->model_version != v_old) {
+    for (uint32_t k = 0; k < n_holders; k++) {
+        sp_worker_t *wk = sp_workers_find(&c->workers, holders[k]);
+        if (wk == NULL || !wk->alive || wk->model_job != r->job_id ||
+            wk->model_version != v_old) {
             continue;
         }
-        if (wk->id == self) {
-            wk->model_version = v_old + 1;
+        if (r->n_nodes == 1) {
+            wk->model_version = v_old + 1; /* it applied the whole step itself */
         } else if (ids && lens && who && rcs) {
             ids[n] = wk->ident;
             lens[n] = wk->ident_len;
@@ -1571,9 +1605,11 @@ static void s_step_finish(sp_coord_t *c)
 {
     sp_run_t *r = c->run;
     sp_job_t *job = s_run_job(c);
+    uint32_t *holders = malloc(r->n_parts * sizeof *holders);
+    uint32_t n_holders = holders ? s_node_workers(r, holders) : 0;
     sp_part_t *root = s_combine(r, 0, r->n_parts);
-    s_send_apply(c, r, root, r->version_base + r->version,
-                 r->n_nodes == 1 ? r->parts[0].worker : 0);
+    s_send_apply(c, r, root, r->version_base + r->version, holders, n_holders);
+    free(holders);
     int rc = sp_network_apply_gradient(r->net, root->grad, r->batch_len, root->hits);
     if (rc != SP_OK) {
         if (rc == SP_E_RANGE) {

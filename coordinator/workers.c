@@ -216,6 +216,8 @@ void sp_workers_reply_list(sp_coord_t *c, const uint8_t *id, size_t id_len, uint
             wk->compute_us > 0 ? (double)wk->samples_done * 1e6 / (double)wk->compute_us : 0.0;
         o->heartbeats_missed = wk->heartbeats_missed;
         o->failures = wk->failures;
+        o->bytes_in = wk->bytes_in;
+        o->bytes_out = wk->bytes_out;
     }
     sp_msg_t m;
     sp_msg_init(&m, SP_MSG_R_WORKERS);

@@ -489,6 +489,8 @@ static const s_field_t s_worker_info_f[] = {
     FF64(sp_worker_info_t, samples_per_s, 0, 0.0, DBL_MAX),
     FU32(sp_worker_info_t, heartbeats_missed, 0, U32MAX),
     FU32(sp_worker_info_t, failures, 0, U32MAX),
+    FU64_OPT(sp_worker_info_t, bytes_in),
+    FU64_OPT(sp_worker_info_t, bytes_out),
 };
 SCHEMA(s_worker_info, sp_worker_info_t, s_worker_info_f, NULL, NULL);
 

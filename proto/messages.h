@@ -278,6 +278,8 @@ typedef struct {
     double samples_per_s;     /* finite, >= 0 */
     uint32_t heartbeats_missed;
     uint32_t failures;
+    uint64_t bytes_in;        /* optional on the wire: results received from it */
+    uint64_t bytes_out;       /* optional: models, tasks, applies, dataset sent to it */
 } sp_worker_info_t;
 
 typedef struct {

@@ -44,10 +44,11 @@ typedef struct {
     char csv_path[256];
 } s_fix_t;
 
-/* Four Gaussian blobs in [0, 1]^2, one class each, as CSV text with a header. */
-static char *s_blobs_csv(size_t *len)
+/* Four Gaussian blobs in [0, 1]^2, one class each, as CSV text with a header:
+ * n_samples rows. */
+static char *s_blobs_csv(int n_samples, size_t *len)
 {
-    size_t cap = (size_t)S_SAMPLES * 48 + 64;
+    size_t cap = (size_t)n_samples * 48 + 64;
     char *s = malloc(cap);
     if (s == NULL) {
         return NULL;
@@ -57,7 +58,7 @@ static char *s_blobs_csv(size_t *len)
     sp_rng_init(&rng, 7);
     static const float cx[S_CLASSES] = {0.25f, 0.75f, 0.25f, 0.75f};
     static const float cy[S_CLASSES] = {0.25f, 0.25f, 0.75f, 0.75f};
-    for (int i = 0; i < S_SAMPLES; i++) {
+    for (int i = 0; i < n_samples; i++) {
         int k = i % S_CLASSES;
         double x = cx[k] + 0.08 * sp_rng_normal(&rng), y = cy[k] + 0.08 * sp_rng_normal(&rng);
         x = x < 0 ? 0 : (x > 1 ? 1 : x);
@@ -111,7 +112,7 @@ static int s_group_setup(void **state)
     }
     snprintf(f->csv_path, sizeof f->csv_path, "%s/blobs.csv", f->cl.dir);
     size_t len = 0;
-    char *csv = s_blobs_csv(&len);
+    char *csv = s_blobs_csv(S_SAMPLES, &len);
     if (csv == NULL || sp_cu_write_file(f->csv_path, csv, len) != 0) {
         free(csv);
         return 0;
@@ -319,7 +320,7 @@ static void test_cluster_job_end_to_end_two_workers(void **state)
     char err[SP_TEXT_MAX];
     assert_int_equal(sp_network_load_buffer(file, file_len, &net, err, sizeof err), SP_OK);
     size_t csv_len = 0;
-    char *csv = s_blobs_csv(&csv_len);
+    char *csv = s_blobs_csv(S_SAMPLES, &csv_len);
     sp_dataset_t ds;
     sp_csv_opts_t o;
     sp_csv_opts_default(&o);
@@ -371,6 +372,53 @@ static void test_cluster_job_end_to_end_two_workers(void **state)
     sp_network_destroy(&net);
     free(file);
     free(wire);
+    s_stop_workers(f);
+}
+
+/* A worker that holds the model but no node of a step is not kept in step
+ * by an apply per step: it is sent the model if it gets work again. Batch
+ * 512: the first two steps are split (the compute time is not known yet),
+ * the next fourteen are kept whole on one worker (this network needs far
+ * less than SP_COORD_SPLIT_COST_US for 256 samples), so the other one holds
+ * the model of step 2 and idles. An apply per step would send it 14 x ~5.7
+ * KB, more than all the tasks of the busy one. */
+static void test_cluster_idle_worker_not_kept_in_step(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    enum { N = 4096 };
+    size_t len = 0;
+    char *csv = s_blobs_csv(N, &len);
+    assert_non_null(csv);
+    char err[SP_TEXT_MAX] = "";
+    const uint8_t *parts[1] = {(const uint8_t *)csv};
+    size_t sizes[1] = {len};
+    int up = sp_cluster_upload(&f->cl, "blobs4k", "csv", "classify", parts, sizes, 1, 1000, err,
+                               sizeof err);
+    free(csv);
+    if (up != 0) {
+        fail_msg("upload failed: %s", err);
+    }
+    s_start_workers(f, 2, NULL);
+    sp_msg_train_t t;
+    s_job_def(&t, "blobs4k", 2, 512, 128);
+    t.min_node = 0; /* the coordinator's own choice */
+    sp_job_status_t st;
+    s_run_job(f, &t, &st);
+    assert_int_equal(st.samples_seen, 2 * N);
+    sp_worker_info_t w0, w1;
+    assert_int_equal(s_find_worker(f, "w0", &w0), 0);
+    assert_int_equal(s_find_worker(f, "w1", &w1), 0);
+    const sp_worker_info_t *busy = w0.partitions_done >= w1.partitions_done ? &w0 : &w1;
+    const sp_worker_info_t *idle = busy == &w0 ? &w1 : &w0;
+    /* the idle one computed in the split steps, so it held the model */
+    assert_true(idle->partitions_done > 0);
+    assert_true(busy->partitions_done > idle->partitions_done);
+    /* both got the dataset and one model; the busy one 16 tasks of ~2 KB */
+    assert_true(idle->bytes_out > 0);
+    if (idle->bytes_out >= busy->bytes_out) {
+        fail_msg("the idle worker was sent %llu bytes, the busy one %llu",
+                 (unsigned long long)idle->bytes_out, (unsigned long long)busy->bytes_out);
+    }
     s_stop_workers(f);
 }
 
@@ -857,6 +905,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         S_TEST(test_cluster_job_end_to_end_two_workers),
         S_TEST(test_cluster_same_model_for_1_2_3_workers),
+        S_TEST(test_cluster_idle_worker_not_kept_in_step),
         S_TEST(test_cluster_growth_and_pruning_same_model),
         S_TEST(test_cluster_worker_killed_mid_job),
         S_TEST(test_cluster_worker_joins_mid_job),
