@@ -611,10 +611,10 @@ static void s_neuron_share(const sp_network_t *n, uint32_t first, int ith, int n
     sp_kern_split(total, 1, ith, nth, lo, hi);
 }
 
-/* Gradient, hits and loss of N rows (at most SP_NET_GRAD_CHUNK), added to
- * grad, hits and res. */
+/* Gradient, activation cells and loss of N rows (at most SP_NET_GRAD_CHUNK),
+ * added to grad, hist (per layer: samples per cell) and res. */
 static int s_gradient_rows(sp_network_t *n, const float *X, const float *T, size_t N, float *grad,
-                           uint32_t *hits, sp_batch_result_t *res)
+                           uint32_t hist[][SP_ACTMAP_CELLS], sp_batch_result_t *res)
 {
     int rc = s_reserve(n, N);
     if (rc != SP_OK) {
@@ -633,20 +633,9 @@ static int s_gradient_rows(sp_network_t *n, const float *X, const float *T, size
         s_loss_phase(n, T, N, ith, nth);
         s_backward_phase(n, X, N, grad, ith, nth);
     }
-    if (hits) {
-        size_t off = 0;
-        for (uint32_t l = 0; l < n->n_layers; l++) {
-            sp_layer_t *L = n->layer[l];
-            uint32_t hist[SP_ACTMAP_CELLS] = {0};
-            for (size_t s = 0; s < N; s++) {
-                hist[L->cell[s]]++;
-            }
-            for (uint32_t o = 0; o < L->n_out; o++) {
-                for (unsigned c = 0; c < SP_ACTMAP_CELLS; c++) {
-                    hits[off + c] += hist[c];
-                }
-                off += SP_ACTMAP_CELLS;
-            }
+    for (uint32_t l = 0; l < n->n_layers; l++) {
+        for (size_t s = 0; s < N; s++) {
+            hist[l][n->layer[l]->cell[s]]++;
         }
     }
     double loss = 0.0; /* the chunk's own sum, added to the batch's */
@@ -678,11 +667,23 @@ int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t 
      * at half the speed). The result depends on the chunk size, never on
      * the thread count. */
     sp_batch_result_t sum = {0.0, 0, 0};
+    uint32_t hist[SP_NET_MAX_LAYERS][SP_ACTMAP_CELLS];
+    memset(hist, 0, sizeof hist);
     for (size_t s0 = 0; s0 < n_samples; s0 += SP_NET_GRAD_CHUNK) {
         size_t N = n_samples - s0 < SP_NET_GRAD_CHUNK ? n_samples - s0 : SP_NET_GRAD_CHUNK;
-        int rc = s_gradient_rows(n, X + s0 * n->n_inputs, T + s0 * n_out, N, grad, hits, &sum);
+        int rc = s_gradient_rows(n, X + s0 * n->n_inputs, T + s0 * n_out, N, grad, hist, &sum);
         if (rc != SP_OK) {
             return rc;
+        }
+    }
+    /* A layer's neurons share its samples' cells: each gets the layer's
+     * histogram, once per batch. */
+    size_t off = 0;
+    for (uint32_t l = 0; hits && l < n->n_layers; l++) {
+        for (uint32_t o = 0; o < n->layer[l]->n_out; o++, off += SP_ACTMAP_CELLS) {
+            for (unsigned c = 0; c < SP_ACTMAP_CELLS; c++) {
+                hits[off + c] += hist[l][c];
+            }
         }
     }
     if (res) {
