@@ -279,20 +279,15 @@ static int s_fmnist_idx(uint32_t n, uint8_t *im, uint8_t *lb)
 /* n samples of IDX files: Fashion-MNIST's first n when installed (the data
  * users train on: real images have many zero pixels, which changes the cost
  * of a step), otherwise synthetic ones where class k lights a band of rows
- * over noise. Sets *real (when not NULL) to which. */
-static void s_make_idx(uint32_t n, uint8_t **images, size_t *ni, uint8_t **labels, size_t *nl,
-                       int *real)
+ * over noise. */
+static void s_make_idx(uint32_t n, uint8_t **images, size_t *ni, uint8_t **labels, size_t *nl)
 {
     *ni = 16 + (size_t)n * S_FEATURES;
     *nl = 8 + (size_t)n;
     *images = malloc(*ni);
     *labels = malloc(*nl);
     uint8_t *im = *images, *lb = *labels;
-    int fm = im != NULL && lb != NULL && s_fmnist_idx(n, im, lb) == 0;
-    if (real != NULL) {
-        *real = fm;
-    }
-    if (fm || im == NULL || lb == NULL) {
+    if (im == NULL || lb == NULL || s_fmnist_idx(n, im, lb) == 0) {
         return;
     }
     s_idx_header(im, 1, n);
@@ -451,7 +446,7 @@ static double s_dist(int n_workers, int threads, const s_shape_t *sh)
     double sps = NAN;
     uint8_t *images = NULL, *labels = NULL;
     size_t ni = 0, nl = 0;
-    s_make_idx(sh->samples, &images, &ni, &labels, &nl, NULL);
+    s_make_idx(sh->samples, &images, &ni, &labels, &nl);
     const uint8_t *parts[2] = {images, labels};
     size_t sizes[2] = {ni, nl};
     if (images && labels && s_env_start(&e) == 0 && s_upload(&e, parts, sizes) == 0) {
@@ -484,7 +479,7 @@ static double s_inprocess_once(int threads, const s_shape_t *sh)
 {
     uint8_t *images = NULL, *labels = NULL;
     size_t ni = 0, nl = 0;
-    s_make_idx(sh->samples, &images, &ni, &labels, &nl, NULL);
+    s_make_idx(sh->samples, &images, &ni, &labels, &nl);
     sp_dataset_t d;
     char err[SP_TEXT_MAX];
     double sps = NAN;
