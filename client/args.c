@@ -127,6 +127,20 @@ int sp_args_global(sp_cli_t *c, int argc, char **argv, int *i)
         strcpy(c->endpoint, val);
         return 1;
     }
+    static const char *const key_flags[2] = {"--curve-server", "--curve-secret"};
+    for (int k = 0; k < 2; k++) {
+        if ((m = sp_args_value(c, argc, argv, i, key_flags[k], &val)) != 0) {
+            if (m < 0) {
+                return -1;
+            }
+            if (val[0] == '\0') {
+                sp_cli_report(c, SP_EXIT_USAGE, "%s needs a file name", key_flags[k]);
+                return -1;
+            }
+            *(k == 0 ? &c->curve_server : &c->curve_secret) = val;
+            return 1;
+        }
+    }
     if ((m = sp_args_value(c, argc, argv, i, "--timeout-ms", &val)) != 0) {
         uint32_t ms = 0;
         if (m < 0 || sp_args_u32(c, "--timeout-ms", val, 1, 86400000u, &ms) != 0) {

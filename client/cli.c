@@ -13,6 +13,10 @@
 
 #include "client/json.h"
 #include "common/error.h"
+#include "proto/curve.h"
+
+#define S_HANDSHAKE_WAIT_MS 300 /* after a failed handshake without its reason, wait this
+                                   long for one that says why */
 
 uint64_t sp_cli_now_ms(void)
 {
@@ -32,6 +36,10 @@ void sp_cli_init(sp_cli_t *c)
     }
     c->timeout_ms = SP_CLI_DEFAULT_TIMEOUT_MS;
     c->next_req = 1;
+    const char *server = getenv("SPATIUM_CURVE_SERVER");
+    const char *secret = getenv("SPATIUM_CURVE_SECRET");
+    c->curve_server = server && server[0] ? server : NULL;
+    c->curve_secret = secret && secret[0] ? secret : NULL;
 }
 
 void sp_cli_reset_socket(sp_cli_t *c)
@@ -40,6 +48,7 @@ void sp_cli_reset_socket(sp_cli_t *c)
         zmq_close(c->sock);
         c->sock = NULL;
     }
+    sp_curve_watch_close(&c->watch);
 }
 
 void sp_cli_fini(sp_cli_t *c)
@@ -71,6 +80,36 @@ int sp_cli_report(const sp_cli_t *c, int code, const char *fmt, ...)
     return code;
 }
 
+/* Makes c->sock a CURVE client when key files are named. */
+static int s_curve_setup(sp_cli_t *c)
+{
+    if (c->curve_server == NULL && c->curve_secret == NULL) {
+        return SP_EXIT_OK;
+    }
+    if (c->curve_server == NULL || c->curve_secret == NULL) {
+        return sp_cli_report(c, SP_EXIT_USAGE,
+                             "CURVE needs both --curve-server FILE (the coordinator's public "
+                             "key) and --curve-secret FILE (this client's key pair)");
+    }
+    if (!sp_curve_available()) {
+        return sp_cli_report(c, SP_EXIT_FAIL, "this libzmq was built without CURVE");
+    }
+    char err[512];
+    sp_curve_cert_t server, own;
+    if (sp_curve_load(c->curve_server, 0, &server, err, sizeof err) != SP_OK ||
+        sp_curve_load(c->curve_secret, 1, &own, err, sizeof err) != SP_OK) {
+        return sp_cli_report(c, SP_EXIT_FAIL, "%s", err);
+    }
+    snprintf(c->curve_public, sizeof c->curve_public, "%s", own.public_z85);
+    int rc = sp_curve_client(c->sock, &own, &server);
+    memset(&own, 0, sizeof own);
+    if (rc != SP_OK) {
+        return sp_cli_report(c, SP_EXIT_FAIL, "cannot set the CURVE keys: %s",
+                             zmq_strerror(errno));
+    }
+    return SP_EXIT_OK;
+}
+
 /* Opens the DEALER socket; SP_EXIT_OK or an exit code after reporting. */
 static int s_open(sp_cli_t *c)
 {
@@ -93,6 +132,12 @@ static int s_open(sp_cli_t *c)
     int send_ms = c->timeout_ms;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &send_ms, sizeof send_ms);
+    int rc = s_curve_setup(c);
+    if (rc != SP_EXIT_OK) {
+        sp_cli_reset_socket(c);
+        return rc;
+    }
+    c->watch = sp_curve_watch(c->ctx, c->sock);
     if (zmq_connect(c->sock, c->endpoint) != 0) {
         int e = errno;
         sp_cli_reset_socket(c);
@@ -125,6 +170,18 @@ static const char *s_command_of(sp_msg_type_t type)
     }
 }
 
+/* Reports a failed security handshake; retrying cannot help, the keys or
+ * the allow-list have to change first. */
+static int s_handshake_failed(sp_cli_t *c, const char *what, const char *text)
+{
+    sp_cli_reset_socket(c);
+    if (c->curve_server != NULL) {
+        return sp_cli_report(c, SP_EXIT_FAIL, "%s: %s (this client's public key: %s)", what, text,
+                             c->curve_public);
+    }
+    return sp_cli_report(c, SP_EXIT_FAIL, "%s: %s", what, text);
+}
+
 static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *reply, int quiet)
 {
     const char *what = s_command_of(req->type);
@@ -145,10 +202,15 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
                              c->endpoint, c->timeout_ms);
     }
     uint64_t deadline = sp_cli_now_ms() + (uint64_t)c->timeout_ms;
+    uint64_t failed_ms = 0; /* when a handshake failure was first seen */
+    char failure[512] = "", text[512];
     for (;;) {
         uint64_t now = sp_cli_now_ms();
         if (c->interrupt && *c->interrupt) {
             return sp_cli_report(c, SP_EXIT_FAIL, "interrupted");
+        }
+        if (now >= deadline && failed_ms != 0) {
+            return s_handshake_failed(c, what, failure);
         }
         if (now >= deadline) {
             /* The unanswered request stays queued in the socket: drop it so a
@@ -162,15 +224,40 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
                                  "spatium-coordinator running?)",
                                  c->endpoint, c->timeout_ms);
         }
-        zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll(&item, 1, (long)(deadline - now));
+        zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->watch, 0, ZMQ_POLLIN, 0}};
+        long wait_ms = (long)(deadline - now);
+        if (failed_ms != 0 && wait_ms > S_HANDSHAKE_WAIT_MS) {
+            wait_ms = S_HANDSHAKE_WAIT_MS;
+        }
+        int n = zmq_poll(items, c->watch ? 2 : 1, wait_ms);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
             return sp_cli_report(c, SP_EXIT_FAIL, "poll failed: %s", zmq_strerror(errno));
         }
-        if (n == 0) {
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            int curve_on = c->curve_server != NULL;
+            while ((rc = sp_curve_watch_read(c->watch, curve_on, text, sizeof text)) >= 0) {
+                if (rc == 3) {
+                    failed_ms = 0; /* a later attempt got through */
+                } else if (rc > 0 && (rc == 2 || failed_ms == 0)) {
+                    failed_ms = now;
+                    memcpy(failure, text, sizeof failure);
+                }
+                if (rc == 2) {
+                    break;
+                }
+            }
+            if (rc == 2) {
+                return s_handshake_failed(c, what, failure);
+            }
+        }
+        /* a failure without its reason may be followed by the reason */
+        if (failed_ms != 0 && sp_cli_now_ms() - failed_ms >= S_HANDSHAKE_WAIT_MS) {
+            return s_handshake_failed(c, what, failure);
+        }
+        if (!(items[0].revents & ZMQ_POLLIN)) {
             continue;
         }
         char err[256] = "";

@@ -32,9 +32,14 @@ typedef struct {
     void *sock;                         /* DEALER connected to endpoint, NULL until needed */
     uint64_t next_req;                  /* request id of the next request, >= 1 */
     volatile sig_atomic_t *interrupt;   /* set by a signal handler: stop waiting (may be NULL) */
+    const char *curve_server; /* coordinator's public key file ($SPATIUM_CURVE_SERVER), or NULL */
+    const char *curve_secret; /* this client's key pair file ($SPATIUM_CURVE_SECRET), or NULL */
+    void *watch;              /* handshake events of sock, NULL when not watched */
+    char curve_public[41];    /* this client's public key (Z85), for error messages */
 } sp_cli_t;
 
-/* Fills c with the defaults ($SPATIUM_COORDINATOR overrides the endpoint). */
+/* Fills c with the defaults ($SPATIUM_COORDINATOR overrides the endpoint;
+ * $SPATIUM_CURVE_SERVER and $SPATIUM_CURVE_SECRET name the CURVE key files). */
 void sp_cli_init(sp_cli_t *c);
 /* Closes the socket and the context; c can be used again afterwards. */
 void sp_cli_fini(sp_cli_t *c);
@@ -69,7 +74,8 @@ int sp_args_u32(const sp_cli_t *c, const char *what, const char *s, uint32_t lo,
                 uint32_t *out);
 int sp_args_double(const sp_cli_t *c, const char *what, const char *s, double lo, double hi,
                    double *out);
-/* Handles a global option (--json, --coordinator EP, --timeout-ms MS) met
+/* Handles a global option (--json, --coordinator EP, --timeout-ms MS,
+ * --curve-server FILE, --curve-secret FILE) met
  * after the command name: 1 consumed, 0 not a global option, -1 a usage
  * error (already reported). */
 int sp_args_global(sp_cli_t *c, int argc, char **argv, int *i);

@@ -309,6 +309,7 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
         }
     }
     snprintf(c->endpoint, sizeof c->endpoint, "%s", ep_clients);
+    c->curve_server = c->curve_secret = NULL; /* the demo's own coordinator runs without CURVE */
     if (c->timeout_ms < 10000) {
         c->timeout_ms = 10000; /* the demo's coordinator also parses what we upload */
     }

@@ -27,18 +27,23 @@ static const s_command_t s_commands[] = {
     {"datasets", sp_cmd_datasets, "list the stored datasets"},
     {"eval", sp_cmd_eval, "accuracy or MSE of a model file on a data file (local)"},
     {"demo", sp_cmd_demo, "run coordinator, workers and a training job on this machine"},
+    {"keygen", sp_cmd_keygen, "make a CURVE key pair: NAME.key (public), NAME.key_secret"},
 };
 
 static void s_usage(FILE *f)
 {
     fprintf(f,
-            "usage: spatium [--coordinator EP] [--json] [--timeout-ms MS] COMMAND [ARGS]\n"
+            "usage: spatium [--coordinator EP] [--json] [--timeout-ms MS]\n"
+            "               [--curve-server FILE --curve-secret FILE] COMMAND [ARGS]\n"
             "\n"
             "Client of the Spatium distributed trainer.\n"
             "  --coordinator EP  coordinator's client endpoint (default $SPATIUM_COORDINATOR\n"
             "                    or " SP_CLI_DEFAULT_ENDPOINT ")\n"
             "  --json            print exactly one JSON object on stdout\n"
             "  --timeout-ms MS   wait at most MS for each reply (default %d)\n"
+            "  --curve-server FILE  the coordinator's public key: talk CURVE (encrypted)\n"
+            "                    (default $SPATIUM_CURVE_SERVER)\n"
+            "  --curve-secret FILE  this client's key pair (default $SPATIUM_CURVE_SECRET)\n"
             "\ncommands:\n",
             SP_CLI_DEFAULT_TIMEOUT_MS);
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++) {

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <zmq.h>
 
 #include "common/error.h"
 #include "coordinator/store.h"
+#include "proto/curve.h"
 
 #define S_DRAIN_MAX 256 /* messages taken from one socket before looking at the other */
 
@@ -78,11 +80,18 @@ void sp_coord_reply_error(sp_coord_t *c, void *sock, const uint8_t *id, size_t i
     }
 }
 
-static void *s_socket(sp_coord_t *c, int type, const char *ep)
+/* A bound socket; a CURVE server in domain when key is not NULL. */
+static void *s_socket(sp_coord_t *c, int type, const char *ep, const sp_curve_cert_t *key,
+                      const char *domain)
 {
     void *s = zmq_socket(c->zctx, type);
     if (s == NULL) {
         sp_log(SP_LOG_ERROR, "zmq_socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    if (key != NULL && sp_curve_server(s, key, domain) != SP_OK) {
+        sp_log(SP_LOG_ERROR, "cannot make %s a CURVE server: %s", ep, zmq_strerror(errno));
+        zmq_close(s);
         return NULL;
     }
     if (sp_sock_configure(s, type) != SP_OK || zmq_bind(s, ep) != 0) {
@@ -91,6 +100,41 @@ static void *s_socket(sp_coord_t *c, int type, const char *ep)
         return NULL;
     }
     return s;
+}
+
+/* Loads the coordinator's key pair into *key, checks the allow-lists and
+ * starts the ZAP handler, before any socket is bound. */
+static int s_curve_start(sp_coord_t *c, sp_curve_cert_t *key)
+{
+    const sp_coord_config_t *cfg = &c->cfg;
+    char err[512];
+    if (!sp_curve_available()) {
+        sp_log(SP_LOG_ERROR, "--curve-secret: this libzmq was built without CURVE");
+        return SP_E_UNSUPPORTED;
+    }
+    if (sp_curve_load(cfg->curve_secret, 1, key, err, sizeof err) != SP_OK) {
+        sp_log(SP_LOG_ERROR, "--curve-secret: %s", err);
+        return SP_E_INPUT;
+    }
+    const char *dirs[2] = {cfg->curve_workers, cfg->curve_clients};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (dirs[i] == NULL || stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
+            sp_log(SP_LOG_ERROR, "%s: '%s' is not a directory",
+                   i == 0 ? "--curve-workers" : "--curve-clients", dirs[i] ? dirs[i] : "");
+            return SP_E_INPUT;
+        }
+    }
+    const sp_zap_rule_t rules[] = {{"workers", cfg->curve_workers},
+                                   {"clients", cfg->curve_clients},
+                                   {"metrics", cfg->curve_clients}};
+    c->zap = sp_zap_new(c->zctx, rules, sizeof rules / sizeof rules[0]);
+    if (c->zap == NULL) {
+        return SP_E_IO;
+    }
+    sp_log(SP_LOG_INFO, "CURVE on: public key %s; workers from %s, clients from %s",
+           key->public_z85, cfg->curve_workers, cfg->curve_clients);
+    return SP_OK;
 }
 
 int sp_coord_init(sp_coord_t *c, const sp_coord_config_t *cfg, volatile sig_atomic_t *stop)
@@ -118,15 +162,28 @@ int sp_coord_init(sp_coord_t *c, const sp_coord_config_t *cfg, volatile sig_atom
         sp_coord_fini(c);
         return SP_E_IO;
     }
-    c->workers_sock = s_socket(c, ZMQ_ROUTER, cfg->workers_ep);
-    c->clients_sock = c->workers_sock ? s_socket(c, ZMQ_ROUTER, cfg->clients_ep) : NULL;
-    c->metrics_sock = c->clients_sock ? s_socket(c, ZMQ_PUB, cfg->metrics_ep) : NULL;
+    sp_curve_cert_t key;
+    const sp_curve_cert_t *kp = NULL;
+    if (cfg->curve_secret != NULL) {
+        if (s_curve_start(c, &key) != SP_OK) {
+            sp_coord_fini(c);
+            return SP_E_INPUT;
+        }
+        kp = &key;
+    }
+    c->workers_sock = s_socket(c, ZMQ_ROUTER, cfg->workers_ep, kp, "workers");
+    c->clients_sock = c->workers_sock ? s_socket(c, ZMQ_ROUTER, cfg->clients_ep, kp, "clients")
+                                      : NULL;
+    c->metrics_sock = c->clients_sock ? s_socket(c, ZMQ_PUB, cfg->metrics_ep, kp, "metrics")
+                                      : NULL;
+    memset(&key, 0, sizeof key);
     if (c->metrics_sock == NULL) {
         sp_coord_fini(c);
         return SP_E_IO;
     }
-    sp_log(SP_LOG_INFO, "coordinator: workers %s, clients %s, metrics %s, state %s",
-           cfg->workers_ep, cfg->clients_ep, cfg->metrics_ep, cfg->state_dir);
+    sp_log(SP_LOG_INFO, "coordinator: workers %s, clients %s, metrics %s, state %s%s",
+           cfg->workers_ep, cfg->clients_ep, cfg->metrics_ep, cfg->state_dir,
+           kp != NULL ? ", CURVE on" : "");
     return SP_OK;
 }
 
@@ -147,6 +204,7 @@ void sp_coord_fini(sp_coord_t *c)
         zmq_close(c->metrics_sock);
     }
     c->workers_sock = c->clients_sock = c->metrics_sock = NULL;
+    sp_zap_destroy(&c->zap);
     if (c->zctx) {
         zmq_ctx_term(c->zctx);
         c->zctx = NULL;

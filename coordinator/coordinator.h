@@ -13,6 +13,7 @@
 #include "common/dataset.h"
 #include "common/network.h"
 #include "coordinator/store.h"
+#include "proto/curve.h"
 #include "proto/messages.h"
 
 #define SP_COORD_ID_MAX 256                     /* ZeroMQ routing ids are at most 255 bytes */
@@ -36,6 +37,9 @@ typedef struct {
     const char *state_dir;  /* datasets, jobs, checkpoints */
     uint32_t heartbeat_ms;  /* 10..60000 */
     uint32_t liveness;      /* missed beats before a worker is dead, 1..100 */
+    const char *curve_secret;  /* CURVE key pair file; NULL: no encryption */
+    const char *curve_workers; /* directory of worker public keys let in (with curve_secret) */
+    const char *curve_clients; /* directory of client public keys let in (clients, metrics) */
 } sp_coord_config_t;
 
 /* --- workers (workers.c) ------------------------------------------------ */
@@ -192,6 +196,7 @@ typedef struct {
 typedef struct {
     sp_coord_config_t cfg;
     void *zctx;
+    sp_zap_t *zap; /* ZAP handler thread when CURVE is on, else NULL */
     void *workers_sock, *clients_sock, *metrics_sock;
     sp_workers_t workers;
     sp_datasets_t datasets;

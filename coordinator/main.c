@@ -26,12 +26,17 @@ static void s_usage(FILE *f)
     fprintf(f, "usage: spatium-coordinator [--workers EP] [--clients EP] [--metrics EP]\n"
                "                           [--state-dir DIR] [--heartbeat-ms MS] [--liveness N]\n"
                "                           [--log-level error|warn|info|debug]\n"
+               "                           [--curve-secret FILE --curve-workers DIR --curve-clients DIR]\n"
                "  --workers EP        ROUTER endpoint for workers   (default tcp://*:5555)\n"
                "  --clients EP        ROUTER endpoint for clients   (default tcp://*:5556)\n"
                "  --metrics EP        PUB endpoint for live metrics (default tcp://*:5557)\n"
                "  --state-dir DIR     datasets, jobs, checkpoints   (default ./spatium-state)\n"
                "  --heartbeat-ms MS   heartbeat interval, 10..60000 (default 1000)\n"
-               "  --liveness N        missed beats before a worker is dead, 1..100 (default 3)\n");
+               "  --liveness N        missed beats before a worker is dead, 1..100 (default 3)\n"
+               "  --curve-secret FILE encrypt every socket with CURVE, using this key pair\n"
+               "                      (make one with `spatium keygen NAME`)\n"
+               "  --curve-workers DIR public keys of the workers let in (with --curve-secret)\n"
+               "  --curve-clients DIR public keys of the clients and metrics subscribers let in\n");
 }
 
 static int s_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -65,7 +70,8 @@ int main(int argc, char **argv)
         }
         static const char *const known[] = {
             "--workers",      "--clients",  "--metrics",   "--state-dir",
-            "--heartbeat-ms", "--liveness", "--log-level", NULL};
+            "--heartbeat-ms", "--liveness", "--log-level", "--curve-secret",
+            "--curve-workers", "--curve-clients", NULL};
         int is_known = 0;
         for (int k = 0; known[k] != NULL; k++) {
             is_known |= strcmp(a, known[k]) == 0;
@@ -94,6 +100,12 @@ int main(int argc, char **argv)
             ok = s_parse_u32(v, 10, 60000, &cfg.heartbeat_ms);
         } else if (strcmp(a, "--liveness") == 0) {
             ok = s_parse_u32(v, 1, 100, &cfg.liveness);
+        } else if (strcmp(a, "--curve-secret") == 0) {
+            cfg.curve_secret = v;
+        } else if (strcmp(a, "--curve-workers") == 0) {
+            cfg.curve_workers = v;
+        } else if (strcmp(a, "--curve-clients") == 0) {
+            cfg.curve_clients = v;
         } else if (strcmp(a, "--log-level") == 0) {
             static const char *const names[] = {"error", "warn", "info", "debug"};
             ok = 0;
@@ -114,6 +126,13 @@ int main(int argc, char **argv)
             return 2;
         }
         i++;
+    }
+    if ((cfg.curve_secret == NULL) != (cfg.curve_workers == NULL) ||
+        (cfg.curve_secret == NULL) != (cfg.curve_clients == NULL)) {
+        fprintf(stderr, "spatium-coordinator: --curve-secret, --curve-workers and "
+                        "--curve-clients go together (the key pair and who may connect)\n");
+        s_usage(stderr);
+        return 2;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "common/error.h"
+#include "proto/curve.h"
 
 uint64_t sp_cu_now_ms(void)
 {
@@ -258,7 +259,53 @@ static int s_open_dealer(sp_cluster_t *cl)
     }
     int linger = 0;
     zmq_setsockopt(cl->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    if (cl->curve) {
+        char coord[256], own[256], err[256];
+        sp_curve_cert_t server, pair;
+        snprintf(coord, sizeof coord, "%s/coord.key", cl->keys);
+        snprintf(own, sizeof own, "%s/client.key_secret", cl->keys);
+        if (sp_curve_load(coord, 0, &server, err, sizeof err) != SP_OK ||
+            sp_curve_load(own, 1, &pair, err, sizeof err) != SP_OK ||
+            sp_curve_client(cl->dealer, &pair, &server) != SP_OK) {
+            fprintf(stderr, "cluster: CURVE client: %s\n", err);
+            return -1;
+        }
+    }
     return zmq_connect(cl->dealer, cl->cep) == 0 ? 0 : -1;
+}
+
+int sp_cluster_use_curve(sp_cluster_t *cl)
+{
+    static const char *const names[4] = {"coord", "worker", "client", "stranger"};
+    char path[256], err[256], from[256], to[320];
+    snprintf(cl->keys, sizeof cl->keys, "%s/keys", cl->dir);
+    if (mkdir(cl->keys, 0700) != 0) {
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", cl->keys, names[i]);
+        if (sp_curve_keygen(path, NULL, err, sizeof err) != SP_OK) {
+            fprintf(stderr, "cluster: keygen: %s\n", err);
+            return -1;
+        }
+    }
+    static const char *const allow[2][2] = {{"workers", "worker"}, {"clients", "client"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", cl->keys, allow[i][0]);
+        snprintf(from, sizeof from, "%s/%s.key", cl->keys, allow[i][1]);
+        snprintf(to, sizeof to, "%s/%s.key", path, allow[i][1]);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int ok = mkdir(path, 0700) == 0 && sp_cu_read_file(from, &buf, &len) == 0 &&
+                 sp_cu_write_file(to, buf, len) == 0;
+        free(buf);
+        if (!ok) {
+            return -1;
+        }
+    }
+    snprintf(cl->worker_key, sizeof cl->worker_key, "%s/worker.key_secret", cl->keys);
+    cl->curve = 1;
+    return s_open_dealer(cl);
 }
 
 int sp_cluster_init(sp_cluster_t *cl, int heartbeat_ms, int liveness)
@@ -290,9 +337,14 @@ int sp_cluster_start_coord(sp_cluster_t *cl)
     snprintf(hb, sizeof hb, "%d", cl->heartbeat_ms);
     snprintf(lv, sizeof lv, "%d", cl->liveness);
     snprintf(log, sizeof log, "%s/coordinator-%d.log", cl->dir, cl->coord_starts++);
+    char secret[256], workers[256], clients[256];
+    snprintf(secret, sizeof secret, "%s/coord.key_secret", cl->keys);
+    snprintf(workers, sizeof workers, "%s/workers", cl->keys);
+    snprintf(clients, sizeof clients, "%s/clients", cl->keys);
     char *argv[] = {bin,     "--workers",   cl->wep,   "--clients",      cl->cep, "--metrics",
                     cl->mep, "--state-dir", cl->state, "--heartbeat-ms", hb,      "--liveness",
-                    lv,      NULL};
+                    lv,      cl->curve ? "--curve-secret" : NULL, secret, "--curve-workers",
+                    workers, "--curve-clients", clients, NULL};
     cl->coord = sp_cu_spawn(argv, log);
     if (cl->coord < 0) {
         cl->coord = 0;
@@ -328,7 +380,11 @@ int sp_cluster_add_worker(sp_cluster_t *cl, int threads)
     snprintf(th, sizeof th, "%d", threads);
     snprintf(name, sizeof name, "w%d", slot);
     snprintf(log, sizeof log, "%s/worker-%d.log", cl->dir, slot);
-    char *argv[] = {bin, "--coordinator", cl->wep, "--threads", th, "--name", name, NULL};
+    char server[256];
+    snprintf(server, sizeof server, "%s/coord.key", cl->keys);
+    char *argv[] = {bin,    "--coordinator",  cl->wep, "--threads",      th,
+                    "--name", name, cl->curve ? "--curve-server" : NULL, server,
+                    "--curve-secret", cl->worker_key, NULL};
     pid_t pid = sp_cu_spawn(argv, log);
     if (pid < 0) {
         return -1;

@@ -26,6 +26,9 @@ typedef struct {
     int unclean;                      /* processes stopped by SIGTERM that did not exit 0 */
     void *zctx, *dealer;              /* raw client of the coordinator */
     uint64_t req;
+    int curve;               /* 1: the coordinator runs with CURVE keys from keys/ */
+    char keys[192];          /* <dir>/keys: coord, worker, client, stranger key pairs */
+    char worker_key[256];    /* key pair file the next sp_cluster_add_worker uses */
 } sp_cluster_t;
 
 /* Full path of a program of the build ($SPATIUM_BIN, else ../bin next to
@@ -51,6 +54,12 @@ void sp_cu_nap(int ms);
 
 /* Temporary directory and endpoints; nothing started yet. */
 int sp_cluster_init(sp_cluster_t *cl, int heartbeat_ms, int liveness);
+/* Turns CURVE on for this cluster, before the coordinator starts: makes the
+ * key pairs keys/{coord,worker,client,stranger}.key_secret, lets worker.key
+ * and client.key in (keys/workers/, keys/clients/; stranger.key is in
+ * neither), and makes the raw client a CURVE client with client's pair.
+ * Workers start with worker_key (keys/worker.key_secret). 0 or -1. */
+int sp_cluster_use_curve(sp_cluster_t *cl);
 /* Starts the coordinator and waits (bounded) until it answers. */
 int sp_cluster_start_coord(sp_cluster_t *cl);
 /* Starts a worker with `threads` OpenMP threads; returns its slot or -1. */

@@ -42,6 +42,7 @@ typedef struct {
     uint8_t *ref; /* model of the long job with one worker */
     size_t ref_len;
     char csv_path[256];
+    sp_cluster_t *extra; /* a second cluster of one test, stopped by its teardown */
 } s_fix_t;
 
 /* Four Gaussian blobs in [0, 1]^2, one class each, as CSV text with a header:
@@ -885,10 +886,144 @@ static void test_cluster_malformed_frames_answered(void **state)
     sp_msg_fini(&rep);
 }
 
+/* Runs the client program with the CURVE key files given (NULL: none) and
+ * returns its exit code; out gets its --json object. */
+static int s_client_curve(sp_cluster_t *cl, char *server, char *secret, char *out,
+                          size_t outlen)
+{
+    char client[512];
+    assert_int_equal(sp_cu_bin("spatium", client, sizeof client), 0);
+    char *argv[12] = {client, "--coordinator", cl->cep, "--timeout-ms", "3000",
+                      "--json"};
+    int n = 6;
+    if (server != NULL) {
+        argv[n++] = "--curve-server";
+        argv[n++] = server;
+        argv[n++] = "--curve-secret";
+        argv[n++] = secret;
+    }
+    argv[n++] = "workers";
+    argv[n] = NULL;
+    return sp_cu_run(argv, 20000, out, outlen);
+}
+
+/* CURVE: an allowed worker trains (to the same model as without
+ * encryption), a worker and a client whose keys are not in the allow-lists
+ * are refused with a message saying so, a plain client is told the
+ * coordinator needs CURVE. */
+static void test_cluster_curve_allow_lists(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    if (!zmq_has("curve")) {
+        skip();
+    }
+    sp_msg_train_t t;
+    s_job_def(&t, "blobs", 4, S_LONG_BATCH, S_LONG_PARTITION);
+    s_start_workers(f, 1, NULL);
+    sp_job_status_t st;
+    uint64_t plain_job = s_run_job(f, &t, &st);
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    s_fetch(f, plain_job, &plain, &plain_len);
+    s_stop_workers(f);
+
+    f->extra = calloc(1, sizeof *f->extra);
+    sp_cluster_t *cl = f->extra;
+    assert_non_null(cl);
+    assert_int_equal(sp_cluster_init(cl, S_HEARTBEAT_MS, S_LIVENESS), 0);
+    assert_int_equal(sp_cluster_use_curve(cl), 0);
+    assert_int_equal(sp_cluster_start_coord(cl), 0); /* answered the CURVE client */
+    assert_true(sp_cluster_add_worker(cl, 1) >= 0);
+    snprintf(cl->worker_key, sizeof cl->worker_key, "%s/stranger.key_secret", cl->keys);
+    int stranger = sp_cluster_add_worker(cl, 1);
+    assert_true(stranger >= 0);
+    if (sp_cluster_wait_workers(cl, 1, 20000) != 0) {
+        sp_cluster_dump_logs(cl);
+        fail_msg("the allowed worker did not register over CURVE");
+    }
+
+    /* the stranger says why it cannot join, and never does */
+    char log[256];
+    snprintf(log, sizeof log, "%s/worker-%d.log", cl->dir, stranger);
+    int said = 0;
+    for (uint64_t end = sp_cu_now_ms() + 10000; !said && sp_cu_now_ms() < end; sp_cu_nap(20)) {
+        uint8_t *text = NULL;
+        size_t len = 0;
+        if (sp_cu_read_file(log, &text, &len) == 0) {
+            char *z = realloc(text, len + 1);
+            if (z != NULL) {
+                z[len] = '\0';
+                said = strstr(z, "refused this program's CURVE key") != NULL;
+                text = (uint8_t *)z;
+            }
+        }
+        free(text);
+    }
+    if (!said) {
+        sp_cluster_dump_logs(cl);
+        fail_msg("the refused worker did not log why");
+    }
+
+    char err[SP_TEXT_MAX] = "";
+    size_t len = 0;
+    char *csv = s_blobs_csv(S_SAMPLES, &len);
+    assert_non_null(csv);
+    const uint8_t *parts[1] = {(const uint8_t *)csv};
+    size_t sizes[1] = {len};
+    int up = sp_cluster_upload(cl, "blobs", "csv", "classify", parts, sizes, 1, 1000, err,
+                               sizeof err);
+    free(csv);
+    if (up != 0) {
+        fail_msg("upload over CURVE: %s", err);
+    }
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(cl, &t, &job, err, sizeof err), 0);
+    if (sp_cluster_wait_job(cl, job, 0, S_JOB_TIMEOUT_MS, &st) != 0 ||
+        strcmp(st.state, "done") != 0) {
+        sp_cluster_dump_logs(cl);
+        fail_msg("job over CURVE: %s %s", st.state, st.error);
+    }
+    uint8_t *m = NULL;
+    size_t m_len = 0;
+    assert_int_equal(sp_cluster_model(cl, job, &m, &m_len), 0);
+    assert_int_equal(m_len, plain_len);
+    assert_memory_equal(m, plain, m_len);
+    free(m);
+    free(plain);
+
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_WORKERS);
+    assert_int_equal(sp_cluster_call(cl, &req, &rep, 5000), 0);
+    assert_int_equal(rep.type, SP_MSG_R_WORKERS);
+    assert_int_equal(rep.u.r_workers.n, 1); /* the stranger never registered */
+    assert_string_equal(rep.u.r_workers.workers[0].name, "w0");
+    sp_msg_fini(&rep);
+
+    char coord_key[256], client_key[256], stranger_key[256], out[2048];
+    snprintf(coord_key, sizeof coord_key, "%s/coord.key", cl->keys);
+    snprintf(client_key, sizeof client_key, "%s/client.key_secret", cl->keys);
+    snprintf(stranger_key, sizeof stranger_key, "%s/stranger.key_secret", cl->keys);
+    assert_int_equal(s_client_curve(cl, coord_key, client_key, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"w0\""));
+    assert_int_equal(s_client_curve(cl, coord_key, stranger_key, out, sizeof out), 1);
+    assert_non_null(strstr(out, "refused this program's CURVE key"));
+    assert_int_equal(s_client_curve(cl, NULL, NULL, out, sizeof out), 1);
+    assert_non_null(strstr(out, "requires CURVE"));
+
+    assert_int_equal(sp_cluster_fini(cl), 0);
+    free(cl);
+    f->extra = NULL;
+}
+
 /* Whatever a test left running (after a failed assertion) is stopped. */
 static int s_test_teardown(void **state)
 {
     s_fix_t *f = *state;
+    if (f->extra != NULL) {
+        sp_cluster_fini(f->extra);
+        free(f->extra);
+        f->extra = NULL;
+    }
     for (int i = 0; i < SP_CU_MAX_WORKERS; i++) {
         if (f->cl.workers[i] > 0) {
             kill(f->cl.workers[i], SIGCONT); /* in case a test stopped it */
@@ -915,6 +1050,7 @@ int main(void)
         S_TEST(test_cluster_client_without_coordinator_exits_3),
         S_TEST(test_cluster_bad_datasets_refused),
         S_TEST(test_cluster_malformed_frames_answered),
+        S_TEST(test_cluster_curve_allow_lists),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }

@@ -24,6 +24,7 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
             "usage: spatium-worker [--coordinator EP] [--threads N] [--name NAME] [--verbose]\n"
+            "                      [--curve-server FILE --curve-secret FILE]\n"
             "\n"
             "Computes training partitions for a Spatium coordinator. Waits for an absent\n"
             "coordinator and reconnects by itself after one dies or restarts.\n"
@@ -31,6 +32,8 @@ static void s_usage(FILE *f)
             "  --threads N       OpenMP threads (default: all cores, here %d)\n"
             "  --name NAME       name shown by `spatium workers` (default HOSTNAME-PID)\n"
             "  --verbose         log registrations and dataset fetches\n"
+            "  --curve-server FILE  the coordinator's public key: talk CURVE (encrypted)\n"
+            "  --curve-secret FILE  this worker's key pair (`spatium keygen NAME` makes one)\n"
             "SIGINT / SIGTERM: say goodbye to the coordinator and exit 0.\n",
             SP_WORKER_DEFAULT_ENDPOINT, omp_get_num_procs());
 }
@@ -83,6 +86,7 @@ int main(int argc, char **argv)
     snprintf(cfg.name, sizeof cfg.name, "%.40s-%ld", host, (long)getpid());
     s_clean_name(cfg.name);
     sp_log_set_level(SP_LOG_WARN);
+    const char *server_key = NULL, *own_key = NULL;
 
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -125,10 +129,37 @@ int main(int argc, char **argv)
                 return 2;
             }
             snprintf(cfg.name, sizeof cfg.name, "%s", v);
+        } else if ((m = s_value(argc, argv, &i, "--curve-server", &v)) != 0) {
+            if (m < 0) {
+                return 2;
+            }
+            server_key = v;
+        } else if ((m = s_value(argc, argv, &i, "--curve-secret", &v)) != 0) {
+            if (m < 0) {
+                return 2;
+            }
+            own_key = v;
         } else {
             fprintf(stderr, "spatium-worker: unknown argument '%s' (see --help)\n", argv[i]);
             return 2;
         }
+    }
+    if ((server_key == NULL) != (own_key == NULL)) {
+        fprintf(stderr, "spatium-worker: --curve-server and --curve-secret go together\n");
+        return 2;
+    }
+    if (server_key != NULL) {
+        char err[512];
+        if (!sp_curve_available()) {
+            fprintf(stderr, "spatium-worker: this libzmq was built without CURVE\n");
+            return 1;
+        }
+        if (sp_curve_load(server_key, 0, &cfg.curve_server, err, sizeof err) != SP_OK ||
+            sp_curve_load(own_key, 1, &cfg.curve_own, err, sizeof err) != SP_OK) {
+            fprintf(stderr, "spatium-worker: %s\n", err);
+            return 1;
+        }
+        cfg.curve = 1;
     }
     omp_set_num_threads((int)cfg.threads);
     sp_msg_tune_allocator();

@@ -34,6 +34,10 @@ struct sp_worker {
     volatile sig_atomic_t *stop;
     void *ctx;
     void *sock;
+    void *watch; /* handshake events of sock (NULL if the monitor could not start) */
+    uint64_t handshake_log_ms;     /* last handshake failure logged */
+    uint64_t handshake_pending_ms; /* a failure without its reason, not logged yet (0: none) */
+    char handshake_pending[512];   /* its text */
     s_state_t state;
     uint32_t worker_id;     /* from WELCOME */
     uint32_t heartbeat_ms;  /* from WELCOME, 10..60000 */
@@ -134,6 +138,7 @@ static void s_close(sp_worker_t *w)
         zmq_close(w->sock);
         w->sock = NULL;
     }
+    sp_curve_watch_close(&w->watch);
     w->state = S_DISCONNECTED;
     /* the coordinator hands out a dead worker's partitions again: ours are void */
     s_clear_tasks(w);
@@ -202,6 +207,13 @@ static int s_open(sp_worker_t *w)
     int zero = 0, send_ms = 1000;
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w->sock, ZMQ_SNDTIMEO, &send_ms, sizeof send_ms);
+    if (w->cfg.curve && sp_curve_client(w->sock, &w->cfg.curve_own, &w->cfg.curve_server) != SP_OK) {
+        sp_log(SP_LOG_ERROR, "cannot set the CURVE keys: %s", zmq_strerror(errno));
+        zmq_close(w->sock);
+        w->sock = NULL;
+        return SP_E_IO;
+    }
+    w->watch = sp_curve_watch(w->ctx, w->sock);
     if (zmq_connect(w->sock, w->cfg.endpoint) != 0) {
         sp_log(SP_LOG_ERROR, "cannot connect to %s: %s", w->cfg.endpoint, zmq_strerror(errno));
         zmq_close(w->sock);
@@ -629,6 +641,47 @@ static void s_drain(sp_worker_t *w)
     }
 }
 
+/* Logs a failed security handshake (a refused key, the wrong server key, a
+ * CURVE / plain mismatch), at most every SP_WORKER_HANDSHAKE_LOG_MS. A
+ * failure that does not say why waits a moment for one that does. ZeroMQ
+ * keeps retrying the connection by itself, so the worker joins once the
+ * coordinator's operator lets its key in. */
+static void s_log_handshake(sp_worker_t *w, const char *text)
+{
+    uint64_t now = s_now_ms();
+    w->handshake_pending_ms = 0;
+    if (w->handshake_log_ms != 0 && now - w->handshake_log_ms < SP_WORKER_HANDSHAKE_LOG_MS) {
+        return;
+    }
+    w->handshake_log_ms = now;
+    if (w->cfg.curve) {
+        sp_log(SP_LOG_ERROR, "%s (this worker's public key: %s); retrying", text,
+               w->cfg.curve_own.public_z85);
+    } else {
+        sp_log(SP_LOG_ERROR, "%s; retrying", text);
+    }
+}
+
+static void s_read_watch(sp_worker_t *w)
+{
+    char text[512];
+    int rc;
+    while ((rc = sp_curve_watch_read(w->watch, w->cfg.curve, text, sizeof text)) >= 0) {
+        if (rc == 2) {
+            s_log_handshake(w, text);
+        } else if (rc == 1 && w->handshake_pending_ms == 0) {
+            w->handshake_pending_ms = s_now_ms();
+            memcpy(w->handshake_pending, text, sizeof w->handshake_pending);
+        } else if (rc == 3) {
+            w->handshake_pending_ms = 0;
+        }
+    }
+    if (w->handshake_pending_ms != 0 &&
+        s_now_ms() - w->handshake_pending_ms >= SP_WORKER_HANDSHAKE_WAIT_MS) {
+        s_log_handshake(w, w->handshake_pending);
+    }
+}
+
 static void s_say_bye(sp_worker_t *w)
 {
     if (!w->sock || w->state != S_READY) {
@@ -672,10 +725,14 @@ int sp_worker_run(sp_worker_t *w)
                    (long)(w->next_beat_ms - now) < timeout) {
             timeout = (long)(w->next_beat_ms - now);
         }
-        zmq_pollitem_t item = {w->sock, 0, ZMQ_POLLIN, 0};
-        int pr = zmq_poll(&item, 1, timeout);
+        zmq_pollitem_t items[2] = {{w->sock, 0, ZMQ_POLLIN, 0}, {w->watch, 0, ZMQ_POLLIN, 0}};
+        int pr = zmq_poll(items, w->watch ? 2 : 1, timeout);
         if (pr < 0 && errno != EINTR) {
             s_log_bad(w, "poll failed: %s", zmq_strerror(errno));
+        }
+        if (w->watch != NULL && (pr > 0 || w->handshake_pending_ms != 0)) {
+            s_read_watch(w);
+            pr = pr > 0 && (items[0].revents & ZMQ_POLLIN) ? 1 : 0;
         }
         if (pr > 0) {
             s_drain(w);

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "proto/curve.h"
 #include "proto/messages.h"
 
 #define SP_WORKER_DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
@@ -17,11 +18,16 @@
 #define SP_WORKER_BACKOFF_MAX_MS 4000
 #define SP_WORKER_HELLO_WAIT_MS 2000 /* plus the backoff: wait for WELCOME, then reconnect */
 #define SP_WORKER_MAX_QUEUED 4096    /* tasks waiting for their model or dataset */
+#define SP_WORKER_HANDSHAKE_LOG_MS 10000 /* a failing security handshake is logged this often */
+#define SP_WORKER_HANDSHAKE_WAIT_MS 300  /* wait for the reason of a failed handshake */
 
 typedef struct {
     char endpoint[512];     /* coordinator's worker endpoint */
     char name[SP_NAME_MAX]; /* reported in HELLO */
     uint32_t threads;       /* OpenMP threads, 1..1024 */
+    int curve;                   /* 1: talk CURVE with the two keys below */
+    sp_curve_cert_t curve_own;    /* this worker's key pair */
+    sp_curve_cert_t curve_server; /* the coordinator's public key */
 } sp_worker_config_t;
 
 typedef struct sp_worker sp_worker_t;
