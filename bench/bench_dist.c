@@ -9,7 +9,9 @@
  * records beside sp_network_train_batch in this process; the ceiling of a
  * 2-worker speedup here (two in-process trainers at once against one); the
  * bytes a step puts on the wire; and the cost of a worker's full model
- * refresh. Every process started here is stopped before returning. Every
+ * refresh; and what CurveZMQ encryption costs (the same job with every
+ * socket encrypted, against plain). Every process started here is stopped
+ * before returning. Every
  * samples/s figure is the median of S_REPS runs. The coordinator runs on the
  * same machine as the workers: on 2 cores, 2 workers of 1 thread plus the
  * coordinator are 3 processes on 2 cores. */
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +37,7 @@
 #include "common/error.h"
 #include "common/network.h"
 #include "common/rng.h"
+#include "proto/curve.h"
 #include "proto/messages.h"
 
 #define S_SAMPLES 8192 /* 128 steps an epoch at batch 64, 16 at batch 512 */
@@ -63,6 +67,8 @@ typedef struct {
     pid_t workers[S_MAX_WORKERS];
     void *zctx, *dealer;
     uint64_t req;
+    int curve;       /* 1: every socket encrypted with the key pairs in keys */
+    char keys[128];  /* <dir>/keys: coord, worker, client pairs; workers/ and clients/ */
 } s_env_t;
 
 static void s_nap_ms(int ms)
@@ -159,7 +165,38 @@ static int s_call(s_env_t *e, sp_msg_t *req, uint64_t *req_field, sp_msg_t *rep,
     return -1;
 }
 
-static int s_env_start(s_env_t *e)
+/* Key pairs for a CURVE run: coord, worker and client in e->keys, the
+ * worker's and the client's public keys let in. 0 or -1. */
+static int s_make_keys(s_env_t *e)
+{
+    static const char *const who[3] = {"coord", "worker", "client"};
+    snprintf(e->keys, sizeof e->keys, "%s/keys", e->dir);
+    char path[256], err[256], text[512];
+    if (mkdir(e->keys, 0700) != 0) {
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        sp_curve_cert_t k;
+        snprintf(path, sizeof path, "%s/%s", e->keys, who[i]);
+        if (sp_curve_keygen(path, &k, err, sizeof err) != SP_OK) {
+            fprintf(stderr, "bench_dist: %s\n", err);
+            return -1;
+        }
+        if (i == 0) {
+            continue;
+        }
+        /* the allow-list file: one bare public key */
+        snprintf(path, sizeof path, "%s/%ss", e->keys, who[i]);
+        snprintf(text, sizeof text, "%s/%ss/%s.key", e->keys, who[i], who[i]);
+        FILE *f = mkdir(path, 0700) == 0 ? fopen(text, "w") : NULL;
+        if (f == NULL || fprintf(f, "%s\n", k.public_z85) < 0 || fclose(f) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int s_env_start(s_env_t *e, int curve)
 {
     memset(e, 0, sizeof *e);
     char self[PATH_MAX];
@@ -178,16 +215,36 @@ static int s_env_start(s_env_t *e)
     snprintf(e->wep, sizeof e->wep, "ipc://%s/w", e->dir);
     snprintf(e->cep, sizeof e->cep, "ipc://%s/c", e->dir);
     snprintf(e->mep, sizeof e->mep, "ipc://%s/m", e->dir);
-    char bin[PATH_MAX + 32], log[128];
+    if (curve && s_make_keys(e) != 0) {
+        return -1;
+    }
+    e->curve = curve;
+    char bin[PATH_MAX + 32], log[128], secret[160], workers[160], clients[160];
     snprintf(bin, sizeof bin, "%s/spatium-coordinator", e->bindir);
     snprintf(log, sizeof log, "%s/coordinator.log", e->dir);
-    char *argv[] = {bin,    "--workers",   e->wep,   "--clients",   e->cep, "--metrics",
-                    e->mep, "--state-dir", e->state, "--log-level", "warn", NULL};
+    snprintf(secret, sizeof secret, "%s/coord.key_secret", e->keys);
+    snprintf(workers, sizeof workers, "%s/workers", e->keys);
+    snprintf(clients, sizeof clients, "%s/clients", e->keys);
+    char *argv[] = {bin,     "--workers",       e->wep,   "--clients",       e->cep,
+                    "--metrics", e->mep,        "--state-dir", e->state,     "--log-level",
+                    "warn",  curve ? "--curve-secret" : NULL, secret, "--curve-workers", workers,
+                    "--curve-clients", clients, NULL};
     e->coord = s_spawn(argv, log);
     e->zctx = zmq_ctx_new();
     e->dealer = zmq_socket(e->zctx, ZMQ_DEALER);
     int linger = 0;
     zmq_setsockopt(e->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    if (curve) {
+        char coord[160], own[160], err[256];
+        sp_curve_cert_t server, pair;
+        snprintf(coord, sizeof coord, "%s/coord.key", e->keys);
+        snprintf(own, sizeof own, "%s/client.key_secret", e->keys);
+        if (sp_curve_load(coord, 0, &server, err, sizeof err) != SP_OK ||
+            sp_curve_load(own, 1, &pair, err, sizeof err) != SP_OK ||
+            sp_curve_client(e->dealer, &pair, &server) != SP_OK) {
+            return -1;
+        }
+    }
     if (e->coord <= 0 || zmq_connect(e->dealer, e->cep) != 0) {
         return -1;
     }
@@ -225,7 +282,12 @@ static int s_add_worker(s_env_t *e, int slot, int threads)
     snprintf(th, sizeof th, "%d", threads);
     snprintf(name, sizeof name, "bench%d", slot);
     snprintf(log, sizeof log, "%s/worker-%d.log", e->dir, slot);
-    char *argv[] = {bin, "--coordinator", e->wep, "--threads", th, "--name", name, NULL};
+    char server[160], secret[160];
+    snprintf(server, sizeof server, "%s/coord.key", e->keys);
+    snprintf(secret, sizeof secret, "%s/worker.key_secret", e->keys);
+    char *argv[] = {bin,  "--coordinator", e->wep, "--threads", th, "--name",
+                    name, e->curve ? "--curve-server" : NULL, server, "--curve-secret", secret,
+                    NULL};
     e->workers[slot] = s_spawn(argv, log);
     return e->workers[slot] > 0 ? 0 : -1;
 }
@@ -439,8 +501,9 @@ static double s_median(double *v, int n)
     return v[n / 2];
 }
 
-/* A fresh coordinator with the dataset and `n` workers of `threads` threads. */
-static double s_dist(int n_workers, int threads, const s_shape_t *sh)
+/* A fresh coordinator with the dataset and `n` workers of `threads`
+ * threads, every socket encrypted when curve is 1. */
+static double s_dist_sec(int n_workers, int threads, const s_shape_t *sh, int curve)
 {
     s_env_t e;
     double sps = NAN;
@@ -449,7 +512,7 @@ static double s_dist(int n_workers, int threads, const s_shape_t *sh)
     s_make_idx(sh->samples, &images, &ni, &labels, &nl);
     const uint8_t *parts[2] = {images, labels};
     size_t sizes[2] = {ni, nl};
-    if (images && labels && s_env_start(&e) == 0 && s_upload(&e, parts, sizes) == 0) {
+    if (images && labels && s_env_start(&e, curve) == 0 && s_upload(&e, parts, sizes) == 0) {
         int ok = 1;
         for (int i = 0; i < n_workers; i++) {
             ok &= s_add_worker(&e, i, threads) == 0;
@@ -472,6 +535,11 @@ static double s_dist(int n_workers, int threads, const s_shape_t *sh)
     free(images);
     free(labels);
     return sps;
+}
+
+static double s_dist(int n_workers, int threads, const s_shape_t *sh)
+{
+    return s_dist_sec(n_workers, threads, sh, 0);
 }
 
 /* The same job in this process: sp_network_train_batch over the batches. */
@@ -790,7 +858,8 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         "dist_ratio_1w_b64p64", "dist_speedup_2w_b64p64", "dist_ceiling_2p_1t_b64p64",
         "dist_inprocess_1t_sps_b8192", "dist_1w_1t_sps_b8192", "dist_2w_1t_sps_b8192",
         "dist_ratio_1w_b8192", "dist_speedup_2w_b8192", "dist_ceiling_2p_1t_b8192",
-        "dist_bytes_per_step_b8192", "dist_bytes_per_step_2w_b8192", NULL};
+        "dist_bytes_per_step_b8192", "dist_bytes_per_step_2w_b8192", "dist_curve_1w_1t_sps_b512",
+        "dist_curve_cost_1w_b512", "dist_curve_2w_1t_sps_b2048", "dist_curve_cost_2w_b2048", NULL};
     if (!s_want_any(ctx, all)) {
         return;
     }
@@ -837,6 +906,27 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
     s_compare_1t(ctx, &b512, "dist_ratio_1w_b512", speed512);
     s_compare_1t(ctx, &b2048, "dist_ratio_1w_b2048", speed2048);
     s_compare_1t(ctx, &b8192, "dist_ratio_1w_b8192", speed8192);
+    /* CURVE against plain, side by side: one worker at batch 512, two at
+     * batch 2048 (split steps: the most traffic per sample) */
+    const struct {
+        int workers;
+        const s_shape_t *sh;
+        const char *sps, *cost;
+    } sec[2] = {{1, &b512, "dist_curve_1w_1t_sps_b512", "dist_curve_cost_1w_b512"},
+                {2, &b2048, "dist_curve_2w_1t_sps_b2048", "dist_curve_cost_2w_b2048"}};
+    for (int i = 0; i < 2; i++) {
+        if (!sp_bench_wanted(ctx, sec[i].sps) && !sp_bench_wanted(ctx, sec[i].cost)) {
+            continue;
+        }
+        if (!sp_curve_available()) {
+            printf("# dist: this libzmq has no CURVE: %s skipped\n", sec[i].sps);
+            continue;
+        }
+        double plain = s_dist(sec[i].workers, 1, sec[i].sh);
+        double enc = s_dist_sec(sec[i].workers, 1, sec[i].sh, 1);
+        sp_bench_report(sec[i].sps, enc, "samples/s");
+        sp_bench_report(sec[i].cost, enc / plain, "x");
+    }
     if (sp_bench_wanted(ctx, "dist_bytes_per_step")) {
         sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1, &b64), "bytes");
         sp_bench_report("dist_bytes_per_step_2w", s_bytes_per_step(2, &b64), "bytes");
