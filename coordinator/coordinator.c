@@ -102,11 +102,10 @@ static void *s_socket(sp_coord_t *c, int type, const char *ep, const sp_curve_ce
     return s;
 }
 
-/* Loads the coordinator's key pair into *key, checks the allow-lists and
- * starts the ZAP handler, before any socket is bound. */
-static int s_curve_start(sp_coord_t *c, sp_curve_cert_t *key)
+/* Loads the coordinator's key pair into *key and checks the allow-list
+ * directories, before anything is created. */
+static int s_curve_check(const sp_coord_config_t *cfg, sp_curve_cert_t *key)
 {
-    const sp_coord_config_t *cfg = &c->cfg;
     char err[512];
     if (!sp_curve_available()) {
         sp_log(SP_LOG_ERROR, "--curve-secret: this libzmq was built without CURVE");
@@ -125,6 +124,13 @@ static int s_curve_start(sp_coord_t *c, sp_curve_cert_t *key)
             return SP_E_INPUT;
         }
     }
+    return SP_OK;
+}
+
+/* Starts the ZAP handler; it must listen before any socket is bound. */
+static int s_curve_start(sp_coord_t *c, const sp_curve_cert_t *key)
+{
+    const sp_coord_config_t *cfg = &c->cfg;
     const sp_zap_rule_t rules[] = {{"workers", cfg->curve_workers},
                                    {"clients", cfg->curve_clients},
                                    {"metrics", cfg->curve_clients}};
@@ -142,6 +148,15 @@ int sp_coord_init(sp_coord_t *c, const sp_coord_config_t *cfg, volatile sig_atom
     memset(c, 0, sizeof *c);
     c->cfg = *cfg;
     c->stop = stop;
+    sp_curve_cert_t key;
+    const sp_curve_cert_t *kp = NULL;
+    if (cfg->curve_secret != NULL) {
+        int rc = s_curve_check(cfg, &key);
+        if (rc != SP_OK) {
+            return rc;
+        }
+        kp = &key;
+    }
     if (sp_store_mkdirs(cfg->state_dir) != SP_OK) {
         sp_log(SP_LOG_ERROR, "cannot create the state directory %s: %s", cfg->state_dir,
                strerror(errno));
@@ -162,14 +177,9 @@ int sp_coord_init(sp_coord_t *c, const sp_coord_config_t *cfg, volatile sig_atom
         sp_coord_fini(c);
         return SP_E_IO;
     }
-    sp_curve_cert_t key;
-    const sp_curve_cert_t *kp = NULL;
-    if (cfg->curve_secret != NULL) {
-        if (s_curve_start(c, &key) != SP_OK) {
-            sp_coord_fini(c);
-            return SP_E_INPUT;
-        }
-        kp = &key;
+    if (kp != NULL && s_curve_start(c, kp) != SP_OK) {
+        sp_coord_fini(c);
+        return SP_E_IO;
     }
     c->workers_sock = s_socket(c, ZMQ_ROUTER, cfg->workers_ep, kp, "workers");
     c->clients_sock = c->workers_sock ? s_socket(c, ZMQ_ROUTER, cfg->clients_ep, kp, "clients")
