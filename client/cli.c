@@ -15,8 +15,7 @@
 #include "common/error.h"
 #include "proto/curve.h"
 
-#define S_HANDSHAKE_WAIT_MS 300 /* after a failed handshake without its reason, wait this
-                                   long for one that says why */
+#define S_HANDSHAKE_TRIES 3 /* failed handshakes without a reason, in a row, before giving up */
 
 uint64_t sp_cli_now_ms(void)
 {
@@ -44,11 +43,11 @@ void sp_cli_init(sp_cli_t *c)
 
 void sp_cli_reset_socket(sp_cli_t *c)
 {
+    sp_curve_watch_close(c->sock, &c->watch);
     if (c->sock) {
         zmq_close(c->sock);
         c->sock = NULL;
     }
-    sp_curve_watch_close(&c->watch);
 }
 
 void sp_cli_fini(sp_cli_t *c)
@@ -202,14 +201,14 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
                              c->endpoint, c->timeout_ms);
     }
     uint64_t deadline = sp_cli_now_ms() + (uint64_t)c->timeout_ms;
-    uint64_t failed_ms = 0; /* when a handshake failure was first seen */
+    int fails = 0; /* handshakes failed without a reason since the last success */
     char failure[512] = "", text[512];
     for (;;) {
         uint64_t now = sp_cli_now_ms();
         if (c->interrupt && *c->interrupt) {
             return sp_cli_report(c, SP_EXIT_FAIL, "interrupted");
         }
-        if (now >= deadline && failed_ms != 0) {
+        if (now >= deadline && fails >= 2) {
             return s_handshake_failed(c, what, failure);
         }
         if (now >= deadline) {
@@ -225,11 +224,7 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
                                  c->endpoint, c->timeout_ms);
         }
         zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->watch, 0, ZMQ_POLLIN, 0}};
-        long wait_ms = (long)(deadline - now);
-        if (failed_ms != 0 && wait_ms > S_HANDSHAKE_WAIT_MS) {
-            wait_ms = S_HANDSHAKE_WAIT_MS;
-        }
-        int n = zmq_poll(items, c->watch ? 2 : 1, wait_ms);
+        int n = zmq_poll(items, c->watch ? 2 : 1, (long)(deadline - now));
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -237,25 +232,19 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
             return sp_cli_report(c, SP_EXIT_FAIL, "poll failed: %s", zmq_strerror(errno));
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            /* A refusal with its reason is final. One without (what a wrong
+             * server key looks like) is final once it repeats: a single one
+             * may be a coordinator that died in the middle of a handshake. */
             int curve_on = c->curve_server != NULL;
             while ((rc = sp_curve_watch_read(c->watch, curve_on, text, sizeof text)) >= 0) {
                 if (rc == 3) {
-                    failed_ms = 0; /* a later attempt got through */
-                } else if (rc > 0 && (rc == 2 || failed_ms == 0)) {
-                    failed_ms = now;
+                    fails = 0;
+                } else if (rc == 2 || (rc == 1 && ++fails >= S_HANDSHAKE_TRIES)) {
+                    return s_handshake_failed(c, what, text);
+                } else if (rc == 1) {
                     memcpy(failure, text, sizeof failure);
                 }
-                if (rc == 2) {
-                    break;
-                }
             }
-            if (rc == 2) {
-                return s_handshake_failed(c, what, failure);
-            }
-        }
-        /* a failure without its reason may be followed by the reason */
-        if (failed_ms != 0 && sp_cli_now_ms() - failed_ms >= S_HANDSHAKE_WAIT_MS) {
-            return s_handshake_failed(c, what, failure);
         }
         if (!(items[0].revents & ZMQ_POLLIN)) {
             continue;

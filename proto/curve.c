@@ -536,8 +536,13 @@ void sp_zap_destroy(sp_zap_t **zp)
 
 void *sp_curve_watch(void *zctx, void *sock)
 {
-    char ep[64];
-    snprintf(ep, sizeof ep, "inproc://spatium-watch-%p", sock);
+    /* a closed socket's monitor may hold its endpoint a little longer, and a
+     * new socket may get the same address: the time keeps names apart */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://spatium-watch-%p-%lld.%09ld", sock, (long long)ts.tv_sec,
+             ts.tv_nsec);
     int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                  ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                  ZMQ_EVENT_DISCONNECTED;
@@ -611,9 +616,12 @@ int sp_curve_watch_read(void *watch, int curve_on, char *text, size_t text_len)
     }
 }
 
-void sp_curve_watch_close(void **watch)
+void sp_curve_watch_close(void *sock, void **watch)
 {
     if (watch != NULL && *watch != NULL) {
+        if (sock != NULL) {
+            zmq_socket_monitor(sock, NULL, 0);
+        }
         zmq_close(*watch);
         *watch = NULL;
     }

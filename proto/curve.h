@@ -74,7 +74,7 @@ int sp_zap_allowed(const char *dir, const unsigned char key[32], char *name, siz
 /* --- handshake watch (clients and workers) -------------------------------- */
 /* Starts a monitor of sock's connection handshakes and returns the PAIR
  * socket to poll for its events (NULL on failure). Close it with
- * sp_curve_watch_close after closing sock. */
+ * sp_curve_watch_close before closing sock. */
 void *sp_curve_watch(void *zctx, void *sock);
 /* Reads one event from the watch. When a handshake with the server failed,
  * fills text with a sentence and returns 2 when the failure says why (a
@@ -83,6 +83,10 @@ void *sp_curve_watch(void *zctx, void *sock);
  * reason); 3 when a handshake succeeded, 0 for any other event, -1 when
  * nothing could be read. */
 int sp_curve_watch_read(void *watch, int curve_on, char *text, size_t text_len);
-void sp_curve_watch_close(void **watch);
+/* Stops sock's monitor, then closes the watch. The order matters: ZeroMQ's
+ * I/O thread sends monitor events with a blocking send, and once the watch
+ * is gone an event (the disconnect of a closing sock) would block that
+ * thread for good, and every socket of the context with it. */
+void sp_curve_watch_close(void *sock, void **watch);
 
 #endif

@@ -35,9 +35,8 @@ struct sp_worker {
     void *ctx;
     void *sock;
     void *watch; /* handshake events of sock (NULL if the monitor could not start) */
-    uint64_t handshake_log_ms;     /* last handshake failure logged */
-    uint64_t handshake_pending_ms; /* a failure without its reason, not logged yet (0: none) */
-    char handshake_pending[512];   /* its text */
+    uint64_t handshake_log_ms; /* last handshake failure logged */
+    uint32_t handshake_fails;  /* handshakes failed without a reason since the last success */
     s_state_t state;
     uint32_t worker_id;     /* from WELCOME */
     uint32_t heartbeat_ms;  /* from WELCOME, 10..60000 */
@@ -134,11 +133,11 @@ static void s_clear_tasks(sp_worker_t *w)
 
 static void s_close(sp_worker_t *w)
 {
+    sp_curve_watch_close(w->sock, &w->watch);
     if (w->sock) {
         zmq_close(w->sock);
         w->sock = NULL;
     }
-    sp_curve_watch_close(&w->watch);
     w->state = S_DISCONNECTED;
     /* the coordinator hands out a dead worker's partitions again: ours are void */
     s_clear_tasks(w);
@@ -216,8 +215,7 @@ static int s_open(sp_worker_t *w)
     w->watch = sp_curve_watch(w->ctx, w->sock);
     if (zmq_connect(w->sock, w->cfg.endpoint) != 0) {
         sp_log(SP_LOG_ERROR, "cannot connect to %s: %s", w->cfg.endpoint, zmq_strerror(errno));
-        zmq_close(w->sock);
-        w->sock = NULL;
+        s_close(w);
         return SP_E_IO;
     }
     s_send_hello(w);
@@ -643,13 +641,12 @@ static void s_drain(sp_worker_t *w)
 
 /* Logs a failed security handshake (a refused key, the wrong server key, a
  * CURVE / plain mismatch), at most every SP_WORKER_HANDSHAKE_LOG_MS. A
- * failure that does not say why waits a moment for one that does. ZeroMQ
+ * failure that does not say why is logged once it repeats. ZeroMQ
  * keeps retrying the connection by itself, so the worker joins once the
  * coordinator's operator lets its key in. */
 static void s_log_handshake(sp_worker_t *w, const char *text)
 {
     uint64_t now = s_now_ms();
-    w->handshake_pending_ms = 0;
     if (w->handshake_log_ms != 0 && now - w->handshake_log_ms < SP_WORKER_HANDSHAKE_LOG_MS) {
         return;
     }
@@ -667,18 +664,11 @@ static void s_read_watch(sp_worker_t *w)
     char text[512];
     int rc;
     while ((rc = sp_curve_watch_read(w->watch, w->cfg.curve, text, sizeof text)) >= 0) {
-        if (rc == 2) {
+        if (rc == 3) {
+            w->handshake_fails = 0;
+        } else if (rc == 2 || (rc == 1 && ++w->handshake_fails >= SP_WORKER_HANDSHAKE_TRIES)) {
             s_log_handshake(w, text);
-        } else if (rc == 1 && w->handshake_pending_ms == 0) {
-            w->handshake_pending_ms = s_now_ms();
-            memcpy(w->handshake_pending, text, sizeof w->handshake_pending);
-        } else if (rc == 3) {
-            w->handshake_pending_ms = 0;
         }
-    }
-    if (w->handshake_pending_ms != 0 &&
-        s_now_ms() - w->handshake_pending_ms >= SP_WORKER_HANDSHAKE_WAIT_MS) {
-        s_log_handshake(w, w->handshake_pending);
     }
 }
 
@@ -730,9 +720,9 @@ int sp_worker_run(sp_worker_t *w)
         if (pr < 0 && errno != EINTR) {
             s_log_bad(w, "poll failed: %s", zmq_strerror(errno));
         }
-        if (w->watch != NULL && (pr > 0 || w->handshake_pending_ms != 0)) {
+        if (pr > 0 && w->watch != NULL && (items[1].revents & ZMQ_POLLIN)) {
             s_read_watch(w);
-            pr = pr > 0 && (items[0].revents & ZMQ_POLLIN) ? 1 : 0;
+            pr = (items[0].revents & ZMQ_POLLIN) ? 1 : 0;
         }
         if (pr > 0) {
             s_drain(w);

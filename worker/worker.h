@@ -19,7 +19,7 @@
 #define SP_WORKER_HELLO_WAIT_MS 2000 /* plus the backoff: wait for WELCOME, then reconnect */
 #define SP_WORKER_MAX_QUEUED 4096    /* tasks waiting for their model or dataset */
 #define SP_WORKER_HANDSHAKE_LOG_MS 10000 /* a failing security handshake is logged this often */
-#define SP_WORKER_HANDSHAKE_WAIT_MS 300  /* wait for the reason of a failed handshake */
+#define SP_WORKER_HANDSHAKE_TRIES 3      /* failed handshakes without a reason before one is logged */
 
 typedef struct {
     char endpoint[512];     /* coordinator's worker endpoint */
