@@ -16,6 +16,7 @@
 #include "proto/curve.h"
 
 #define S_HANDSHAKE_TRIES 3 /* failed handshakes without a reason, in a row, before giving up */
+#define S_RESEND_MS 20      /* a request that could not be queued is tried again this often */
 
 uint64_t sp_cli_now_ms(void)
 {
@@ -191,16 +192,8 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
     }
     uint64_t id = c->next_req++;
     s_set_req(req, id);
-    if (sp_msg_send(c->sock, NULL, 0, req) != SP_OK) {
-        sp_cli_reset_socket(c);
-        if (quiet) {
-            return SP_EXIT_UNREACHABLE;
-        }
-        return sp_cli_report(c, SP_EXIT_UNREACHABLE,
-                             "could not send %s to the coordinator at %s within %d ms", what,
-                             c->endpoint, c->timeout_ms);
-    }
     uint64_t deadline = sp_cli_now_ms() + (uint64_t)c->timeout_ms;
+    int sent = 0;
     int fails = 0; /* handshakes failed without a reason since the last success */
     char failure[512] = "", text[512];
     for (;;) {
@@ -208,15 +201,34 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
         if (c->interrupt && *c->interrupt) {
             return sp_cli_report(c, SP_EXIT_FAIL, "interrupted");
         }
+        /* The socket may have no connection to queue the request on for a
+         * while (a refused handshake can drop it): keep trying until the
+         * deadline while the watch says why, instead of giving up at once. */
+        if (!sent) {
+            errno = 0;
+            rc = sp_msg_send(c->sock, NULL, 0, req);
+            int e = errno;
+            sent = rc == SP_OK;
+            if (!sent && (rc != SP_E_IO || e != EAGAIN)) {
+                sp_cli_reset_socket(c);
+                return sp_cli_report(c, SP_EXIT_FAIL, "%s: cannot send the request: %s", what,
+                                     rc == SP_E_IO ? zmq_strerror(e) : sp_strerror(rc));
+            }
+        }
         if (now >= deadline && fails >= 2) {
             return s_handshake_failed(c, what, failure);
         }
         if (now >= deadline) {
-            /* The unanswered request stays queued in the socket: drop it so a
+            /* An unanswered request stays queued in the socket: drop it so a
              * later call does not get an answer to a question nobody asks. */
             sp_cli_reset_socket(c);
             if (quiet) {
                 return SP_EXIT_UNREACHABLE;
+            }
+            if (!sent) {
+                return sp_cli_report(c, SP_EXIT_UNREACHABLE,
+                                     "could not send %s to the coordinator at %s within %d ms",
+                                     what, c->endpoint, c->timeout_ms);
             }
             return sp_cli_report(c, SP_EXIT_UNREACHABLE,
                                  "no reply from the coordinator at %s within %d ms (is "
@@ -224,14 +236,18 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
                                  c->endpoint, c->timeout_ms);
         }
         zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->watch, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, c->watch ? 2 : 1, (long)(deadline - now));
+        long wait_ms = (long)(deadline - now);
+        if (!sent && wait_ms > S_RESEND_MS) {
+            wait_ms = S_RESEND_MS;
+        }
+        int n = zmq_poll(items, c->watch ? 2 : 1, wait_ms);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
             return sp_cli_report(c, SP_EXIT_FAIL, "poll failed: %s", zmq_strerror(errno));
         }
-        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
+        if (n > 0 && c->watch != NULL && (items[1].revents & ZMQ_POLLIN)) {
             /* A refusal with its reason is final. One without (what a wrong
              * server key looks like) is final once it repeats: a single one
              * may be a coordinator that died in the middle of a handshake. */
