@@ -27,6 +27,7 @@
 #define SP_COORD_CKPT_EVERY_MS 2000         /* training time between checkpoints */
 #define SP_COORD_MAX_DATASETS 4096
 #define SP_COORD_MAX_WORKER_ERRORS 64 /* worker errors without progress before a job fails */
+#define SP_COORD_SPEED_RESULTS 15 /* results the compute speed is the median of */
 #define SP_COORD_SPLIT_COST_US 1500 /* what splitting a step costs in wall time: the round
                                        trip of results and apply (measured on a 2-vCPU VM) */
 
@@ -172,7 +173,10 @@ typedef struct {
      * its model reaches the next version (its own APPLY or self-applied
      * step), so no worker waits for the coordinator's bookkeeping */
     uint64_t ahead_step;   /* global step the ahead tasks belong to, 0 = none */
-    double us_per_sample;  /* workers' compute time per sample (running mean), 0 = unknown */
+    double us_per_sample;  /* workers' compute time per sample (median of us_recent), 0 = unknown */
+    double us_recent[SP_COORD_SPEED_RESULTS]; /* per-sample time of the latest results (ring) */
+    uint32_t n_recent;     /* results in us_recent, up to SP_COORD_SPEED_RESULTS */
+    uint32_t next_recent;  /* where the next one goes */
     uint32_t n_ahead;      /* nodes sent ahead */
     sp_ahead_t *ahead;     /* n_ahead nodes, by first partition */
     /* accumulators */

@@ -472,6 +472,31 @@ static int s_model_bytes(sp_run_t *r)
     return rc;
 }
 
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Takes a result's compute time per sample into the speed estimate: the
+ * median of the latest SP_COORD_SPEED_RESULTS (the lower middle while there
+ * are fewer, and an even count). A worker preempted in the middle of a
+ * partition reports a time many times its speed; a running mean dragged the
+ * split decision for dozens of results after one such report, the median
+ * ignores it and still follows a real change within a few results. */
+static void s_note_speed(sp_run_t *r, double us)
+{
+    r->us_recent[r->next_recent] = us;
+    r->next_recent = (r->next_recent + 1) % SP_COORD_SPEED_RESULTS;
+    if (r->n_recent < SP_COORD_SPEED_RESULTS) {
+        r->n_recent++;
+    }
+    double v[SP_COORD_SPEED_RESULTS];
+    memcpy(v, r->us_recent, r->n_recent * sizeof *v);
+    qsort(v, r->n_recent, sizeof *v, s_cmp_double);
+    r->us_per_sample = v[(r->n_recent - 1) / 2];
+}
+
 /* Fewest samples in a share of a split step. Splitting a step in two saves
  * one share's compute and costs a round trip (SP_COORD_SPLIT_COST_US), so
  * unless the job fixed it, a share must hold at least that much compute at
@@ -1402,9 +1427,7 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     wk->samples_done += res->n_samples;
     wk->compute_us += res->compute_us;
     if (res->n_samples > 0) {
-        /* a running mean that follows a change of speed within ~20 results */
-        double u = (double)res->compute_us / res->n_samples;
-        r->us_per_sample = r->us_per_sample > 0 ? 0.95 * r->us_per_sample + 0.05 * u : u;
+        s_note_speed(r, (double)res->compute_us / res->n_samples);
     }
     part->state = SP_PART_DONE;
     part->loss_sum = res->loss_sum;
