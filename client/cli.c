@@ -215,7 +215,7 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
                                      rc == SP_E_IO ? zmq_strerror(e) : sp_strerror(rc));
             }
         }
-        if (now >= deadline && fails >= 2) {
+        if (now >= deadline && fails >= S_HANDSHAKE_TRIES - 1) { /* all the time allowed */
             return s_handshake_failed(c, what, failure);
         }
         if (now >= deadline) {

@@ -85,8 +85,8 @@ void *sp_curve_watch(void *zctx, void *sock);
 int sp_curve_watch_read(void *watch, int curve_on, char *text, size_t text_len);
 /* Stops sock's monitor, then closes the watch. The order matters: ZeroMQ's
  * I/O thread sends monitor events with a blocking send, and once the watch
- * is gone an event (the disconnect of a closing sock) would block that
- * thread for good, and every socket of the context with it. */
+ * is gone the next events of sock (its connection dropping, coming back)
+ * would block that thread for good, and every socket of the context with it. */
 void sp_curve_watch_close(void *sock, void **watch);
 
 #endif
