@@ -199,46 +199,6 @@ int sp_cmd_datasets(sp_cli_t *c, int argc, char **argv)
 
 /* Writes len bytes to path atomically: a temporary file in the same
  * directory, fsync, rename. Returns 0 or -1 with errno kept. */
-static int s_write_atomic(const char *path, const uint8_t *buf, size_t len)
-{
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) {
-        return -1;
-    }
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(tmp);
-        return -1;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            errno = e;
-            return -1;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        errno = e;
-        return -1;
-    }
-    free(tmp);
-    return 0;
-}
-
 static const char s_model_usage[] =
     "usage: spatium model JOB -o FILE\n"
     "Fetches the current model of job JOB (the final one once the job is done)\n"
@@ -287,22 +247,15 @@ int sp_cmd_model(sp_cli_t *c, int argc, char **argv)
         sp_msg_fini(&rep);
         return sp_cli_report(c, SP_EXIT_FAIL, "model: the coordinator sent an empty model");
     }
-    if (s_write_atomic(out, b->data, b->len) != 0) {
+    if (sp_cli_write_file(out, b->data, b->len) != 0) {
         int e = errno;
         sp_msg_fini(&rep);
         return sp_cli_report(c, SP_EXIT_FAIL, "model: cannot write %s: %s", out, strerror(e));
     }
-    if (c->json) {
-        sp_json_t j;
-        sp_json_init(&j, stdout);
-        sp_json_obj_begin(&j);
-        sp_json_ku64(&j, "job", job);
-        sp_json_kstr(&j, "file", out);
-        sp_json_ku64(&j, "bytes", b->len);
-        sp_json_obj_end(&j);
-    } else {
-        printf("model of job %" PRIu64 " written to %s (%zu bytes)\n", job, out, b->len);
-    }
+    char line[600];
+    snprintf(line, sizeof line, "model of job %" PRIu64 " written to %s (%zu bytes)", job, out,
+             b->len);
+    sp_report_written(c->json, job, out, "bytes", b->len, line);
     sp_msg_fini(&rep);
     return SP_EXIT_OK;
 }

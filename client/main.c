@@ -21,7 +21,7 @@ static const s_command_t s_commands[] = {
     {"status", sp_cmd_status, "state of one job, or of every job"},
     {"workers", sp_cmd_workers, "list the workers and their health"},
     {"watch", sp_cmd_watch, "print a job's metrics live until it ends"},
-    {"metrics", sp_cmd_metrics, "a job's metric records (json, csv, prometheus)"},
+    {"metrics", sp_cmd_metrics, "a job's metric records (json, csv, prometheus; png curves)"},
     {"model", sp_cmd_model, "fetch a job's trained model into a file"},
     {"cancel", sp_cmd_cancel, "cancel a job"},
     {"datasets", sp_cmd_datasets, "list the stored datasets"},

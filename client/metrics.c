@@ -1,6 +1,7 @@
 /* metrics: the `metrics` command and the status / metrics requests other
  * commands reuse. Records are fetched in pages (the coordinator answers at
  * most SP_MAX_LIST per reply) until a reply brings nothing new. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "client/commands.h"
 #include "client/jobs.h"
 #include "client/json.h"
+#include "client/plot.h"
 #include "client/report.h"
 #include "common/error.h"
 
@@ -81,18 +83,21 @@ int sp_jobs_metrics(sp_cli_t *c, uint64_t job, uint64_t *since, sp_metric_t **re
 }
 
 static const char s_metrics_usage[] =
-    "usage: spatium metrics JOB [--format json|csv|prometheus]\n"
+    "usage: spatium metrics JOB [--format json|csv|prometheus|png] [-o FILE]\n"
     "Every metric record of job JOB (per step and per epoch: loss, accuracy,\n"
     "validation, samples/s, neurons and saturation per layer, growth and prune\n"
     "candidates, sparsity).\n"
     "  json        {\"job\": N, \"records\": [...]} (the default; also with --json)\n"
     "  csv         a header line and one row per record (per-layer lists ';'-separated)\n"
     "  prometheus  text exposition format: gauges spatium_* of the latest step and\n"
-    "              epoch record, labels job, kind (and layer), with # HELP / # TYPE\n";
+    "              epoch record, labels job, kind (and layer), with # HELP / # TYPE\n"
+    "  png         the loss and accuracy curves against the step as a picture,\n"
+    "              written to FILE (-o is required; with --json the command prints\n"
+    "              {\"job\", \"file\", \"records\"})\n";
 
 int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv)
 {
-    const char *job_s = NULL, *format = "json";
+    const char *job_s = NULL, *format = "json", *out = NULL;
     int n_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -108,15 +113,30 @@ int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv)
             format = v;
             continue;
         }
+        if ((m = sp_args_value(c, argc, argv, &i, "-o", &v)) != 0) {
+            if (m < 0) {
+                return SP_EXIT_USAGE;
+            }
+            out = v;
+            continue;
+        }
         if (sp_args_rest(c, argc, argv, &i, &job_s, &n_pos, 1) < 0) {
             return SP_EXIT_USAGE;
         }
     }
+    int png = strcmp(format, "png") == 0;
     if (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0 &&
-        strcmp(format, "prometheus") != 0) {
+        strcmp(format, "prometheus") != 0 && !png) {
         return sp_cli_report(c, SP_EXIT_USAGE,
-                             "metrics: bad value for --format: '%s' (json, csv or prometheus)",
+                             "metrics: bad value for --format: '%s' (json, csv, prometheus or png)",
                              format);
+    }
+    if (png && (out == NULL || out[0] == '\0')) {
+        return sp_cli_report(c, SP_EXIT_USAGE, "metrics: --format png needs -o FILE");
+    }
+    if (!png && out != NULL) {
+        return sp_cli_report(c, SP_EXIT_USAGE,
+                             "metrics: -o is for --format png (the others print on stdout)");
     }
     if (!job_s) {
         return sp_cli_report(c, SP_EXIT_USAGE, "metrics: usage: spatium metrics JOB [--format F]");
@@ -125,7 +145,7 @@ int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv)
     if (sp_args_u64(c, "JOB", job_s, 1, UINT64_MAX, &job) != 0) {
         return SP_EXIT_USAGE;
     }
-    if (c->json) {
+    if (c->json && !png) {
         format = "json"; /* --json promises one JSON object, whatever else was asked */
     }
     sp_metric_t *recs = NULL;
@@ -135,6 +155,28 @@ int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv)
     if (rc != SP_EXIT_OK) {
         free(recs);
         return rc;
+    }
+    if (png) {
+        char err[512] = "";
+        uint8_t *pic = NULL;
+        size_t pic_len = 0;
+        rc = sp_plot_metrics_png(recs, n, job, &pic, &pic_len, err, sizeof err);
+        free(recs);
+        if (rc != SP_OK) {
+            return sp_cli_report(c, SP_EXIT_FAIL, "metrics: %s", err);
+        }
+        int wr = sp_cli_write_file(out, pic, pic_len);
+        int e = errno;
+        free(pic);
+        if (wr != 0) {
+            return sp_cli_report(c, SP_EXIT_FAIL, "metrics: cannot write %s: %s", out,
+                                 strerror(e));
+        }
+        char line[600];
+        snprintf(line, sizeof line, "wrote %s: the curves of job %" PRIu64 " from %zu metric record%s",
+                 out, job, n, n == 1 ? "" : "s");
+        sp_report_written(c->json, job, out, "records", n, line);
+        return SP_EXIT_OK;
     }
     if (strcmp(format, "json") == 0) {
         sp_json_t j;

@@ -323,3 +323,19 @@ void sp_report_metric_prometheus(FILE *f, uint64_t job, const sp_metric_t *recs,
         }
     }
 }
+
+void sp_report_written(int json, uint64_t job, const char *file, const char *key, uint64_t value,
+                       const char *line)
+{
+    if (!json) {
+        printf("%s\n", line);
+        return;
+    }
+    sp_json_t j;
+    sp_json_init(&j, stdout);
+    sp_json_obj_begin(&j);
+    sp_json_ku64(&j, "job", job);
+    sp_json_kstr(&j, "file", file);
+    sp_json_ku64(&j, key, value);
+    sp_json_obj_end(&j);
+}

@@ -12,6 +12,10 @@
 #include "proto/messages.h"
 
 /* The members of one job status object (inside an open JSON object). */
+/* What a command that wrote a file of job's prints on stdout: with json
+ * {"job", "file", key: value}, else line. */
+void sp_report_written(int json, uint64_t job, const char *file, const char *key, uint64_t value,
+                       const char *line);
 void sp_report_status_fields(sp_json_t *j, const sp_job_status_t *s);
 /* One human line for a job: "job 3 running  epoch 2/5 ...". */
 void sp_report_status_line(FILE *f, const sp_job_status_t *s);

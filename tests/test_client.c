@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
+#include <png.h>
 
 #include <zlib.h>
 #include <zmq.h>
@@ -833,6 +834,71 @@ static void test_client_metrics_formats(void **state)
     s_fake_fini(&f);
 }
 
+/* Pixels of colour (r, g, b) in rows y0..y1-1 of an RGB picture w wide. */
+static size_t s_count_rgb(const uint8_t *px, unsigned w, unsigned y0, unsigned y1, uint8_t r,
+                          uint8_t g, uint8_t b)
+{
+    size_t n = 0;
+    for (size_t i = (size_t)y0 * w; i < (size_t)y1 * w; i++) {
+        n += px[3 * i] == r && px[3 * i + 1] == g && px[3 * i + 2] == b;
+    }
+    return n;
+}
+
+/* --format png draws the curves into a PNG file: the step records as a
+ * light line, epoch records and validation in their own colours, in a loss
+ * panel and (the job classifies) an accuracy panel below it. */
+static void test_client_metrics_png(void **state)
+{
+    (void)state;
+    s_fake_t f;
+    s_fake_init(&f, s_handle_status);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    char path[128], bad[160];
+    snprintf(path, sizeof path, "%s/curves.png", f.dir);
+    snprintf(bad, sizeof bad, "%s/no-such-dir/curves.png", f.dir);
+
+    const char *no_out[] = {"metrics", "7", "--format", "png", NULL};
+    s_client(&f, r, no_out);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "-o FILE"));
+    const char *out_no_png[] = {"metrics", "7", "-o", path, NULL};
+    s_client(&f, r, out_no_png);
+    assert_int_equal(r->status, 2);
+    const char *unwritable[] = {"metrics", "7", "--format", "png", "-o", bad, NULL};
+    s_client(&f, r, unwritable);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->err, "no-such-dir"));
+    assert_int_equal(access(path, F_OK), -1);
+
+    const char *args[] = {"--json", "metrics", "7", "--format", "png", "-o", path, NULL};
+    s_client(&f, r, args);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "\"records\":3"));
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    assert_true(png_image_begin_read_from_file(&img, path));
+    assert_int_equal(img.width, 900);
+    assert_int_equal(img.height, 620);
+    img.format = PNG_FORMAT_RGB;
+    uint8_t *px = malloc(PNG_IMAGE_SIZE(img));
+    assert_non_null(px);
+    assert_true(png_image_finish_read(&img, NULL, px, 0, NULL));
+    /* the legend is above the loss panel (rows < 44): below it, only data
+     * has these colours. Loss panel: rows 44..278, accuracy: 330..563. */
+    assert_true(s_count_rgb(px, 900, 44, 300, 160, 188, 232) > 20); /* the step loss line */
+    assert_true(s_count_rgb(px, 900, 44, 300, 31, 90, 180) >= 49);  /* the epoch loss point */
+    assert_int_equal(s_count_rgb(px, 900, 44, 300, 226, 112, 18), 0); /* no validation loss */
+    assert_true(s_count_rgb(px, 900, 320, 620, 160, 188, 232) > 20);
+    assert_true(s_count_rgb(px, 900, 320, 620, 31, 90, 180) >= 49);
+    assert_true(s_count_rgb(px, 900, 320, 620, 226, 112, 18) >= 49); /* validation accuracy */
+    free(px);
+    free(r);
+    s_fake_fini(&f);
+}
+
 static void test_client_train_sends_job(void **state)
 {
     (void)state;
@@ -1475,6 +1541,7 @@ int main(void)
         cmocka_unit_test_teardown(test_client_status_json_and_text, s_teardown),
         cmocka_unit_test_teardown(test_client_error_reply_exits_1, s_teardown),
         cmocka_unit_test_teardown(test_client_metrics_formats, s_teardown),
+        cmocka_unit_test_teardown(test_client_metrics_png, s_teardown),
         cmocka_unit_test_teardown(test_client_train_sends_job, s_teardown),
         cmocka_unit_test_teardown(test_client_submit_streams_checked_chunks, s_teardown),
         cmocka_unit_test_teardown(test_client_model_written, s_teardown),
