@@ -13,12 +13,13 @@
 
 #define S_W SP_PLOT_WIDTH
 #define S_H SP_PLOT_HEIGHT
-#define S_LEFT 90   /* room for the y tick labels */
+#define S_LEFT 108  /* room for the y tick labels (up to 8 characters) */
 #define S_RIGHT 24
 #define S_TOP 44    /* the title line */
 #define S_BOTTOM 56 /* x tick labels and the axis name */
 #define S_GAP 52    /* between two panels: the lower one's title */
 #define S_SCALE 2   /* font pixels per glyph dot */
+#define S_MAX_TICKS 12 /* whatever the values: the tick loops are bounded */
 
 typedef struct {
     uint8_t r, g, b;
@@ -195,8 +196,12 @@ static int s_py(const s_panel_t *p, double y)
 static void s_axes(s_canvas_t *cv, const s_panel_t *p, const char *title, int x_labels)
 {
     char buf[32];
-    double ys = s_tick_step(p->ymax - p->ymin, 5);
-    for (double v = ceil(p->ymin / ys) * ys; v <= p->ymax + ys * 1e-9; v += ys) {
+    double ys = s_tick_step(p->ymax - p->ymin, 5), y0 = ceil(p->ymin / ys) * ys;
+    for (int k = 0; k <= S_MAX_TICKS; k++) {
+        double v = y0 + k * ys; /* the bound may overflow to inf: v must stay finite */
+        if (!isfinite(v) || v > p->ymax + ys * 1e-9) {
+            break;
+        }
         int y = s_py(p, v);
         s_line(cv, p->x0, y, p->x0 + p->w - 1, y, 1, S_GRID);
         s_format_tick(buf, sizeof buf, v);
@@ -206,7 +211,11 @@ static void s_axes(s_canvas_t *cv, const s_panel_t *p, const char *title, int x_
     if (xs < 1) {
         xs = 1; /* steps are whole numbers */
     }
-    for (double v = 0; v <= p->xmax + xs * 1e-9; v += xs) {
+    for (int k = 0; k <= S_MAX_TICKS; k++) {
+        double v = k * xs;
+        if (!isfinite(v) || v > p->xmax + xs * 1e-9) {
+            break;
+        }
         int x = s_px(p, v);
         s_line(cv, x, p->y0, x, p->y0 + p->h - 1, 1, S_GRID);
         if (x_labels) {
@@ -364,8 +373,8 @@ int sp_plot_metrics_png(const sp_metric_t *recs, size_t n, uint64_t job, uint8_t
     /* loss from 0 to a tick above its largest value; accuracy 0 to 1 */
     double ls = s_tick_step(lmax > 0 ? lmax : 1, 5);
     panel[0].ymax = lmax > 0 ? ceil(lmax / ls) * ls : 1;
-    if (panel[0].ymax < lmax) {
-        panel[0].ymax = lmax;
+    if (!isfinite(panel[0].ymax) || panel[0].ymax < lmax) {
+        panel[0].ymax = lmax; /* a loss near the largest double */
     }
     panel[1].ymax = 1;
     char title[64];

@@ -5,6 +5,7 @@
  * programs send. Every wait is bounded; every child is reaped. */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
@@ -384,6 +385,13 @@ static void s_handle_status(s_fake_t *f, const uint8_t *id, size_t id_len, sp_ms
         s_fill_metric(&recs[0], 0, "step");
         s_fill_metric(&recs[1], 1, "step");
         s_fill_metric(&recs[2], 2, "epoch");
+        if (m->u.job_req.job == 8) { /* the largest values the codec lets through */
+            for (int k = 0; k < 3; k++) {
+                recs[k].step = UINT64_MAX - (uint64_t)(2 - k);
+                recs[k].loss = k == 1 ? NAN : DBL_MAX;
+                recs[k].val_loss = DBL_MAX;
+            }
+        }
         sp_msg_init(&r, SP_MSG_R_METRICS);
         r.u.r_metrics.req = m->u.job_req.req;
         uint64_t since = m->u.job_req.since;
@@ -895,6 +903,17 @@ static void test_client_metrics_png(void **state)
     assert_true(s_count_rgb(px, 900, 320, 620, 31, 90, 180) >= 49);
     assert_true(s_count_rgb(px, 900, 320, 620, 226, 112, 18) >= 49); /* validation accuracy */
     free(px);
+
+    /* extreme values (a loss of DBL_MAX, the last step numbers) still give
+     * a picture, within the child's time bound */
+    const char *extreme[] = {"metrics", "8", "--format", "png", "-o", path, NULL};
+    s_client(&f, r, extreme);
+    assert_int_equal(r->status, 0);
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    assert_true(png_image_begin_read_from_file(&img, path));
+    assert_int_equal(img.width, 900);
+    png_image_free(&img);
     free(r);
     s_fake_fini(&f);
 }
