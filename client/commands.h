@@ -16,6 +16,7 @@ int sp_cmd_model(sp_cli_t *c, int argc, char **argv);    /* client/commands.c */
 int sp_cmd_cancel(sp_cli_t *c, int argc, char **argv);   /* client/commands.c */
 int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv);  /* client/metrics.c */
 int sp_cmd_eval(sp_cli_t *c, int argc, char **argv);     /* client/eval.c */
+int sp_cmd_inspect(sp_cli_t *c, int argc, char **argv);  /* client/inspect.c */
 int sp_cmd_demo(sp_cli_t *c, int argc, char **argv);     /* client/demo.c */
 int sp_cmd_keygen(sp_cli_t *c, int argc, char **argv);   /* client/keygen.c */
 

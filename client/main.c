@@ -26,6 +26,7 @@ static const s_command_t s_commands[] = {
     {"cancel", sp_cmd_cancel, "cancel a job"},
     {"datasets", sp_cmd_datasets, "list the stored datasets"},
     {"eval", sp_cmd_eval, "accuracy or MSE of a model file on a data file (local)"},
+    {"inspect", sp_cmd_inspect, "a model file's layers; a neuron's memory or map as PNG (local)"},
     {"demo", sp_cmd_demo, "run coordinator, workers and a training job on this machine"},
     {"keygen", sp_cmd_keygen, "make a CURVE key pair: NAME.key (public), NAME.key_secret"},
 };

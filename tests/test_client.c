@@ -26,8 +26,11 @@
 #include <zlib.h>
 #include <zmq.h>
 
+#include "client/inspect.h"
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/layer.h"
+#include "common/morton.h"
 #include "common/network.h"
 #include "common/reduce.h"
 #include "proto/messages.h"
@@ -523,7 +526,7 @@ static void test_client_help_exits_0(void **state)
     s_mkdtemp(dir);
     static const char *const cmds[] = {"submit",   "train",   "status", "workers",
                                        "watch",    "metrics", "model",  "cancel",
-                                       "datasets", "eval",    "demo"};
+                                       "datasets", "eval",    "demo",   "inspect"};
     s_run_t *r = malloc(sizeof *r);
     assert_non_null(r);
     const char *top[] = {"--help", NULL};
@@ -916,6 +919,122 @@ static void test_client_metrics_png(void **state)
     png_image_free(&img);
     free(r);
     s_fake_fini(&f);
+}
+
+/* Reads a PNG written by the client into RGB (free it); *w, *h its size. */
+static uint8_t *s_read_png(const char *path, unsigned *w, unsigned *h)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    assert_true(png_image_begin_read_from_file(&img, path));
+    img.format = PNG_FORMAT_RGB;
+    uint8_t *px = malloc(PNG_IMAGE_SIZE(img));
+    assert_non_null(px);
+    assert_true(png_image_finish_read(&img, NULL, px, 0, NULL));
+    *w = img.width;
+    *h = img.height;
+    return px;
+}
+
+static int s_px_is(const uint8_t *px, unsigned w, int x, int y, uint8_t r, uint8_t g, uint8_t b)
+{
+    const uint8_t *p = px + ((size_t)y * w + (size_t)x) * 3;
+    return p[0] == r && p[1] == g && p[2] == b;
+}
+
+/* inspect reads a model file locally: its layers as text or JSON, a
+ * neuron's activation map (a cell is grey exactly when it was never hit)
+ * and a slice of its memory (a cell is grey exactly when it lies past the
+ * neuron's inputs); bad layer, neuron and slice numbers are usage errors. */
+static void test_client_inspect_model(void **state)
+{
+    (void)state;
+    char dir[64], model[128], act[128], heat[128];
+    s_mkdtemp(dir);
+    snprintf(model, sizeof model, "%s/m.spm", dir);
+    snprintf(act, sizeof act, "%s/act.png", dir);
+    snprintf(heat, sizeof heat, "%s/heat.png", dir);
+    enum { IN = 20, ROWS = 32 };
+    const uint32_t sizes[] = {IN, 6, 3};
+    sp_network_t *net = s_make_net(sizes, 3, 5);
+    float X[ROWS * IN], T[ROWS * 3];
+    uint64_t s = 99;
+    for (int step = 0; step < 4; step++) { /* a few steps: hits in some cells */
+        for (int i = 0; i < ROWS * IN; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            X[i] = (float)((s >> 40) % 1000) / 1000.0f;
+        }
+        for (int i = 0; i < ROWS * 3; i++) {
+            T[i] = i % 3 == (i / 3) % 3 ? 1.0f : 0.0f;
+        }
+        float loss;
+        assert_int_equal(sp_network_train_batch(net, X, T, ROWS, &loss), SP_OK);
+    }
+    assert_int_equal(sp_network_save_file(net, 0, model), SP_OK);
+    sp_network_destroy(&net);
+    char err[256];
+    assert_int_equal(sp_network_load_file(model, &net, err, sizeof err), SP_OK);
+    const sp_neuron_t *nr = &sp_network_layer(net, 0)->nr[2];
+
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *json[] = {"--json", "inspect", model, NULL};
+    s_client_alone(dir, r, json);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "{\"layer\":1,\"inputs\":20,\"neurons\":6,"));
+    assert_non_null(strstr(r->out, "{\"layer\":2,\"inputs\":6,\"neurons\":3,"));
+
+    const char *pics[] = {"inspect", model,  "--neuron", "2",   "--activations",
+                          act,       "--heatmap", heat,  "--z", "1", NULL};
+    s_client_alone(dir, r, pics);
+    assert_int_equal(r->status, 0);
+    unsigned w, h;
+    uint8_t *px = s_read_png(act, &w, &h);
+    int hit = 0, dead = 0;
+    for (int k = 0; k < SP_ACTMAP_CELLS; k++) {
+        int x = SP_INSPECT_X0 + (k % 8) * SP_INSPECT_MAP_CELL + SP_INSPECT_MAP_CELL / 2;
+        int y = SP_INSPECT_Y0 + (k / 8) * SP_INSPECT_MAP_CELL + SP_INSPECT_MAP_CELL / 2;
+        int grey = s_px_is(px, w, x, y, SP_INSPECT_DEAD_R, SP_INSPECT_DEAD_G, SP_INSPECT_DEAD_B);
+        assert_int_equal(grey, nr->map.hits[k] == 0);
+        hit += nr->map.hits[k] > 0;
+        dead += nr->map.hits[k] == 0;
+    }
+    assert_true(hit > 0 && dead > 0); /* both kinds were checked */
+    free(px);
+    /* 20 inputs: codes 0..19 fill part of a 4 x 4 x 4 cube */
+    px = s_read_png(heat, &w, &h);
+    int cell = sp_inspect_heat_cell(4), inside = 0;
+    for (unsigned y = 0; y < 4; y++) {
+        for (unsigned x = 0; x < 4; x++) {
+            int cx = SP_INSPECT_X0 + (int)x * cell + cell / 4, cy = SP_INSPECT_Y0 + (int)y * cell + cell / 4;
+            int grey = s_px_is(px, w, cx, cy, SP_INSPECT_OUTSIDE_R, SP_INSPECT_OUTSIDE_G,
+                               SP_INSPECT_OUTSIDE_B);
+            int in = sp_morton_encode_xyz(x, y, 1) < IN;
+            assert_int_equal(grey, !in);
+            inside += in;
+        }
+    }
+    assert_true(inside > 0 && inside < 16);
+    free(px);
+
+    const char *bad_layer[] = {"inspect", model, "--layer", "3", NULL};
+    s_client_alone(dir, r, bad_layer);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "has 2 layers"));
+    const char *bad_neuron[] = {"inspect", model, "--layer", "2", "--neuron", "3", NULL};
+    s_client_alone(dir, r, bad_neuron);
+    assert_int_equal(r->status, 2);
+    const char *bad_z[] = {"inspect", model, "--heatmap", heat, "--z", "4", NULL};
+    s_client_alone(dir, r, bad_z);
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, "slices 0 to 3"));
+    const char *missing[] = {"inspect", "no-such.spm", NULL};
+    s_client_alone(dir, r, missing);
+    assert_int_equal(r->status, 1);
+    free(r);
+    sp_network_destroy(&net);
+    s_rmdir(dir);
 }
 
 static void test_client_train_sends_job(void **state)
@@ -1561,6 +1680,7 @@ int main(void)
         cmocka_unit_test_teardown(test_client_error_reply_exits_1, s_teardown),
         cmocka_unit_test_teardown(test_client_metrics_formats, s_teardown),
         cmocka_unit_test_teardown(test_client_metrics_png, s_teardown),
+        cmocka_unit_test_teardown(test_client_inspect_model, s_teardown),
         cmocka_unit_test_teardown(test_client_train_sends_job, s_teardown),
         cmocka_unit_test_teardown(test_client_submit_streams_checked_chunks, s_teardown),
         cmocka_unit_test_teardown(test_client_model_written, s_teardown),
