@@ -1,12 +1,14 @@
 /* canvas: see canvas.h. */
 #include "client/canvas.h"
 
+#include <errno.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/file.h"
 
 #define S_SCALE 2 /* canvas pixels per font dot */
 
@@ -137,8 +139,8 @@ void sp_canvas_text(sp_canvas_t *cv, int x, int y, const char *s, sp_rgb_t c)
     }
 }
 
-int sp_canvas_png(const sp_canvas_t *cv, uint8_t **png, size_t *png_len, char *err,
-                  size_t errlen)
+/* *png gets a new buffer (free it) holding the canvas as PNG. */
+static int s_encode(const sp_canvas_t *cv, uint8_t **png, size_t *png_len, char *err, size_t errlen)
 {
     png_image img;
     memset(&img, 0, sizeof img);
@@ -165,4 +167,20 @@ int sp_canvas_png(const sp_canvas_t *cv, uint8_t **png, size_t *png_len, char *e
     *png = buf;
     *png_len = size;
     return SP_OK;
+}
+
+int sp_canvas_save_png(const sp_canvas_t *cv, const char *path, char *err, size_t errlen)
+{
+    uint8_t *png = NULL;
+    size_t len = 0;
+    int rc = s_encode(cv, &png, &len, err, errlen);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    rc = sp_file_write_atomic(path, png, len);
+    if (rc != SP_OK) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    }
+    free(png);
+    return rc;
 }

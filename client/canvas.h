@@ -16,6 +16,9 @@ typedef struct {
     uint8_t *px; /* w * h * 3, row-major RGB */
 } sp_canvas_t;
 
+/* The background and the ink of text and axes in every picture. */
+static const sp_rgb_t SP_CANVAS_WHITE = {255, 255, 255}, SP_CANVAS_INK = {40, 40, 40};
+
 #define SP_CANVAS_ADVANCE 12 /* pixels from one character to the next */
 #define SP_CANVAS_TEXT_H 14  /* height of a line of text */
 
@@ -30,8 +33,8 @@ void sp_canvas_line(sp_canvas_t *cv, int x0, int y0, int x1, int y1, int thick, 
  * . - + : ( ) _ /; other characters leave a gap. */
 void sp_canvas_text(sp_canvas_t *cv, int x, int y, const char *s, sp_rgb_t c);
 int sp_canvas_text_width(const char *s);
-/* *png gets a new buffer (free it) holding the canvas as PNG. */
-int sp_canvas_png(const sp_canvas_t *cv, uint8_t **png, size_t *png_len, char *err,
-                  size_t errlen);
+/* Writes the canvas as a PNG file, atomically (common/file.h): SP_OK, or an
+ * error with err naming what failed. */
+int sp_canvas_save_png(const sp_canvas_t *cv, const char *path, char *err, size_t errlen);
 
 #endif

@@ -5,12 +5,10 @@
 #include "client/cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include <zmq.h>
 
 #include "client/json.h"
@@ -19,52 +17,6 @@
 
 #define S_HANDSHAKE_TRIES 3 /* failed handshakes without a reason, in a row, before giving up */
 #define S_RESEND_MS 20      /* a request that could not be queued is tried again this often */
-
-int sp_cli_write_file(const char *path, const uint8_t *buf, size_t len)
-{
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) {
-        return -1;
-    }
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        errno = e;
-        return -1;
-    }
-    size_t off = 0;
-    int ok = 1;
-    while (ok && off < len) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        ok = w > 0;
-        off += ok ? (size_t)w : 0;
-    }
-    int e = ok ? 0 : errno;
-    if (ok && fsync(fd) != 0) {
-        e = errno;
-        ok = 0;
-    }
-    if (close(fd) != 0 && ok) {
-        e = errno;
-        ok = 0;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        e = errno;
-        ok = 0;
-    }
-    if (!ok) {
-        unlink(tmp);
-    }
-    free(tmp);
-    errno = e;
-    return ok ? 0 : -1;
-}
 
 uint64_t sp_cli_now_ms(void)
 {
@@ -253,7 +205,6 @@ static int s_call(sp_cli_t *c, sp_msg_t *req, sp_msg_type_t want, sp_msg_t *repl
          * while (a refused handshake can drop it): keep trying until the
          * deadline while the watch says why, instead of giving up at once. */
         if (!sent) {
-            errno = 0;
             rc = sp_msg_send(c->sock, NULL, 0, req);
             int e = errno;
             sent = rc == SP_OK;

@@ -91,9 +91,5 @@ int sp_args_is_help(const char *arg);
 
 /* Monotonic clock in milliseconds. */
 uint64_t sp_cli_now_ms(void);
-/* Writes len bytes to path through a temporary file in the same directory
- * that is synced and renamed over it: path is the whole new content or
- * untouched. 0, or -1 with errno set. */
-int sp_cli_write_file(const char *path, const uint8_t *buf, size_t len);
 
 #endif

@@ -13,6 +13,7 @@
 #include "client/json.h"
 #include "client/report.h"
 #include "common/error.h"
+#include "common/file.h"
 
 /* Parses the arguments of a command that takes at most n_pos positionals and
  * no options of its own besides the global ones. Returns -1 after printing
@@ -197,8 +198,6 @@ int sp_cmd_datasets(sp_cli_t *c, int argc, char **argv)
     return SP_EXIT_OK;
 }
 
-/* Writes len bytes to path atomically: a temporary file in the same
- * directory, fsync, rename. Returns 0 or -1 with errno kept. */
 static const char s_model_usage[] =
     "usage: spatium model JOB -o FILE\n"
     "Fetches the current model of job JOB (the final one once the job is done)\n"
@@ -247,7 +246,7 @@ int sp_cmd_model(sp_cli_t *c, int argc, char **argv)
         sp_msg_fini(&rep);
         return sp_cli_report(c, SP_EXIT_FAIL, "model: the coordinator sent an empty model");
     }
-    if (sp_cli_write_file(out, b->data, b->len) != 0) {
+    if (sp_file_write_atomic(out, b->data, b->len) != SP_OK) {
         int e = errno;
         sp_msg_fini(&rep);
         return sp_cli_report(c, SP_EXIT_FAIL, "model: cannot write %s: %s", out, strerror(e));

@@ -5,7 +5,6 @@
  * pictures of spec section 7. */
 #include "client/inspect.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,17 +24,15 @@
 #define S_PRUNE_THRESHOLD 0.01f /* what `train` uses unless told: candidates counted by it */
 #define S_MAX_SIDE 2048         /* 2048^3 cells hold any 32-bit fan-in */
 
-static const sp_rgb_t S_WHITE = {255, 255, 255}, S_INK = {40, 40, 40},
-                      S_DEAD = {SP_INSPECT_DEAD_R, SP_INSPECT_DEAD_G, SP_INSPECT_DEAD_B},
+static const sp_rgb_t S_DEAD = {SP_INSPECT_DEAD_R, SP_INSPECT_DEAD_G, SP_INSPECT_DEAD_B},
                       S_OUTSIDE = {SP_INSPECT_OUTSIDE_R, SP_INSPECT_OUTSIDE_G,
                                    SP_INSPECT_OUTSIDE_B},
                       S_EMPTY = {246, 246, 250}, S_FULL = {24, 64, 160};
 
 /* One hue per activation function, in sp_act_t order. */
 static const sp_rgb_t s_act_colour[SP_ACT_COUNT] = {
-    {214, 39, 40},  {255, 127, 14}, {44, 160, 44},  {31, 119, 180},
-    {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {188, 189, 34},
-    {23, 190, 207}, {90, 90, 200},  {0, 110, 90},   {120, 60, 20},
+    {214, 39, 40},   {255, 127, 14}, {44, 160, 44},  {31, 119, 180}, {148, 103, 189}, {140, 86, 75},
+    {227, 119, 194}, {188, 189, 34}, {23, 190, 207}, {90, 90, 200},  {0, 110, 90},    {120, 60, 20},
 };
 
 static const char s_usage[] =
@@ -62,24 +59,13 @@ static sp_rgb_t s_mix(sp_rgb_t a, sp_rgb_t b, double t)
     return c;
 }
 
-/* Encodes cv and writes it to path; an exit code. */
+/* Writes cv to path and frees it; an exit code. */
 static int s_save(sp_cli_t *c, sp_canvas_t *cv, const char *path)
 {
-    char err[256] = "";
-    uint8_t *png = NULL;
-    size_t len = 0;
-    int rc = sp_canvas_png(cv, &png, &len, err, sizeof err);
+    char err[512] = "";
+    int rc = sp_canvas_save_png(cv, path, err, sizeof err);
     sp_canvas_fini(cv);
-    if (rc != SP_OK) {
-        return sp_cli_report(c, SP_EXIT_FAIL, "inspect: %s", err);
-    }
-    int wr = sp_cli_write_file(path, png, len);
-    int e = errno;
-    free(png);
-    if (wr != 0) {
-        return sp_cli_report(c, SP_EXIT_FAIL, "inspect: cannot write %s: %s", path, strerror(e));
-    }
-    return SP_EXIT_OK;
+    return rc == SP_OK ? SP_EXIT_OK : sp_cli_report(c, SP_EXIT_FAIL, "inspect: %s", err);
 }
 
 /* The 8x8 map of nr; the legend lists the functions the map uses. */
@@ -89,8 +75,8 @@ static int s_activations(sp_cli_t *c, const sp_neuron_t *nr, uint32_t layer, uin
     const int cell = SP_INSPECT_MAP_CELL, side = SP_ACTMAP_SIDE * SP_INSPECT_MAP_CELL;
     char err[256] = "";
     sp_canvas_t cv;
-    if (sp_canvas_init(&cv, SP_INSPECT_X0 + side + 290, SP_INSPECT_Y0 + side + 40, S_WHITE, err,
-                       sizeof err) != SP_OK) {
+    if (sp_canvas_init(&cv, SP_INSPECT_X0 + side + 290, SP_INSPECT_Y0 + side + 40, SP_CANVAS_WHITE,
+                       err, sizeof err) != SP_OK) {
         return sp_cli_report(c, SP_EXIT_FAIL, "inspect: %s", err);
     }
     uint32_t most = 0;
@@ -99,39 +85,38 @@ static int s_activations(sp_cli_t *c, const sp_neuron_t *nr, uint32_t layer, uin
         most = nr->map.hits[k] > most ? nr->map.hits[k] : most;
     }
     for (int k = 0; k < SP_ACTMAP_CELLS; k++) {
-        unsigned f = nr->map.func[k] < SP_ACT_COUNT ? nr->map.func[k] : 0;
+        unsigned f = nr->map.func[k]; /* < SP_ACT_COUNT: the model loader checks it */
         uint32_t h = nr->map.hits[k];
+        used[f] = 1; /* the legend lists dead cells' functions too */
         sp_rgb_t col = S_DEAD;
         if (h > 0) {
             /* brighter with more hits, on a log scale: a quarter of the hue at one hit */
             double t = 0.25 + 0.75 * log1p((double)h) / log1p((double)most);
-            col = s_mix(S_WHITE, s_act_colour[f], t);
-            used[f] = 1;
+            col = s_mix(SP_CANVAS_WHITE, s_act_colour[f], t);
         }
-        int x = SP_INSPECT_X0 + (k % SP_ACTMAP_SIDE) * cell, y = SP_INSPECT_Y0 + (k / SP_ACTMAP_SIDE) * cell;
+        int x = SP_INSPECT_X0 + (k % SP_ACTMAP_SIDE) * cell,
+            y = SP_INSPECT_Y0 + (k / SP_ACTMAP_SIDE) * cell;
         sp_canvas_fill(&cv, x + 1, y + 1, cell - 2, cell - 2, col);
-        if (h == 0) {
-            used[f] |= 2; /* listed too: a dead cell still has a function */
-        }
     }
     char title[96];
     snprintf(title, sizeof title, "layer %" PRIu32 " neuron %" PRIu32 ": activation map", layer,
              neuron);
-    sp_canvas_text(&cv, SP_INSPECT_X0, 20, title, S_INK);
+    sp_canvas_text(&cv, SP_INSPECT_X0, 20, title, SP_CANVAS_INK);
     int ly = SP_INSPECT_Y0;
     for (unsigned f = 0; f < SP_ACT_COUNT; f++) {
         if (used[f]) {
             sp_canvas_fill(&cv, SP_INSPECT_X0 + side + 24, ly, 28, SP_CANVAS_TEXT_H,
                            s_act_colour[f]);
-            sp_canvas_text(&cv, SP_INSPECT_X0 + side + 60, ly, sp_act_name((sp_act_t)f), S_INK);
+            sp_canvas_text(&cv, SP_INSPECT_X0 + side + 60, ly, sp_act_name((sp_act_t)f),
+                           SP_CANVAS_INK);
             ly += SP_CANVAS_TEXT_H + 12;
         }
     }
     sp_canvas_fill(&cv, SP_INSPECT_X0 + side + 24, ly, 28, SP_CANVAS_TEXT_H, S_DEAD);
-    sp_canvas_text(&cv, SP_INSPECT_X0 + side + 60, ly, "never hit", S_INK);
+    sp_canvas_text(&cv, SP_INSPECT_X0 + side + 60, ly, "never hit", SP_CANVAS_INK);
     char note[64];
     snprintf(note, sizeof note, "most hits: %" PRIu32, most);
-    sp_canvas_text(&cv, SP_INSPECT_X0 + side + 24, ly + SP_CANVAS_TEXT_H + 24, note, S_INK);
+    sp_canvas_text(&cv, SP_INSPECT_X0 + side + 24, ly + SP_CANVAS_TEXT_H + 24, note, SP_CANVAS_INK);
     return s_save(c, &cv, path);
 }
 
@@ -145,8 +130,8 @@ static int s_heatmap(sp_cli_t *c, const sp_neuron_t *nr, uint32_t layer, uint32_
     int px = sp_inspect_heat_cell(side), grid = (int)side * px;
     char err[256] = "";
     sp_canvas_t cv;
-    if (sp_canvas_init(&cv, SP_INSPECT_X0 + grid + 200, SP_INSPECT_Y0 + grid + 40, S_WHITE, err,
-                       sizeof err) != SP_OK) {
+    if (sp_canvas_init(&cv, SP_INSPECT_X0 + grid + 200, SP_INSPECT_Y0 + grid + 40, SP_CANVAS_WHITE,
+                       err, sizeof err) != SP_OK) {
         return sp_cli_report(c, SP_EXIT_FAIL, "inspect: %s", err);
     }
     uint64_t lo = nr->base, hi = nr->base + nr->n_in;
@@ -157,10 +142,10 @@ static int s_heatmap(sp_cli_t *c, const sp_neuron_t *nr, uint32_t layer, uint32_
             /* the region's density, over all its cells */
             uint64_t stored = 0;
             for (unsigned k = 0; k < rs * rs * rs; k++) {
-                uint64_t code = sp_morton_encode_xyz(rx + k % rs, ry + k / rs % rs,
-                                                     z0 + k / (rs * rs));
-                stored += code >= lo && code < hi &&
-                          sp_memory_retrieve_code(nr->mem, code, &w) == SP_OK;
+                uint64_t code =
+                    sp_morton_encode_xyz(rx + k % rs, ry + k / rs % rs, z0 + k / (rs * rs));
+                stored +=
+                    code >= lo && code < hi && sp_memory_retrieve_code(nr->mem, code, &w) == SP_OK;
             }
             sp_rgb_t col = s_mix(S_EMPTY, S_FULL, (double)stored / ((double)rs * rs * rs));
             for (unsigned y = ry; y < ry + rs; y++) {
@@ -175,7 +160,7 @@ static int s_heatmap(sp_cli_t *c, const sp_neuron_t *nr, uint32_t layer, uint32_
                     if (px >= 4 && sp_memory_retrieve_code(nr->mem, code, &w) == SP_OK) {
                         int d = px / 4 > 1 ? px / 4 : 1;
                         sp_canvas_fill(&cv, gx + px / 2 - d / 2, gy + px / 2 - d / 2, d, d,
-                                       S_INK);
+                                       SP_CANVAS_INK);
                     }
                 }
             }
@@ -185,17 +170,18 @@ static int s_heatmap(sp_cli_t *c, const sp_neuron_t *nr, uint32_t layer, uint32_
     snprintf(title, sizeof title,
              "layer %" PRIu32 " neuron %" PRIu32 ": memory slice z %" PRIu32 " of %u", layer,
              neuron, z, side);
-    sp_canvas_text(&cv, SP_INSPECT_X0, 20, title, S_INK);
+    sp_canvas_text(&cv, SP_INSPECT_X0, 20, title, SP_CANVAS_INK);
     /* the colour scale: region density 0 at the bottom, 1 at the top */
     int bx = SP_INSPECT_X0 + grid + 30, bh = grid < 200 ? grid : 200;
     for (int i = 0; i < bh; i++) {
         sp_canvas_fill(&cv, bx, SP_INSPECT_Y0 + i, 24, 1,
                        s_mix(S_EMPTY, S_FULL, 1.0 - (double)i / (bh > 1 ? bh - 1 : 1)));
     }
-    sp_canvas_text(&cv, bx + 32, SP_INSPECT_Y0, "1", S_INK);
-    sp_canvas_text(&cv, bx + 32, SP_INSPECT_Y0 + bh - SP_CANVAS_TEXT_H, "0", S_INK);
-    sp_canvas_text(&cv, bx, SP_INSPECT_Y0 + bh + 12, "region", S_INK);
-    sp_canvas_text(&cv, bx, SP_INSPECT_Y0 + bh + 12 + SP_CANVAS_TEXT_H + 6, "density", S_INK);
+    sp_canvas_text(&cv, bx + 32, SP_INSPECT_Y0, "1", SP_CANVAS_INK);
+    sp_canvas_text(&cv, bx + 32, SP_INSPECT_Y0 + bh - SP_CANVAS_TEXT_H, "0", SP_CANVAS_INK);
+    sp_canvas_text(&cv, bx, SP_INSPECT_Y0 + bh + 12, "region", SP_CANVAS_INK);
+    sp_canvas_text(&cv, bx, SP_INSPECT_Y0 + bh + 12 + SP_CANVAS_TEXT_H + 6, "density",
+                   SP_CANVAS_INK);
     return s_save(c, &cv, path);
 }
 
@@ -306,8 +292,8 @@ int sp_cmd_inspect(sp_cli_t *c, int argc, char **argv)
     if (heat != NULL && z >= side) {
         sp_network_destroy(&net);
         return sp_cli_report(c, SP_EXIT_USAGE,
-                             "inspect: --z %" PRIu32 ": that neuron's memory has slices 0 to %u",
-                             z, side - 1);
+                             "inspect: --z %" PRIu32 ": that neuron's memory has slices 0 to %u", z,
+                             side - 1);
     }
     rc = SP_EXIT_OK;
     if (heat == NULL && acts == NULL) {

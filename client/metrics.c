@@ -1,7 +1,6 @@
 /* metrics: the `metrics` command and the status / metrics requests other
  * commands reuse. Records are fetched in pages (the coordinator answers at
  * most SP_MAX_LIST per reply) until a reply brings nothing new. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,23 +157,20 @@ int sp_cmd_metrics(sp_cli_t *c, int argc, char **argv)
     }
     if (png) {
         char err[512] = "";
-        uint8_t *pic = NULL;
-        size_t pic_len = 0;
-        rc = sp_plot_metrics_png(recs, n, job, &pic, &pic_len, err, sizeof err);
+        sp_canvas_t cv;
+        rc = sp_plot_metrics(recs, n, job, &cv, err, sizeof err);
         free(recs);
+        if (rc == SP_OK) {
+            rc = sp_canvas_save_png(&cv, out, err, sizeof err);
+            sp_canvas_fini(&cv);
+        }
         if (rc != SP_OK) {
             return sp_cli_report(c, SP_EXIT_FAIL, "metrics: %s", err);
         }
-        int wr = sp_cli_write_file(out, pic, pic_len);
-        int e = errno;
-        free(pic);
-        if (wr != 0) {
-            return sp_cli_report(c, SP_EXIT_FAIL, "metrics: cannot write %s: %s", out,
-                                 strerror(e));
-        }
         char line[600];
-        snprintf(line, sizeof line, "wrote %s: the curves of job %" PRIu64 " from %zu metric record%s",
-                 out, job, n, n == 1 ? "" : "s");
+        snprintf(line, sizeof line,
+                 "wrote %s: the curves of job %" PRIu64 " from %zu metric record%s", out, job, n,
+                 n == 1 ? "" : "s");
         sp_report_written(c->json, job, out, "records", n, line);
         return SP_EXIT_OK;
     }

@@ -11,16 +11,15 @@
 
 #define S_W SP_PLOT_WIDTH
 #define S_H SP_PLOT_HEIGHT
-#define S_LEFT 108  /* room for the y tick labels (up to 8 characters) */
+#define S_LEFT 108 /* room for the y tick labels (up to 8 characters) */
 #define S_RIGHT 24
-#define S_TOP 44    /* the title line */
-#define S_BOTTOM 56 /* x tick labels and the axis name */
-#define S_GAP 52    /* between two panels: the lower one's title */
+#define S_TOP 44       /* the title line */
+#define S_BOTTOM 56    /* x tick labels and the axis name */
+#define S_GAP 52       /* between two panels: the lower one's title */
 #define S_MAX_TICKS 12 /* whatever the values: the tick loops are bounded */
 
-static const sp_rgb_t S_WHITE = {255, 255, 255}, S_INK = {40, 40, 40},
-                      S_GRID = {228, 228, 228}, S_STEP = {160, 188, 232},
-                      S_TRAIN = {31, 90, 180}, S_VAL = {226, 112, 18};
+static const sp_rgb_t S_GRID = {228, 228, 228}, S_STEP = {160, 188, 232}, S_TRAIN = {31, 90, 180},
+                      S_VAL = {226, 112, 18};
 
 /* --- axes ----------------------------------------------------------------- */
 
@@ -48,7 +47,7 @@ static void s_format_tick(char *buf, size_t len, double v)
 }
 
 typedef struct {
-    int x0, y0, w, h;      /* plot area in pixels */
+    int x0, y0, w, h; /* plot area in pixels */
     double xmax, ymin, ymax;
 } s_panel_t;
 
@@ -76,7 +75,8 @@ static void s_axes(sp_canvas_t *cv, const s_panel_t *p, const char *title, int x
         int y = s_py(p, v);
         sp_canvas_line(cv, p->x0, y, p->x0 + p->w - 1, y, 1, S_GRID);
         s_format_tick(buf, sizeof buf, v);
-        sp_canvas_text(cv, p->x0 - 10 - sp_canvas_text_width(buf), y - SP_CANVAS_TEXT_H / 2, buf, S_INK);
+        sp_canvas_text(cv, p->x0 - 10 - sp_canvas_text_width(buf), y - SP_CANVAS_TEXT_H / 2, buf,
+                       SP_CANVAS_INK);
     }
     double xs = s_tick_step(p->xmax, 8);
     if (xs < 1) {
@@ -91,14 +91,17 @@ static void s_axes(sp_canvas_t *cv, const s_panel_t *p, const char *title, int x
         sp_canvas_line(cv, x, p->y0, x, p->y0 + p->h - 1, 1, S_GRID);
         if (x_labels) {
             s_format_tick(buf, sizeof buf, v);
-            sp_canvas_text(cv, x - sp_canvas_text_width(buf) / 2, p->y0 + p->h + 8, buf, S_INK);
+            sp_canvas_text(cv, x - sp_canvas_text_width(buf) / 2, p->y0 + p->h + 8, buf,
+                           SP_CANVAS_INK);
         }
     }
-    sp_canvas_line(cv, p->x0, p->y0, p->x0 + p->w - 1, p->y0, 1, S_INK);
-    sp_canvas_line(cv, p->x0, p->y0 + p->h - 1, p->x0 + p->w - 1, p->y0 + p->h - 1, 1, S_INK);
-    sp_canvas_line(cv, p->x0, p->y0, p->x0, p->y0 + p->h - 1, 1, S_INK);
-    sp_canvas_line(cv, p->x0 + p->w - 1, p->y0, p->x0 + p->w - 1, p->y0 + p->h - 1, 1, S_INK);
-    sp_canvas_text(cv, p->x0, p->y0 - SP_CANVAS_TEXT_H - 10, title, S_INK);
+    sp_canvas_line(cv, p->x0, p->y0, p->x0 + p->w - 1, p->y0, 1, SP_CANVAS_INK);
+    sp_canvas_line(cv, p->x0, p->y0 + p->h - 1, p->x0 + p->w - 1, p->y0 + p->h - 1, 1,
+                   SP_CANVAS_INK);
+    sp_canvas_line(cv, p->x0, p->y0, p->x0, p->y0 + p->h - 1, 1, SP_CANVAS_INK);
+    sp_canvas_line(cv, p->x0 + p->w - 1, p->y0, p->x0 + p->w - 1, p->y0 + p->h - 1, 1,
+                   SP_CANVAS_INK);
+    sp_canvas_text(cv, p->x0, p->y0 - SP_CANVAS_TEXT_H - 10, title, SP_CANVAS_INK);
 }
 
 /* --- curves --------------------------------------------------------------- */
@@ -121,11 +124,11 @@ static double s_value(const sp_metric_t *m, s_field_t f)
 
 /* One series: the records of one kind, joined in order; a value that is
  * not finite (or outside the panel) breaks the line. Epoch points get a
- * square mark. Returns how many points were drawn. */
-static int s_series(sp_canvas_t *cv, const s_panel_t *p, const sp_metric_t *recs, size_t n,
-                    const char *kind, s_field_t f, int thick, int mark, sp_rgb_t c)
+ * square mark. */
+static void s_series(sp_canvas_t *cv, const s_panel_t *p, const sp_metric_t *recs, size_t n,
+                     const char *kind, s_field_t f, int thick, int mark, sp_rgb_t c)
 {
-    int have = 0, px = 0, py = 0, drawn = 0;
+    int have = 0, px = 0, py = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(recs[i].kind, kind) != 0) {
             continue;
@@ -145,9 +148,7 @@ static int s_series(sp_canvas_t *cv, const s_panel_t *p, const sp_metric_t *recs
         have = 1;
         px = x;
         py = y;
-        drawn++;
     }
-    return drawn;
 }
 
 static int s_any_finite(const sp_metric_t *recs, size_t n, s_field_t f)
@@ -168,15 +169,16 @@ static void s_legend(sp_canvas_t *cv, const s_panel_t *p, int val)
     for (int k = val ? 2 : 1; k >= 0; k--) {
         x -= sp_canvas_text_width(names[k]) + 44;
         int y = p->y0 - SP_CANVAS_TEXT_H - 10;
-        sp_canvas_line(cv, x, y + SP_CANVAS_TEXT_H / 2, x + 24, y + SP_CANVAS_TEXT_H / 2, k == 0 ? 2 : 3, colors[k]);
-        sp_canvas_text(cv, x + 32, y, names[k], S_INK);
+        sp_canvas_line(cv, x, y + SP_CANVAS_TEXT_H / 2, x + 24, y + SP_CANVAS_TEXT_H / 2,
+                       k == 0 ? 2 : 3, colors[k]);
+        sp_canvas_text(cv, x + 32, y, names[k], SP_CANVAS_INK);
     }
 }
 
 /* --- the picture ---------------------------------------------------------- */
 
-int sp_plot_metrics_png(const sp_metric_t *recs, size_t n, uint64_t job, uint8_t **png,
-                        size_t *png_len, char *err, size_t errlen)
+int sp_plot_metrics(const sp_metric_t *recs, size_t n, uint64_t job, sp_canvas_t *cv, char *err,
+                    size_t errlen)
 {
     double xmax = 1, lmax = 0;
     for (size_t i = 0; i < n; i++) {
@@ -191,8 +193,7 @@ int sp_plot_metrics_png(const sp_metric_t *recs, size_t n, uint64_t job, uint8_t
             }
         }
     }
-    sp_canvas_t cv;
-    int rc = sp_canvas_init(&cv, S_W, S_H, S_WHITE, err, errlen);
+    int rc = sp_canvas_init(cv, S_W, S_H, SP_CANVAS_WHITE, err, errlen);
     if (rc != SP_OK) {
         return rc;
     }
@@ -217,22 +218,20 @@ int sp_plot_metrics_png(const sp_metric_t *recs, size_t n, uint64_t job, uint8_t
     panel[1].ymax = 1;
     char title[64];
     snprintf(title, sizeof title, "job %llu: loss", (unsigned long long)job);
-    s_axes(&cv, &panel[0], title, n_panels == 1);
+    s_axes(cv, &panel[0], title, n_panels == 1);
     if (classify) {
-        s_axes(&cv, &panel[1], "accuracy", 1);
+        s_axes(cv, &panel[1], "accuracy", 1);
     }
     int val = s_any_finite(recs, n, S_VAL_LOSS) || s_any_finite(recs, n, S_VAL_ACC);
-    s_legend(&cv, &panel[0], val);
+    s_legend(cv, &panel[0], val);
     for (int k = 0; k < n_panels; k++) {
         s_field_t train = k == 0 ? S_LOSS : S_ACC, valf = k == 0 ? S_VAL_LOSS : S_VAL_ACC;
-        s_series(&cv, &panel[k], recs, n, "step", train, 1, 0, S_STEP);
-        s_series(&cv, &panel[k], recs, n, "epoch", train, 3, 1, S_TRAIN);
-        s_series(&cv, &panel[k], recs, n, "epoch", valf, 3, 1, S_VAL);
+        s_series(cv, &panel[k], recs, n, "step", train, 1, 0, S_STEP);
+        s_series(cv, &panel[k], recs, n, "epoch", train, 3, 1, S_TRAIN);
+        s_series(cv, &panel[k], recs, n, "epoch", valf, 3, 1, S_VAL);
     }
     const char *xname = "step";
-    sp_canvas_text(&cv, S_LEFT + (S_W - S_LEFT - S_RIGHT - sp_canvas_text_width(xname)) / 2, S_H - SP_CANVAS_TEXT_H - 6,
-           xname, S_INK);
-    rc = sp_canvas_png(&cv, png, png_len, err, errlen);
-    sp_canvas_fini(&cv);
-    return rc;
+    sp_canvas_text(cv, S_LEFT + (S_W - S_LEFT - S_RIGHT - sp_canvas_text_width(xname)) / 2,
+                   S_H - SP_CANVAS_TEXT_H - 6, xname, SP_CANVAS_INK);
+    return SP_OK;
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/canvas.h"
 #include "proto/messages.h"
 
 #define SP_PLOT_WIDTH 900
@@ -13,10 +14,10 @@
 /* Draws the loss curve (and the accuracy curve when the job classifies) of
  * job's metric records against the training step: every step record as a
  * thin line, epoch records as points joined by a thick line, validation in
- * a second colour, with axes, ticks and a legend. *png gets a new buffer
- * (free it) holding a PNG of SP_PLOT_WIDTH x SP_PLOT_HEIGHT. Returns SP_OK,
- * or an error with err naming what went wrong. */
-int sp_plot_metrics_png(const sp_metric_t *recs, size_t n, uint64_t job, uint8_t **png,
-                        size_t *png_len, char *err, size_t errlen);
+ * a second colour, with axes, ticks and a legend, on cv, which it
+ * initialises at SP_PLOT_WIDTH x SP_PLOT_HEIGHT (sp_canvas_fini it). SP_OK,
+ * or SP_E_NOMEM with err saying so. */
+int sp_plot_metrics(const sp_metric_t *recs, size_t n, uint64_t job, sp_canvas_t *cv, char *err,
+                    size_t errlen);
 
 #endif

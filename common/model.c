@@ -17,6 +17,7 @@
 
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/kernels.h"
 #include "common/layer.h"
 #include "common/mpcheck.h"
@@ -929,33 +930,11 @@ int sp_network_save_file(const sp_network_t *n, int with_training_state, const c
     if (rc != SP_OK) {
         return rc;
     }
-    /* Written beside the target, synced, then renamed: a reader sees the old
-     * file or the whole new one, never half of it. */
-    size_t plen = strlen(path) + 16;
-    char *tmp = malloc(plen);
-    if (!tmp) {
-        free(buf);
-        return SP_E_NOMEM;
-    }
-    snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    rc = SP_E_IO;
-    if (f) {
-        int ok = fwrite(buf, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        int saved = errno;
-        ok = (fclose(f) == 0) && ok;
-        if (ok && rename(tmp, path) == 0) {
-            rc = SP_OK;
-        } else {
-            saved = errno ? errno : saved;
-            remove(tmp);
-            errno = saved;
-        }
-    }
+    /* a reader sees the old file or the whole new one, never half of it */
+    rc = sp_file_write_atomic(path, buf, len);
     if (rc != SP_OK) {
-        sp_log(SP_LOG_ERROR, "model: cannot write %s", path);
+        sp_log(SP_LOG_ERROR, "model: cannot write %s: %s", path, strerror(errno));
     }
-    free(tmp);
     free(buf);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/store.h"
 
@@ -223,7 +224,7 @@ int sp_datasets_store(sp_coord_t *c, const char *name, const sp_dataset_t *ds,
     memset(&ent, 0, sizeof ent);
     snprintf(ent.path, sizeof ent.path, "%s/datasets/%s.spds", c->cfg.state_dir, name);
     s_fill_info(&ent.info, name, ds, buf, len);
-    rc = sp_store_write_atomic(ent.path, buf, len);
+    rc = sp_file_write_atomic(ent.path, buf, len);
     free(buf);
     if (rc != SP_OK) {
         snprintf(err, errlen, "cannot store the dataset: %s", strerror(errno));

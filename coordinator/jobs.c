@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "common/reduce.h"
 #include "common/rng.h"
 #include "coordinator/coordinator.h"
@@ -254,7 +255,7 @@ static int s_save_def(const sp_job_t *job)
     free(body);
     char path[600];
     snprintf(path, sizeof path, "%s/job.def", job->dir);
-    rc = sp_store_write_atomic(path, buf, sizeof hdr + body_len);
+    rc = sp_file_write_atomic(path, buf, sizeof hdr + body_len);
     free(buf);
     return rc;
 }
@@ -297,7 +298,7 @@ static int s_save_counter(sp_coord_t *c)
     char path[600], text[32];
     snprintf(path, sizeof path, "%s/next_job", c->cfg.state_dir);
     int n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)c->jobs.next_id);
-    return sp_store_write_atomic(path, text, (size_t)n);
+    return sp_file_write_atomic(path, text, (size_t)n);
 }
 
 static sp_job_t *s_jobs_add(sp_jobs_t *j)
@@ -586,7 +587,7 @@ static int s_save_final_model(sp_run_t *r, const sp_job_t *job)
     }
     char path[600];
     snprintf(path, sizeof path, "%s/model.spm", job->dir);
-    rc = sp_store_write_atomic(path, buf, len);
+    rc = sp_file_write_atomic(path, buf, len);
     free(buf);
     return rc;
 }
@@ -788,7 +789,7 @@ static uint64_t s_count_start(const sp_job_t *job)
     }
     n++;
     int k = snprintf(text, sizeof text, "%llu\n", (unsigned long long)n);
-    return sp_store_write_atomic(path, text, (size_t)k) == SP_OK ? n : 0;
+    return sp_file_write_atomic(path, text, (size_t)k) == SP_OK ? n : 0;
 }
 
 /* The neurons' design point is inputs in [0, 1]. Features of the training

@@ -1,9 +1,8 @@
-/* store: atomic, durable files in the coordinator's state directory, written
- * either by the caller or by a background writer thread (checkpoints).
- * Invariant: a target file is only ever replaced by rename() of a fully
- * written and fsync'ed temporary sibling, followed by an fsync of the
- * directory, so a crash leaves the old or the new content and at worst a
- * stray "*.tmp" file that sp_store_clean_tmp removes at start-up. */
+/* store: durable files in the coordinator's state directory, written either
+ * by the caller or by a background writer thread (checkpoints). Whole files
+ * go through sp_file_write_atomic (common/file.h), so a crash leaves the old
+ * or the new content and at worst a stray "*.tmp" sibling that
+ * sp_store_clean_tmp removes at start-up. */
 #include "coordinator/store.h"
 
 #include <dirent.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/file.h"
 
 int sp_store_mkdirs(const char *dir)
 {
@@ -44,78 +44,6 @@ int sp_store_mkdirs(const char *dir)
         return SP_E_IO;
     }
     return SP_OK;
-}
-
-static int s_fsync_dir_of(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL) {
-        snprintf(dir, sizeof dir, ".");
-    } else if (slash == dir) {
-        dir[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) {
-        return SP_E_IO;
-    }
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc == 0 ? SP_OK : SP_E_IO;
-}
-
-static int s_write_full(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return SP_E_IO;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return SP_OK;
-}
-
-int sp_store_write_atomic(const char *path, const void *data, size_t len)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return SP_E_IO;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return SP_E_IO;
-    }
-    int rc = s_write_full(fd, data, len);
-    if (rc == SP_OK && fsync(fd) != 0) {
-        rc = SP_E_IO;
-    }
-    int saved = errno;
-    if (close(fd) != 0 && rc == SP_OK) {
-        rc = SP_E_IO;
-        saved = errno;
-    }
-    if (rc == SP_OK && rename(tmp, path) != 0) {
-        rc = SP_E_IO;
-        saved = errno;
-    }
-    if (rc != SP_OK) {
-        unlink(tmp);
-        errno = saved;
-        return rc;
-    }
-    return s_fsync_dir_of(path);
 }
 
 int sp_store_read_all(const char *path, size_t max_bytes, uint8_t **buf, size_t *len)
@@ -196,7 +124,7 @@ int sp_store_append(const char *path, const void *data, size_t len, int sync)
     if (fd < 0) {
         return SP_E_IO;
     }
-    int rc = s_write_full(fd, data, len);
+    int rc = sp_file_write_all(fd, data, len);
     if (rc == SP_OK && sync && fdatasync(fd) != 0) {
         rc = SP_E_IO;
     }
@@ -282,7 +210,7 @@ static void *s_writer_main(void *arg)
         }
         w->busy = 1;
         pthread_mutex_unlock(&w->mu);
-        int rc = sp_store_write_atomic(it->path, it->buf, it->len);
+        int rc = sp_file_write_atomic(it->path, it->buf, it->len);
         if (rc != SP_OK) {
             sp_log(SP_LOG_ERROR, "cannot write %s: %s", it->path, strerror(errno));
         }

@@ -12,10 +12,6 @@
 /* Creates dir and its parents (mode 0755) when missing. SP_E_IO on failure. */
 int sp_store_mkdirs(const char *dir);
 
-/* Atomically replaces path with len bytes of data (temp + fsync + rename +
- * directory fsync). SP_E_IO (errno kept) on failure; the old file, if any, is
- * then untouched. */
-int sp_store_write_atomic(const char *path, const void *data, size_t len);
 
 /* Reads a whole file into a malloc'ed buffer (caller frees) of at most
  * max_bytes. SP_E_NOTFOUND when missing, SP_E_INPUT when larger than

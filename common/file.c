@@ -1,0 +1,84 @@
+/* file: see file.h. */
+#include "common/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+
+int sp_file_write_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return SP_E_IO;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return SP_OK;
+}
+
+static int s_fsync_dir_of(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof dir, ".");
+    } else if (slash == dir) {
+        dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return SP_E_IO;
+    }
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc == 0 ? SP_OK : SP_E_IO;
+}
+
+int sp_file_write_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return SP_E_IO;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return SP_E_IO;
+    }
+    int rc = sp_file_write_all(fd, data, len);
+    if (rc == SP_OK && fsync(fd) != 0) {
+        rc = SP_E_IO;
+    }
+    int saved = errno;
+    if (close(fd) != 0 && rc == SP_OK) {
+        rc = SP_E_IO;
+        saved = errno;
+    }
+    if (rc == SP_OK && rename(tmp, path) != 0) {
+        rc = SP_E_IO;
+        saved = errno;
+    }
+    if (rc != SP_OK) {
+        unlink(tmp);
+        errno = saved;
+        return rc;
+    }
+    return s_fsync_dir_of(path);
+}

@@ -1,0 +1,83 @@
+/* test_file: sp_file_write_atomic replaces a file whole or not at all and
+ * leaves no temporary sibling behind either way. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
+
+#include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/file.h"
+
+/* Entries of dir other than . and .. */
+static int s_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void s_expect_content(const char *path, const char *want)
+{
+    char got[64] = "";
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    fclose(f);
+    got[n] = '\0';
+    assert_string_equal(got, want);
+}
+
+static void test_file_write_replaces_whole(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/spfile-XXXXXX", path[64], bad[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/f", dir);
+    assert_int_equal(sp_file_write_atomic(path, "first", 5), SP_OK);
+    s_expect_content(path, "first");
+    assert_int_equal(sp_file_write_atomic(path, "second!", 7), SP_OK);
+    s_expect_content(path, "second!");
+    assert_int_equal(s_entries(dir), 1);
+
+    /* a target that cannot be replaced (a directory): an error with errno,
+     * the directory untouched, no temporary file left */
+    snprintf(bad, sizeof bad, "%s/d", dir);
+    assert_int_equal(mkdir(bad, 0700), 0);
+    errno = 0;
+    assert_int_equal(sp_file_write_atomic(bad, "x", 1), SP_E_IO);
+    assert_int_equal(errno, EISDIR);
+    assert_int_equal(s_entries(dir), 2);
+    /* a missing directory */
+    snprintf(bad, sizeof bad, "%s/missing/f", dir);
+    assert_int_equal(sp_file_write_atomic(bad, "x", 1), SP_E_IO);
+    assert_int_equal(errno, ENOENT);
+    s_expect_content(path, "second!");
+
+    snprintf(bad, sizeof bad, "%s/d", dir);
+    assert_int_equal(rmdir(bad), 0);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_file_write_replaces_whole),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
