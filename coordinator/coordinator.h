@@ -173,10 +173,9 @@ typedef struct {
      * its model reaches the next version (its own APPLY or self-applied
      * step), so no worker waits for the coordinator's bookkeeping */
     uint64_t ahead_step;   /* global step the ahead tasks belong to, 0 = none */
-    double us_per_sample;  /* workers' compute time per sample (median of us_recent), 0 = unknown */
-    double us_recent[SP_COORD_SPEED_RESULTS]; /* per-sample time of the latest results (ring) */
-    uint32_t n_recent;     /* results in us_recent, up to SP_COORD_SPEED_RESULTS */
-    uint32_t next_recent;  /* where the next one goes */
+    double us_recent[SP_COORD_SPEED_RESULTS]; /* compute time per sample (us) of the latest
+                                                 results, a ring */
+    uint64_t n_results;    /* results noted in us_recent since the job started here */
     uint32_t n_ahead;      /* nodes sent ahead */
     sp_ahead_t *ahead;     /* n_ahead nodes, by first partition */
     /* accumulators */

@@ -479,23 +479,23 @@ static int s_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Takes a result's compute time per sample into the speed estimate: the
- * median of the latest SP_COORD_SPEED_RESULTS (the lower middle while there
- * are fewer, and an even count). A worker preempted in the middle of a
- * partition reports a time many times its speed; a running mean dragged the
- * split decision for dozens of results after one such report, the median
- * ignores it and still follows a real change within a few results. */
-static void s_note_speed(sp_run_t *r, double us)
+/* The workers' compute time per sample: the median of the latest
+ * SP_COORD_SPEED_RESULTS results (the lower middle of an even count), 0
+ * before any. A worker preempted in the middle of a partition reports a
+ * time many times its speed; a running mean dragged the split decision for
+ * dozens of results after one such report, the median ignores it and still
+ * follows a real change within a few results. */
+static double s_us_per_sample(const sp_run_t *r)
 {
-    r->us_recent[r->next_recent] = us;
-    r->next_recent = (r->next_recent + 1) % SP_COORD_SPEED_RESULTS;
-    if (r->n_recent < SP_COORD_SPEED_RESULTS) {
-        r->n_recent++;
+    size_t n = r->n_results < SP_COORD_SPEED_RESULTS ? (size_t)r->n_results
+                                                      : SP_COORD_SPEED_RESULTS;
+    if (n == 0) {
+        return 0;
     }
     double v[SP_COORD_SPEED_RESULTS];
-    memcpy(v, r->us_recent, r->n_recent * sizeof *v);
-    qsort(v, r->n_recent, sizeof *v, s_cmp_double);
-    r->us_per_sample = v[(r->n_recent - 1) / 2];
+    memcpy(v, r->us_recent, n * sizeof *v);
+    qsort(v, n, sizeof *v, s_cmp_double);
+    return v[(n - 1) / 2];
 }
 
 /* Fewest samples in a share of a split step. Splitting a step in two saves
@@ -507,10 +507,11 @@ static uint32_t s_min_node(const sp_run_t *r, const sp_job_t *job)
     if (job->def.min_node > 0) {
         return job->def.min_node;
     }
-    if (!(r->us_per_sample > 0)) {
+    double us = s_us_per_sample(r);
+    if (!(us > 0)) {
         return SP_MIN_NODE_DEFAULT;
     }
-    double n = ceil(SP_COORD_SPLIT_COST_US / r->us_per_sample);
+    double n = ceil(SP_COORD_SPLIT_COST_US / us);
     return n < 1 ? 1 : (n > (double)(1u << 20) ? 1u << 20 : (uint32_t)n);
 }
 
@@ -1428,7 +1429,8 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     wk->samples_done += res->n_samples;
     wk->compute_us += res->compute_us;
     if (res->n_samples > 0) {
-        s_note_speed(r, (double)res->compute_us / res->n_samples);
+        r->us_recent[r->n_results++ % SP_COORD_SPEED_RESULTS] =
+            (double)res->compute_us / res->n_samples;
     }
     part->state = SP_PART_DONE;
     part->loss_sum = res->loss_sum;
