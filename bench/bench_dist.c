@@ -616,11 +616,13 @@ static double s_inprocess(int threads, const s_shape_t *sh)
 }
 
 /* Bytes one step puts on the wire, as the codec encodes them (header +
- * body), kept whole on one worker (nodes = 1: a task and a result; the
- * worker applies the step itself and its next task was sent ahead) or split
- * between two (nodes = 2: a task and a result each, and an APPLY to each).
- * Which one the coordinator chooses depends on the measured compute time
- * (min_node); both are reported. No model crosses the wire per step. */
+ * body), kept whole on one worker (nodes = 1: a task and a result without
+ * gradient; the worker applies the step itself and its next task was sent
+ * ahead) or split between two (nodes = 2: a task and a result with its
+ * gradient each, and an APPLY to each). Which one the coordinator chooses
+ * depends on the measured compute time (min_node); both are reported. A
+ * whole step's worker also sends its model (with training state) back at
+ * each sync, at most every 2 s and at each epoch's end: not counted here. */
 static double s_bytes_per_step(uint32_t nodes, const s_shape_t *sh)
 {
     sp_net_config_t cfg;
@@ -651,10 +653,12 @@ static double s_bytes_per_step(uint32_t nodes, const s_shape_t *sh)
         m[1].u.result.job = m[1].u.result.version = 1;
         m[1].u.result.n_partitions = node_len / sh->partition;
         m[1].u.result.n_samples = node_len;
-        m[1].u.result.n_grad = (uint32_t)n_params;
-        m[1].u.result.grad = grad;
-        m[1].u.result.n_hits = (uint32_t)n_hits;
-        m[1].u.result.hits = hits;
+        if (nodes > 1) {
+            m[1].u.result.n_grad = (uint32_t)n_params;
+            m[1].u.result.grad = grad;
+            m[1].u.result.n_hits = (uint32_t)n_hits;
+            m[1].u.result.hits = hits;
+        }
         sp_msg_init(&m[2], SP_MSG_APPLY);
         m[2].u.apply.job = 1;
         m[2].u.apply.version = 2;

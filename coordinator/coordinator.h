@@ -193,6 +193,17 @@ typedef struct {
     uint32_t worker_errors; /* errors from workers since the last completed step */
     int growth_full;        /* sp_network_grow said the network is at its limit */
     uint64_t bytes_wire;    /* bytes sent + received for this job (payloads) */
+    /* A whole step's worker applies it and returns no gradient, so `net`
+     * may lag behind `version`: it is brought up to date by the model the
+     * worker sends back after a task with sync set (docs/COORDINATOR.md,
+     * "Lone steps"). While it lags, checkpoints keep the last synced state,
+     * only solo_worker gets work, and losing that worker's copy sends the
+     * run back to its last checkpoint. */
+    uint64_t net_version; /* version `net` holds; == version when not lagging */
+    uint32_t solo_worker; /* worker holding the steps `net` lacks */
+    int sync_pending;     /* the current step's task was sent with sync set */
+    int awaiting_sync;    /* the current step is done; its worker's MODEL is awaited */
+    int rollback;         /* resume from the last checkpoint at the next tick */
 } sp_run_t;
 
 /* --- the root object ----------------------------------------------------- */
@@ -320,7 +331,9 @@ void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk);
 /* A worker reported that it could not do what it was sent (ERROR): its
  * partitions return to the queue; after SP_COORD_MAX_WORKER_ERRORS such
  * errors without a completed step the job fails with the last message. */
-void sp_jobs_worker_error(sp_coord_t *c, sp_worker_t *wk, const char *message);
+void sp_jobs_worker_error(sp_coord_t *c, sp_worker_t *wk, const sp_msg_error_t *e);
+/* A MODEL from a worker: its copy after a task with sync set. */
+void sp_jobs_worker_model(sp_coord_t *c, sp_worker_t *wk, const sp_msg_model_t *mm);
 /* Checkpoints the running job now (shutdown). */
 void sp_jobs_checkpoint(sp_coord_t *c);
 

@@ -456,6 +456,12 @@ static void s_sizes(sp_run_t *r)
 /* The model file WITH training state of the current version: what a worker
  * needs to compute steps and apply them itself. Made once per version, and
  * only when some worker needs it (a join, a topology change, a resync). */
+/* True while the master network lacks steps a lone worker applied. */
+static int s_lagging(const sp_run_t *r)
+{
+    return r->net_version != r->version;
+}
+
 static int s_model_bytes(sp_run_t *r)
 {
     uint64_t v = r->version_base + r->version;
@@ -566,7 +572,12 @@ static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         return SP_E_NOMEM;
     }
     s_parts_layout(r->parts, r->n_parts, r->batch_len, job->def.partition);
-    r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_live_workers(c), s_min_node(r, job));
+    /* A lagging master cannot serve a split step (nor the model a second
+     * worker would need): the step stays whole, with sync set if a split
+     * is wanted (s_sync_due). */
+    r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_lagging(r) ? 1 : s_live_workers(c),
+                             s_min_node(r, job));
+    r->sync_pending = 0;
     return SP_OK;
 }
 
@@ -616,6 +627,11 @@ static int s_write_checkpoint(sp_coord_t *c)
     sp_run_t *r = c->run;
     sp_job_t *job = s_run_job(c);
     if (r == NULL || job == NULL || r->net == NULL) {
+        return SP_OK;
+    }
+    if (s_lagging(r)) {
+        /* The master lacks the lone worker's latest steps: the checkpoint on
+         * disk (the last synced state) stands until the next sync. */
         return SP_OK;
     }
     uint8_t *model = NULL;
@@ -941,6 +957,7 @@ static void s_start(sp_coord_t *c, sp_job_t *job)
         }
     }
     job->epoch = r->epoch + 1;
+    r->net_version = r->version;
     s_perm(r, job->def.seed);
     s_sizes(r);
     if (s_step_begin(c, r, job) != SP_OK) {
@@ -971,7 +988,8 @@ static sp_worker_t *s_pick_worker(sp_coord_t *c)
     sp_worker_t *best = NULL;
     for (size_t i = 0; i < c->workers.n; i++) {
         sp_worker_t *wk = &c->workers.v[i];
-        if (!wk->alive || wk->in_flight >= SP_COORD_MAX_INFLIGHT) {
+        if (!wk->alive || wk->in_flight >= SP_COORD_MAX_INFLIGHT ||
+            (s_lagging(r) && wk->id != r->solo_worker)) {
             continue;
         }
         if (best == NULL || wk->in_flight < best->in_flight ||
@@ -986,7 +1004,7 @@ static sp_worker_t *s_pick_worker(sp_coord_t *c)
  * step (ahead = 0) or the next one (ahead = 1), whose version the worker
  * reaches by applying the current step. */
 static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worker_t *wk,
-                       const sp_part_t *parts, uint32_t p, int ahead)
+                       const sp_part_t *parts, uint32_t p, int ahead, int sync)
 {
     uint64_t step_in_epoch = r->step_in_epoch + (uint64_t)ahead;
     sp_msg_t m;
@@ -1003,6 +1021,7 @@ static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worke
     t->checksum = r->ds.info.checksum;
     t->n_indices = s_span(parts, p, parts[p].count);
     t->indices = r->perm + step_in_epoch * job->def.batch + parts[p].offset;
+    t->sync = sync;
     int rc = sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m);
     if (rc == SP_OK) {
         r->bytes_wire += (uint64_t)t->n_indices * 4 + 64;
@@ -1043,6 +1062,36 @@ static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
     return nodes;
 }
 
+/* Whether a whole step (the current one, ahead = 0, or the next, 1) must be
+ * sent with sync set: the master is needed right after it, for the epoch's
+ * end (validation, epoch record), growth or pruning, a checkpoint that is
+ * due, or a step after it that would be split. */
+static int s_sync_due(sp_coord_t *c, const sp_run_t *r, const sp_job_t *job, uint64_t ahead)
+{
+    const sp_msg_train_t *d = &job->def;
+    uint64_t in_epoch = r->step_in_epoch + ahead;
+    uint64_t done = r->global_step + ahead + 1; /* steps completed after it */
+    if (in_epoch + 1 >= r->steps_per_epoch || (d->growth_every > 0 && done % d->growth_every == 0) ||
+        (d->prune_every > 0 && done % d->prune_every == 0) ||
+        sp_coord_now_ms() - r->last_ckpt_ms >= SP_COORD_CKPT_EVERY_MS) {
+        return 1;
+    }
+    uint32_t live = s_live_workers(c);
+    if (live < 2) {
+        return 0;
+    }
+    uint32_t batch = s_batch_len(r, job, in_epoch + 1);
+    uint32_t n_parts = (batch + d->partition - 1) / d->partition;
+    sp_part_t *parts = calloc(n_parts, sizeof *parts);
+    if (parts == NULL) {
+        return 1; /* cannot tell: a sync costs one model transfer */
+    }
+    s_parts_layout(parts, n_parts, batch, d->partition);
+    uint32_t n_nodes = s_cut_nodes(parts, n_parts, live, s_min_node(r, job));
+    free(parts);
+    return n_nodes > 1;
+}
+
 /* Once every node of the current step is out, and the next step would be
  * cut into no more nodes than there are workers holding one now, sends each
  * of those workers its node of the next step: they reach the next version by
@@ -1055,7 +1104,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     uint64_t next = r->global_step + 1; /* steps completed once this one is */
     if (r->ahead_step == next || r->step_in_epoch + 1 >= r->steps_per_epoch ||
         (d->growth_every > 0 && next % d->growth_every == 0) ||
-        (d->prune_every > 0 && next % d->prune_every == 0)) {
+        (d->prune_every > 0 && next % d->prune_every == 0) || r->sync_pending) {
         return;
     }
     uint32_t holders[64], n_holders = 0;
@@ -1093,10 +1142,10 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     }
     s_parts_layout(parts, n_parts, batch, d->partition);
     uint32_t n_nodes = s_cut_nodes(parts, n_parts, s_live_workers(c), s_min_node(r, job));
-    if (n_nodes > n_holders) {
-        free(parts); /* a worker without work now (a newcomer) would get a node: */
-        free(ahead); /* the next step is handed out when it begins */
-        return;
+    if (n_nodes > n_holders || (n_nodes == 1 && s_sync_due(c, r, job, 1))) {
+        free(parts); /* a worker without work now (a newcomer) would get a node, */
+        free(ahead); /* or the step needs sync: the next step is handed out when */
+        return;      /* it begins */
     }
     /* Every node of the cut is recorded; one whose send failed has no worker
      * and is handed out normally when the step begins. */
@@ -1104,7 +1153,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     for (uint32_t p = 0; p < n_parts; p += parts[p].count, n_ahead++) {
         SP_ASSERT(parts[p].count > 0);
         sp_worker_t *wk = sp_workers_find(&c->workers, holders[n_ahead]);
-        int sent = wk != NULL && wk->alive && s_send_task(c, r, job, wk, parts, p, 1) == SP_OK;
+        int sent = wk != NULL && wk->alive && s_send_task(c, r, job, wk, parts, p, 1, 0) == SP_OK;
         ahead[n_ahead] = (sp_ahead_t){.first = p, .count = parts[p].count,
                                       .worker = sent ? wk->id : 0};
     }
@@ -1150,7 +1199,7 @@ static void s_dispatch(sp_coord_t *c)
 {
     sp_run_t *r = c->run;
     sp_job_t *job = s_run_job(c);
-    if (r == NULL || job == NULL) {
+    if (r == NULL || job == NULL || r->awaiting_sync || r->rollback) {
         return;
     }
     for (uint32_t p = 0; p < r->n_parts; p++) {
@@ -1163,6 +1212,7 @@ static void s_dispatch(sp_coord_t *c)
             return;
         }
         if (!s_has_current(r, wk)) {
+            SP_ASSERT(!s_lagging(r)); /* s_pick_worker: only the solo worker then */
             if (s_model_bytes(r) != SP_OK) {
                 s_fail(c, "cannot serialize the model");
                 return;
@@ -1184,7 +1234,8 @@ static void s_dispatch(sp_coord_t *c)
             wk->bytes_out += r->model_len;
             r->bytes_wire += r->model_len;
         }
-        if (s_send_task(c, r, job, wk, r->parts, p, 0) != SP_OK) {
+        int sync = part->count == r->n_parts && s_sync_due(c, r, job, 0);
+        if (s_send_task(c, r, job, wk, r->parts, p, 0, sync) != SP_OK) {
             wk->failures++;
             sp_workers_kill(c, wk, "task could not be sent");
             p--;
@@ -1193,16 +1244,28 @@ static void s_dispatch(sp_coord_t *c)
         part->state = SP_PART_INFLIGHT;
         part->worker = wk->id;
         wk->in_flight++;
+        r->sync_pending = sync;
     }
     s_send_ahead(c, r, job);
+}
+
+/* What wk holds is no longer known: it gets the model again with its next
+ * task. When it held steps the master lacks, they are lost: the run goes
+ * back to its last checkpoint at the next tick (s_rollback). */
+static void s_forget(sp_coord_t *c, sp_worker_t *wk)
+{
+    wk->model_job = wk->model_version = 0;
+    sp_run_t *r = c->run;
+    if (r != NULL && s_lagging(r) && wk->id == r->solo_worker) {
+        r->rollback = 1;
+    }
 }
 
 void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk)
 {
     /* A worker that computed a whole step has applied it, whether or not its
-     * result is ever accepted: what it holds is no longer known, so it gets
-     * the model again with its next task. */
-    wk->model_job = wk->model_version = 0;
+     * result is ever accepted. */
+    s_forget(c, wk);
     sp_run_t *r = c->run;
     if (r != NULL) {
         for (uint32_t p = 0; p < r->n_parts; p++) {
@@ -1220,13 +1283,43 @@ void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk)
     wk->in_flight = 0;
 }
 
-void sp_jobs_worker_error(sp_coord_t *c, sp_worker_t *wk, const char *message)
+void sp_jobs_worker_error(sp_coord_t *c, sp_worker_t *wk, const sp_msg_error_t *e)
 {
     sp_jobs_requeue(c, wk);
     sp_run_t *r = c->run;
-    if (r != NULL && ++r->worker_errors >= SP_COORD_MAX_WORKER_ERRORS) {
+    if (r == NULL) {
+        return;
+    }
+    if (e->ref_type == SP_MSG_TASK && e->code == (uint32_t)-SP_E_RANGE) {
+        /* The training diverged on that worker's step; the same numbers give
+         * the same on any worker, and going back to a checkpoint would only
+         * replay it. */
+        s_fail(c, "%.200s", e->message);
+    } else if (++r->worker_errors >= SP_COORD_MAX_WORKER_ERRORS) {
         s_fail(c, "workers keep refusing the work (%u errors); last: %.160s", r->worker_errors,
-               message);
+               e->message);
+    }
+}
+
+/* Back to the last checkpoint (or the beginning): the only copy of steps
+ * the master lacked was lost with its worker. Every step is replayed from
+ * there with the same numbers, so the final model is the one an unbroken
+ * run gives; step records after the checkpoint are cut and written again. */
+static void s_rollback(sp_coord_t *c)
+{
+    sp_run_t *r = c->run;
+    sp_job_t *job = s_run_job(c);
+    sp_log(SP_LOG_WARN,
+           "job %llu: worker %u held steps %llu..%llu that this coordinator had not copied; "
+           "resuming from the last checkpoint",
+           (unsigned long long)r->job_id, r->solo_worker,
+           (unsigned long long)(r->global_step - (r->version - r->net_version) + 1),
+           (unsigned long long)r->global_step);
+    (void)sp_store_writer_flush(c->writer); /* the checkpoint read back is the last one queued */
+    s_workers_release(c);
+    s_run_free(&c->run);
+    if (job != NULL) {
+        s_start(c, job);
     }
 }
 
@@ -1381,7 +1474,11 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
                    res->n_correct > res->n_samples) {
             why = "sample count does not match the partition";
             bad = 1;
-        } else if (res->n_grad != r->n_params || res->n_hits != r->n_hits) {
+        } else if (res->n_partitions == r->n_parts && (res->n_grad != 0 || res->n_hits != 0)) {
+            why = "a whole step's result carries a gradient (its worker keeps it)";
+            bad = 1;
+        } else if (res->n_partitions != r->n_parts &&
+                   (res->n_grad != r->n_params || res->n_hits != r->n_hits)) {
             why = "gradient or hit vector of the wrong length";
             bad = 1;
         } else if (!isfinite(res->loss_sum)) {
@@ -1403,7 +1500,7 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
         }
         /* The worker may have applied the step itself (a whole step) though
          * it does not count: it is sent the model again before any task. */
-        wk->model_job = wk->model_version = 0;
+        s_forget(c, wk);
         if (bad) {
             wk->failures++;
             sp_coord_log_bad(c, wk->ident, wk->ident_len, why);
@@ -1500,6 +1597,14 @@ static void s_epoch_end(sp_coord_t *c, sp_run_t *r, sp_job_t *job, uint64_t now)
     r->ep_t0_ms = now;
 }
 
+/* True when growth or pruning is decided once the current step completes. */
+static int s_grow_due(const sp_run_t *r, const sp_job_t *job)
+{
+    const sp_msg_train_t *d = &job->def;
+    return (d->growth_every > 0 && r->global_step % d->growth_every == 0) ||
+           (d->prune_every > 0 && r->global_step % d->prune_every == 0);
+}
+
 /* Growth and pruning between steps, decided on the master network. Returns
  * 1 when the topology changed. */
 static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
@@ -1583,13 +1688,21 @@ static void s_send_apply(sp_coord_t *c, sp_run_t *r, const sp_part_t *root, uint
     int *rcs = malloc((cap ? cap : 1) * sizeof *rcs);
     for (uint32_t k = 0; k < n_holders; k++) {
         sp_worker_t *wk = sp_workers_find(&c->workers, holders[k]);
-        if (wk == NULL || !wk->alive || wk->model_job != r->job_id ||
-            wk->model_version != v_old) {
+        if (wk == NULL || !wk->alive) {
             continue;
         }
         if (r->n_nodes == 1) {
-            wk->model_version = v_old + 1; /* it applied the whole step itself */
-        } else if (ids && lens && who && rcs) {
+            /* Its result says it computed on v_old and applied the step (a
+             * worker that cannot apply sends ERROR instead), whatever this
+             * coordinator had noted since. */
+            wk->model_job = r->job_id;
+            wk->model_version = v_old + 1;
+            continue;
+        }
+        if (wk->model_job != r->job_id || wk->model_version != v_old) {
+            continue;
+        }
+        if (ids && lens && who && rcs) {
             ids[n] = wk->ident;
             lens[n] = wk->ident_len;
             who[n++] = wk;
@@ -1627,6 +1740,12 @@ static void s_send_apply(sp_coord_t *c, sp_run_t *r, const sp_part_t *root, uint
     free(rcs);
 }
 
+static void s_step_tail(sp_coord_t *c);
+
+/* Every node of the current step is done: the step is applied (a split step
+ * here, through its summed gradient; a whole step by its worker alone),
+ * counted, and the run goes on with s_step_tail, or waits for the worker's
+ * model when the step was sent with sync set. */
 static void s_step_finish(sp_coord_t *c)
 {
     sp_run_t *r = c->run;
@@ -1635,21 +1754,30 @@ static void s_step_finish(sp_coord_t *c)
     uint32_t n_holders = holders ? s_node_workers(r, holders) : 0;
     sp_part_t *root = s_combine(r, 0, r->n_parts);
     s_send_apply(c, r, root, r->version_base + r->version, holders, n_holders);
-    free(holders);
-    int rc = sp_network_apply_gradient(r->net, root->grad, r->batch_len, root->hits);
-    if (rc != SP_OK) {
-        if (rc == SP_E_RANGE) {
-            s_fail(c, "training diverged at step %" PRIu64 " (a gain, bias or momentum left its "
-                      "range): lower --lr, or scale the features into [0, 1]",
-                   r->global_step + 1);
-        } else {
-            s_fail(c, "optimizer step failed (%s)", sp_strerror(rc));
-        }
-        return;
+    int whole = r->n_nodes == 1;
+    if (whole) {
+        r->solo_worker = root->worker;
     }
-    uint64_t now = sp_coord_now_ms();
+    free(holders);
+    if (!whole) {
+        SP_ASSERT(!s_lagging(r)); /* a lagging master keeps steps whole */
+        int rc = sp_network_apply_gradient(r->net, root->grad, r->batch_len, root->hits);
+        if (rc != SP_OK) {
+            if (rc == SP_E_RANGE) {
+                s_fail(c, "training diverged at step %" PRIu64 " (a gain, bias or momentum left "
+                          "its range): lower --lr, or scale the features into [0, 1]",
+                       r->global_step + 1);
+            } else {
+                s_fail(c, "optimizer step failed (%s)", sp_strerror(rc));
+            }
+            return;
+        }
+    }
     r->worker_errors = 0;
     r->version++;
+    if (!whole) {
+        r->net_version = r->version;
+    }
     r->global_step++;
     r->step_in_epoch++;
     job->step = r->global_step;
@@ -1662,7 +1790,21 @@ static void s_step_finish(sp_coord_t *c)
     r->rec_correct += root->n_correct;
     r->rec_samples += r->batch_len;
     r->rec_steps++;
-    int changed = s_grow_prune(c, r, job);
+    if (whole && r->sync_pending) {
+        r->awaiting_sync = 1; /* sp_jobs_worker_model goes on */
+        return;
+    }
+    s_step_tail(c);
+}
+
+/* After a step is counted and, where needed, the master holds it: growth and
+ * pruning, records, the epoch's end, the next step, a checkpoint. */
+static void s_step_tail(sp_coord_t *c)
+{
+    sp_run_t *r = c->run;
+    sp_job_t *job = s_run_job(c);
+    uint64_t now = sp_coord_now_ms();
+    int changed = s_lagging(r) ? 0 : s_grow_prune(c, r, job);
     if (changed < 0) {
         return;
     }
@@ -1670,6 +1812,7 @@ static void s_step_finish(sp_coord_t *c)
         /* The workers' copies (applied to the old topology) are not this
          * model: a version of its own sends every worker a MODEL. */
         r->version++;
+        r->net_version = r->version;
         s_sizes(r);
     }
     uint64_t every = (r->steps_per_epoch + S_STEP_RECORDS_PER_EPOCH - 1) / S_STEP_RECORDS_PER_EPOCH;
@@ -1677,6 +1820,8 @@ static void s_step_finish(sp_coord_t *c)
         s_step_record(c, r, job, now);
     }
     int epoch_done = r->step_in_epoch == r->steps_per_epoch;
+    /* The epoch's last step, a growth or prune step, carry sync (s_sync_due). */
+    SP_ASSERT(!s_lagging(r) || (!epoch_done && !s_grow_due(r, job)));
     if (epoch_done) {
         if (r->rec_steps > 0) {
             s_step_record(c, r, job, now);
@@ -1702,9 +1847,56 @@ static void s_step_finish(sp_coord_t *c)
     }
 }
 
+void sp_jobs_worker_model(sp_coord_t *c, sp_worker_t *wk, const sp_msg_model_t *mm)
+{
+    sp_run_t *r = c->run;
+    if (r == NULL || r->rollback || !r->awaiting_sync || mm->job != r->job_id ||
+        wk->id != r->solo_worker || mm->version != r->version_base + r->version) {
+        /* Late (after a rollback or restart) or not asked for: nothing to do. */
+        sp_log(SP_LOG_DEBUG, "model from worker %u (job %" PRIu64 " version %" PRIu64
+                             ") not awaited: dropped", wk->id, mm->job, mm->version);
+        return;
+    }
+    char err[SP_TEXT_MAX] = "";
+    sp_network_t *net = NULL;
+    int rc = sp_network_load_buffer(mm->model.data, mm->model.len, &net, err, sizeof err);
+    if (rc == SP_OK && !sp_network_has_training_state(net)) {
+        snprintf(err, sizeof err, "no training state");
+        rc = SP_E_INPUT;
+    } else if (rc == SP_OK && (sp_network_n_params(net) != r->n_params ||
+                               sp_network_n_hits(net) != r->n_hits ||
+                               sp_network_n_inputs(net) != sp_network_n_inputs(r->net) ||
+                               sp_network_n_outputs(net) != sp_network_n_outputs(r->net))) {
+        snprintf(err, sizeof err, "not the job's network shape");
+        rc = SP_E_INPUT;
+    }
+    r->bytes_wire += mm->model.len;
+    wk->bytes_in += mm->model.len;
+    if (rc != SP_OK) {
+        sp_network_destroy(&net);
+        char why[SP_TEXT_MAX + 64];
+        snprintf(why, sizeof why, "model of version %" PRIu64 " refused: %s", mm->version, err);
+        wk->failures++;
+        sp_coord_log_bad(c, wk->ident, wk->ident_len, why);
+        s_forget(c, wk); /* its steps cannot be had: back to the checkpoint */
+        return;
+    }
+    sp_network_destroy(&r->net);
+    r->net = net;
+    r->net_version = r->version;
+    r->awaiting_sync = 0;
+    s_step_tail(c);
+    if (c->run != NULL) {
+        s_dispatch(c);
+    }
+}
+
 void sp_jobs_tick(sp_coord_t *c, uint64_t now_ms)
 {
     (void)now_ms;
+    if (c->run != NULL && c->run->rollback) {
+        s_rollback(c);
+    }
     if (c->run == NULL) {
         for (size_t i = 0; i < c->jobs.n; i++) {
             sp_job_t *job = &c->jobs.v[i];

@@ -143,7 +143,10 @@ void sp_workers_handle(sp_coord_t *c, const uint8_t *id, size_t id_len, sp_msg_t
         wk->failures++;
         sp_coord_log_bad(c, id, id_len, m->u.error.message);
         wk->model_job = wk->model_version = 0;
-        sp_jobs_worker_error(c, wk, m->u.error.message);
+        sp_jobs_worker_error(c, wk, &m->u.error);
+        break;
+    case SP_MSG_MODEL:
+        sp_jobs_worker_model(c, wk, &m->u.model);
         break;
     default:
         sp_coord_log_bad(c, id, id_len, "unexpected message type on the worker socket");

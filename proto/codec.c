@@ -207,6 +207,9 @@ static int s_task_check(const void *s, char *err, size_t len)
                             " partitions of %" PRIu32,
                             t->n_indices, t->n_partitions, t->partition_size);
     }
+    if (t->sync && (t->partition != 0 || t->n_indices != t->batch)) {
+        return sp_err_input(err, len, "task.sync: set on a node that is not the whole step");
+    }
     if (t->n_indices > t->batch ||
         (uint64_t)t->partition * t->partition_size + t->n_indices > t->batch) {
         return sp_err_input(err, len,
@@ -236,6 +239,7 @@ static const s_field_t s_task_f[] = {
     FU64(sp_msg_task_t, checksum, 0, U64MAX),
     FU32(sp_msg_task_t, n_indices, 1, SP_INDICES_MAX),
     FBIN(sp_msg_task_t, indices, K_BIN_U32, n_indices),
+    FBOOL(sp_msg_task_t, sync),
 };
 SCHEMA(s_task, sp_msg_task_t, s_task_f, s_task_check, s_task_fix);
 

@@ -30,11 +30,11 @@
     X(WELCOME, 3, "welcome")           /* coordinator -> worker: registration accepted */     \
     X(HEARTBEAT, 4, "heartbeat")       /* both ways, every heartbeat_ms */                    \
     X(BYE, 5, "bye")                   /* both ways: peer is going away */                    \
-    X(MODEL, 6, "model")               /* coordinator -> worker: model of a job version */    \
+    X(MODEL, 6, "model")               /* both ways: model of a job version */                \
     X(TASK, 7, "task")                 /* coordinator -> worker: compute one partition */     \
     X(DATA_REQ, 8, "data_req")         /* worker -> coordinator: send dataset bytes */        \
     X(DATA_CHUNK, 9, "data_chunk")     /* coordinator -> worker: part of a dataset */         \
-    X(RESULT, 10, "result")            /* worker -> coordinator: gradient of a task's node */ \
+    X(RESULT, 10, "result")            /* worker -> coordinator: a task's node is computed */ \
     X(APPLY, 11, "apply")              /* coordinator -> worker: a step's summed gradient */  \
     X(UPLOAD_BEGIN, 20, "upload_begin") /* client: start streaming a dataset */               \
     X(UPLOAD_CHUNK, 21, "upload_chunk") /* client: one chunk of a part */                     \
@@ -102,7 +102,8 @@ typedef struct {
     uint64_t version;         /* model version, >= 1 */
     sp_blob_t model;          /* model file bytes (docs/MODEL_FORMAT.md) WITH training state
                                  (master weights, optimizer state): the worker applies
-                                 steps itself; 1..SP_MSG_MAX_BYTES (the whole body too) */
+                                 steps itself; 1..SP_MSG_MAX_BYTES (the whole body too).
+                                 A worker sends its own back after a task with sync set */
 } sp_msg_model_t;
 
 typedef struct {
@@ -120,6 +121,8 @@ typedef struct {
     uint32_t n_indices;       /* the node's samples: more than (n_partitions - 1) *
                                  partition_size, at most n_partitions * partition_size */
     uint32_t *indices;        /* sample indices (wire: bin of n_indices u32 LE) */
+    int sync;                 /* 0/1 (wire: bool), only on a whole step: once the step is
+                                 applied, send the model back (MODEL, with training state) */
 } sp_msg_task_t;
 
 typedef struct {
@@ -144,9 +147,10 @@ typedef struct {
     uint32_t n_correct;       /* <= n_samples */
     double loss_sum;          /* finite, >= 0 (a diverged worker sends ERROR instead) */
     uint64_t compute_us;      /* time the worker spent computing */
-    uint32_t n_grad;          /* 0..SP_GRAD_MAX */
+    uint32_t n_grad;          /* 0..SP_GRAD_MAX; 0 for a whole step, which the worker
+                                 applied itself (it keeps the gradient) */
     float *grad;              /* n_grad finite floats (wire: bin of f32 LE) */
-    uint32_t n_hits;          /* 0..SP_GRAD_MAX */
+    uint32_t n_hits;          /* 0..SP_GRAD_MAX; 0 with n_grad 0 */
     uint32_t *hits;           /* n_hits counts (wire: bin of u32 LE) */
 } sp_msg_result_t;
 

@@ -3,7 +3,7 @@
 #ifndef SP_PROTO_VERSION_H
 #define SP_PROTO_VERSION_H
 
-#define SP_PROTO_VERSION 2u
+#define SP_PROTO_VERSION 3u
 
 unsigned sp_proto_version(void);
 

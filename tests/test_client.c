@@ -1204,7 +1204,7 @@ static void s_send_model(s_fake_t *f, const uint8_t *id, size_t id_len, uint64_t
 static void s_send_task(s_fake_t *f, const uint8_t *id, size_t id_len, const char *dataset,
                         uint64_t sum, uint64_t version, uint32_t partition,
                         uint32_t n_partitions, uint32_t partition_size, uint32_t batch,
-                        uint32_t *idx, uint32_t n)
+                        uint32_t *idx, uint32_t n, int sync)
 {
     sp_msg_t out;
     sp_msg_init(&out, SP_MSG_TASK);
@@ -1219,7 +1219,26 @@ static void s_send_task(s_fake_t *f, const uint8_t *id, size_t id_len, const cha
     out.u.task.checksum = sum;
     out.u.task.n_indices = n;
     out.u.task.indices = idx;
+    out.u.task.sync = sync;
     s_reply(f, id, id_len, &out);
+}
+
+/* The next message is a MODEL of job 1 at `version` whose bytes are those of
+ * want saved with its training state. */
+static void s_expect_model(s_fake_t *f, uint8_t *id, uint64_t version, const sp_network_t *want)
+{
+    size_t id_len = 256;
+    sp_msg_t m;
+    s_expect(f, SP_MSG_MODEL, id, &id_len, &m);
+    assert_int_equal(m.u.model.job, 1);
+    assert_int_equal(m.u.model.version, version);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sp_network_save_buffer(want, 1, &buf, &len), SP_OK);
+    assert_int_equal(m.u.model.model.len, len);
+    assert_memory_equal(m.u.model.model.data, buf, len);
+    free(buf);
+    sp_msg_fini(&m);
 }
 
 static void s_send_apply(s_fake_t *f, const uint8_t *id, size_t id_len, uint64_t version,
@@ -1293,7 +1312,7 @@ static void test_client_worker_computes_like_in_process(void **state)
      * The task is the node of partitions 2..4 (4 + 4 + 2 samples) at the end
      * of an 18-sample step. */
     uint32_t idx[10] = {3, 1, 4, 15, 9, 26, 5, 35, 8, 39};
-    s_send_task(&f, id, id_len, "toy", sum, 1, 2, 3, 4, 18, idx, 10);
+    s_send_task(&f, id, id_len, "toy", sum, 1, 2, 3, 4, 18, idx, 10, 0);
     s_send_model(&f, id, id_len, 1, model, model_len);
 
     /* the dataset, in two chunks */
@@ -1368,8 +1387,9 @@ static void test_client_worker_computes_like_in_process(void **state)
     assert_int_equal(sp_network_apply_gradient(ref, grad, 18, hits), SP_OK);
     for (uint64_t v = 1; v <= 3; v++) {
         /* version 3 is sent with no MODEL or APPLY: the worker gets there by
-         * applying the whole step of version 2 itself */
-        s_send_task(&f, id, id_len, "toy", sum, v, 0, 1, 10, 10, idx, 10);
+         * applying the whole step of version 2 itself; after version 3's,
+         * sync asks for its model back */
+        s_send_task(&f, id, id_len, "toy", sum, v, 0, 1, 10, 10, idx, 10, v == 3);
     }
     /* the task of version 1 is behind the worker: it says so */
     id_len = sizeof id;
@@ -1388,11 +1408,17 @@ static void test_client_worker_computes_like_in_process(void **state)
         s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
         assert_int_equal(m.u.result.version, v);
         assert_int_equal(m.u.result.step, v);
-        assert_memory_equal(m.u.result.grad, grad, n_params * sizeof *grad);
+        /* a whole step: the worker applied it and keeps the gradient */
+        assert_int_equal(m.u.result.n_grad, 0);
+        assert_int_equal(m.u.result.n_hits, 0);
         assert_true(m.u.result.loss_sum == br.loss_sum);
+        assert_int_equal(m.u.result.n_correct, br.n_correct);
         sp_msg_fini(&m);
         assert_int_equal(sp_network_apply_gradient(ref, grad, 10, hits), SP_OK);
     }
+    /* sync: the worker's copy at version 4, training state included, is ours
+     * byte for byte */
+    s_expect_model(&f, id, 4, ref);
 
     /* The worker is at version 4 now. An APPLY for version 3 is one it is
      * past: ignored. One for version 9 it cannot reach: it says it is out
@@ -1410,18 +1436,21 @@ static void test_client_worker_computes_like_in_process(void **state)
      * (version 1 again: the worker applied steps the coordinator never
      * counted) replaces it, and the task computes on exactly that model. */
     s_send_model(&f, id, id_len, 1, model, model_len);
-    s_send_task(&f, id, id_len, "toy", sum, 1, 0, 1, 10, 10, idx, 10);
+    s_send_task(&f, id, id_len, "toy", sum, 1, 0, 1, 10, 10, idx, 10, 1);
     sp_network_t *orig = NULL;
     assert_int_equal(sp_network_load_buffer(model, model_len, &orig, err, sizeof err), SP_OK);
     memset(grad, 0, n_params * sizeof *grad);
+    memset(hits, 0, (n_hits ? n_hits : 1) * sizeof *hits);
     sp_batch_result_t ob;
-    assert_int_equal(sp_network_gradient(orig, X, T, 10, grad, NULL, &ob), SP_OK);
-    sp_network_destroy(&orig);
+    assert_int_equal(sp_network_gradient(orig, X, T, 10, grad, hits, &ob), SP_OK);
+    assert_int_equal(sp_network_apply_gradient(orig, grad, 10, hits), SP_OK);
     id_len = sizeof id;
     s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
     assert_int_equal(m.u.result.version, 1);
-    assert_memory_equal(m.u.result.grad, grad, n_params * sizeof *grad);
+    assert_true(m.u.result.loss_sum == ob.loss_sum);
     sp_msg_fini(&m);
+    s_expect_model(&f, id, 2, orig);
+    sp_network_destroy(&orig);
 
     /* A model without training state is refused and changes nothing: the
      * worker still holds version 2 (it applied that whole step itself) and
@@ -1436,7 +1465,7 @@ static void test_client_worker_computes_like_in_process(void **state)
     assert_non_null(strstr(m.u.error.message, "version 5 refused: no training state"));
     sp_msg_fini(&m);
     free(bare);
-    s_send_task(&f, id, id_len, "toy", sum, 2, 0, 1, 10, 10, idx, 10);
+    s_send_task(&f, id, id_len, "toy", sum, 2, 0, 1, 10, 10, idx, 10, 0);
     id_len = sizeof id;
     s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
     assert_int_equal(m.u.result.version, 2);
@@ -1517,7 +1546,7 @@ static void test_client_worker_beats_while_computing(void **state)
     for (uint32_t i = 0; i < N; i++) {
         idx[i] = i;
     }
-    s_send_task(&f, id, id_len, "big", sum, 1, 0, 1, N, N, idx, N);
+    s_send_task(&f, id, id_len, "big", sum, 1, 0, 1, N, N, idx, N, 0);
 
     /* Serve the dataset chunk by chunk, then count beats until the result. */
     uint64_t beats = 0;

@@ -528,6 +528,68 @@ static void test_cluster_worker_killed_mid_job(void **state)
     s_stop_workers(f);
 }
 
+/* Whether the coordinator's log says it went back to a checkpoint because
+ * the worker holding steps it had not copied was lost. */
+static int s_rolled_back(const s_fix_t *f)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/coordinator-%d.log", f->cl.dir, f->cl.coord_starts - 1);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (sp_cu_read_file(path, &buf, &len) != 0) {
+        return 0;
+    }
+    uint8_t *z = realloc(buf, len + 1);
+    if (z == NULL) {
+        free(buf);
+        return 0;
+    }
+    z[len] = 0;
+    int found = strstr((char *)z, "resuming from the last checkpoint") != NULL;
+    free(z);
+    return found;
+}
+
+/* Whole steps are applied by their worker alone, which sends no gradient: the
+ * coordinator's copy catches up only at syncs (epoch ends, checkpoints). The
+ * worker doing the steps is killed with SIGKILL, so the steps since the last
+ * sync exist nowhere else: the run goes back to its checkpoint, replays them
+ * on the other worker, and ends with the reference model. The kill may land
+ * just after a sync (nothing lost); it is repeated on the new busy worker
+ * until the coordinator has rolled back once. */
+static void test_cluster_busy_worker_killed_rolls_back(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    s_start_workers(f, 2, NULL);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    t.min_node = 1u << 20; /* every step whole, on one worker */
+    char err[SP_TEXT_MAX] = "";
+    uint64_t job = 0;
+    if (sp_cluster_train(&f->cl, &t, &job, err, sizeof err) != 0) {
+        fail_msg("train refused: %s", err);
+    }
+    sp_job_status_t st;
+    for (int k = 1; k <= 4 && !s_rolled_back(f); k++) {
+        assert_int_equal(
+            sp_cluster_wait_job(&f->cl, job, s_long_samples() * k / 10, S_JOB_TIMEOUT_MS, &st), 0);
+        assert_string_equal(st.state, "running");
+        sp_worker_info_t w0, w1;
+        assert_int_equal(s_find_worker(f, "w0", &w0), 0);
+        assert_int_equal(s_find_worker(f, "w1", &w1), 0);
+        int busy = w0.partitions_done >= w1.partitions_done ? 0 : 1;
+        sp_cluster_stop_worker(&f->cl, busy, SIGKILL);
+        /* no step is done until the death is noticed: the job cannot end */
+        assert_int_equal(sp_cluster_wait_workers(&f->cl, 1, 10000), 0);
+        assert_int_equal(sp_cluster_add_worker(&f->cl, 1), busy);
+        assert_int_equal(sp_cluster_wait_workers(&f->cl, 2, 10000), 0);
+    }
+    assert_true(s_rolled_back(f));
+    s_expect_reference_model(f, job);
+    s_stop_workers(f);
+}
+
 /* A lone worker computes whole steps and applies them itself. Paused past
  * its liveness, it is declared dead, possibly after it applied a step that
  * the coordinator then never counts; when it resumes and registers again it
@@ -1095,6 +1157,7 @@ int main(void)
         S_TEST(test_cluster_idle_worker_not_kept_in_step),
         S_TEST(test_cluster_growth_and_pruning_same_model),
         S_TEST(test_cluster_worker_killed_mid_job),
+        S_TEST(test_cluster_busy_worker_killed_rolls_back),
         S_TEST(test_cluster_worker_joins_mid_job),
         S_TEST(test_cluster_lone_worker_paused_resyncs),
         S_TEST(test_cluster_coordinator_killed_resumes_same_model),

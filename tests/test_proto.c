@@ -419,15 +419,19 @@ static void test_proto_task_node_shape_checked(void **state)
     uint32_t idx[10] = {0};
     struct {
         uint32_t partition, n_partitions, partition_size, batch, n_indices;
-        int ok;
+        int sync, ok;
     } cases[] = {
-        {0, 1, 10, 10, 10, 1},  /* a whole step of one partition */
-        {2, 3, 4, 18, 10, 1},   /* 4 + 4 + 2 samples at the end of the step */
-        {0, 3, 4, 12, 8, 0},    /* 8 samples fill only 2 of 3 partitions of 4 */
-        {0, 2, 4, 12, 10, 0},   /* more samples than 2 partitions of 4 hold */
-        {0, 3, 3, 9, 6, 0},     /* the last of 3 partitions would be empty */
-        {2, 3, 4, 17, 10, 0},   /* the node runs past the end of its step */
-        {0, 1, 10, 9, 10, 0},   /* more samples than the step */
+        {0, 1, 10, 10, 10, 0, 1}, /* a whole step of one partition */
+        {0, 1, 10, 10, 10, 1, 1}, /* the same, with its model asked back */
+        {0, 3, 4, 10, 10, 1, 1},  /* a whole step of 3 partitions, sync */
+        {2, 3, 4, 18, 10, 0, 1},  /* 4 + 4 + 2 samples at the end of the step */
+        {2, 3, 4, 18, 10, 1, 0},  /* sync on a node that is not the whole step */
+        {0, 2, 4, 18, 8, 1, 0},   /* sync on the first node of a step */
+        {0, 3, 4, 12, 8, 0, 0},   /* 8 samples fill only 2 of 3 partitions of 4 */
+        {0, 2, 4, 12, 10, 0, 0},  /* more samples than 2 partitions of 4 hold */
+        {0, 3, 3, 9, 6, 0, 0},    /* the last of 3 partitions would be empty */
+        {2, 3, 4, 17, 10, 0, 0},  /* the node runs past the end of its step */
+        {0, 1, 10, 9, 10, 0, 0},  /* more samples than the step */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sp_msg_t m;
@@ -439,7 +443,8 @@ static void test_proto_task_node_shape_checked(void **state)
                                    .partition_size = cases[i].partition_size,
                                    .batch = cases[i].batch,
                                    .n_indices = cases[i].n_indices,
-                                   .indices = idx};
+                                   .indices = idx,
+                                   .sync = cases[i].sync};
         strcpy(m.u.task.dataset, "d");
         uint8_t hdr[4];
         uint8_t *body = NULL;
@@ -461,7 +466,7 @@ static void test_proto_task_node_shape_checked(void **state)
         msgpack_sbuffer_init(&sb);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 11);
+        msgpack_pack_map(&pk, 12);
         const char *keys[] = {"job", "version", "step", "partition", "n_partitions",
                               "partition_size", "batch", "checksum", "n_indices"};
         const uint64_t vals[] = {1, 1, 0, cases[i].partition, cases[i].n_partitions,
@@ -479,6 +484,13 @@ static void test_proto_task_node_shape_checked(void **state)
         msgpack_pack_str_body(&pk, "indices", 7);
         msgpack_pack_bin(&pk, cases[i].n_indices * 4);
         msgpack_pack_bin_body(&pk, idx, cases[i].n_indices * 4);
+        msgpack_pack_str(&pk, 4);
+        msgpack_pack_str_body(&pk, "sync", 4);
+        if (cases[i].sync) {
+            msgpack_pack_true(&pk);
+        } else {
+            msgpack_pack_false(&pk);
+        }
         const uint8_t thdr[4] = {'S', 'P', SP_PROTO_VERSION, SP_MSG_TASK};
         s_expect_fail(thdr, 4, (const uint8_t *)sb.data, sb.size, SP_E_INPUT, "task.");
         msgpack_sbuffer_destroy(&sb);
@@ -495,7 +507,7 @@ static void test_proto_documented_bytes(void **state)
     size_t len;
     sp_msg_init(&m, SP_MSG_HEARTBEAT);
     assert_int_equal(sp_msg_encode(&m, hdr, &body, &len), SP_OK);
-    const uint8_t hb_hdr[4] = {0x53, 0x50, 0x02, 0x04};
+    const uint8_t hb_hdr[4] = {0x53, 0x50, 0x03, 0x04};
     assert_memory_equal(hdr, hb_hdr, 4);
     assert_int_equal(len, 1);
     assert_int_equal(body[0], 0x80);
@@ -505,7 +517,7 @@ static void test_proto_documented_bytes(void **state)
     m.u.job_req.req = 7;
     m.u.job_req.job = 0;
     assert_int_equal(sp_msg_encode(&m, hdr, &body, &len), SP_OK);
-    const uint8_t st_hdr[4] = {0x53, 0x50, 0x02, 0x18};
+    const uint8_t st_hdr[4] = {0x53, 0x50, 0x03, 0x18};
     const uint8_t st_body[] = {0x83, 0xa3, 'r',  'e', 'q', 0x07, 0xa3, 'j', 'o',
                                'b',  0x00, 0xa5, 's', 'i', 'n',  'c',  'e', 0x00};
     assert_memory_equal(hdr, st_hdr, 4);

@@ -419,27 +419,57 @@ static int s_node(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
 }
 
 /* A worker that computed a whole step holds its summed gradient: it applies
- * the step to its own copy, exactly as the coordinator will (same state,
+ * the step to its own copy, exactly as the coordinator would (same state,
  * same gradient, same function), and is at the next version without waiting
  * for an APPLY. A failed step leaves a model that is no longer the
  * coordinator's: it is dropped, and an ERROR (ref_type: what carried the
- * step) makes the coordinator send the model again. */
-static void s_advance(sp_worker_t *w, uint64_t job, uint64_t version, sp_network_t *net,
-                      const float *grad, uint32_t n_samples, const uint32_t *hits,
-                      sp_msg_type_t via)
+ * step; code SP_E_RANGE when training diverged) says why. Returns rc. */
+static int s_advance(sp_worker_t *w, uint64_t job, uint64_t version, sp_network_t *net,
+                     const float *grad, uint32_t n_samples, const uint32_t *hits,
+                     sp_msg_type_t via)
 {
     int rc = sp_network_apply_gradient(net, grad, n_samples, hits);
     if (rc != SP_OK) {
         s_log_bad(w, "job %" PRIu64 ": step to version %" PRIu64 " failed (%s); dropping the model",
                   job, version, sp_strerror(rc));
         sp_cache_drop_model(&w->cache, job);
-        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, via,
+        /* A non-finite gradient (SP_E_INPUT from the check) or a parameter
+         * out of range: either way the training diverged, and every worker
+         * would find the same (the coordinator fails the job on SP_E_RANGE). */
+        int diverged = rc == SP_E_RANGE || (rc == SP_E_INPUT && via == SP_MSG_TASK);
+        sp_msg_send_error(w->sock, NULL, 0, diverged ? -SP_E_RANGE : (rc < 0 ? -rc : rc), 0, via,
                           "job %" PRIu64 ": step to version %" PRIu64 " failed (%s)%s", job,
                           version, sp_strerror(rc),
-                          rc == SP_E_RANGE ? ": training diverged; try a smaller --lr" : "");
-        return;
+                          diverged ? ": training diverged; try a smaller --lr" : "");
+        return rc;
     }
     sp_cache_set_version(&w->cache, job, version);
+    return SP_OK;
+}
+
+/* After a whole step with sync set: the model, with its training state, goes
+ * back to the coordinator, which takes it as its own copy at `version`. */
+static void s_send_state(sp_worker_t *w, uint64_t job, uint64_t version, const sp_network_t *net)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = sp_network_save_buffer(net, 1, &buf, &len);
+    if (rc != SP_OK) {
+        s_log_bad(w, "job %" PRIu64 ": cannot serialize version %" PRIu64 " (%s)", job, version,
+                  sp_strerror(rc));
+        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, SP_MSG_TASK,
+                          "job %" PRIu64 ": cannot serialize version %" PRIu64 " (%s)", job,
+                          version, sp_strerror(rc));
+        return;
+    }
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_MODEL);
+    m.u.model.job = job;
+    m.u.model.version = version;
+    m.u.model.model.data = buf;
+    m.u.model.model.len = len;
+    (void)s_send(w, &m);
+    free(buf);
 }
 
 /* Computes task t (one node of its step's reduction tree) on net and d and
@@ -496,7 +526,7 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
          * job after repeated errors, with this text). */
         s_log_bad(w, "job %" PRIu64 " step %" PRIu64 ": non-finite loss, training diverged",
                   t->job, t->step);
-        sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_TASK,
+        sp_msg_send_error(w->sock, NULL, 0, -SP_E_RANGE, 0, SP_MSG_TASK,
                           "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite loss "
                           "(training diverged; try a smaller --lr)", t->job, t->step,
                           t->partition);
@@ -508,6 +538,14 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, SP_MSG_TASK,
                           "gradient of job %" PRIu64 " step %" PRIu64 " failed: %s", t->job,
                           t->step, sp_strerror(rc));
+        return;
+    }
+    /* A whole step is applied here first, and its RESULT carries no
+     * gradient: the coordinator takes this worker's model back when it needs
+     * its own copy (a task with sync set), instead of a gradient every step. */
+    int whole = t->partition == 0 && t->n_indices == t->batch;
+    if (whole && s_advance(w, t->job, t->version + 1, net, w->grad, t->batch, w->hits,
+                           SP_MSG_TASK) != SP_OK) {
         return;
     }
     sp_msg_t m;
@@ -522,22 +560,24 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     r->n_correct = correct;
     r->loss_sum = loss;
     r->compute_us = t1 - t0;
-    r->n_grad = (uint32_t)n_params;
-    r->grad = w->grad; /* borrowed: m is not finalized */
-    r->n_hits = (uint32_t)n_hits;
-    r->hits = w->hits;
+    if (!whole) {
+        r->n_grad = (uint32_t)n_params;
+        r->grad = w->grad; /* borrowed: m is not finalized */
+        r->n_hits = (uint32_t)n_hits;
+        r->hits = w->hits;
+    }
     if (s_send(w, &m) == SP_E_RANGE) {
         /* The codec refused the result (a non-finite gradient): tell the
          * coordinator rather than leave the partition in flight. */
-        sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_TASK,
+        sp_msg_send_error(w->sock, NULL, 0, -SP_E_RANGE, 0, SP_MSG_TASK,
                           "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite gradient "
                           "(training diverged; try a smaller --lr)", t->job, t->step,
                           t->partition);
         return;
     }
     w->tasks_done++;
-    if (t->partition == 0 && t->n_indices == t->batch) {
-        s_advance(w, t->job, t->version + 1, net, w->grad, t->batch, w->hits, SP_MSG_TASK);
+    if (whole && t->sync) {
+        s_send_state(w, t->job, t->version + 1, net);
     }
 }
 
