@@ -453,15 +453,15 @@ static void s_sizes(sp_run_t *r)
     r->n_hits = sp_network_n_hits(r->net);
 }
 
-/* The model file WITH training state of the current version: what a worker
- * needs to compute steps and apply them itself. Made once per version, and
- * only when some worker needs it (a join, a topology change, a resync). */
 /* True while the master network lacks steps a lone worker applied. */
 static int s_lagging(const sp_run_t *r)
 {
     return r->net_version != r->version;
 }
 
+/* The model file WITH training state of the current version: what a worker
+ * needs to compute steps and apply them itself. Made once per version, and
+ * only when some worker needs it (a join, a topology change, a resync). */
 static int s_model_bytes(sp_run_t *r)
 {
     uint64_t v = r->version_base + r->version;
@@ -502,6 +502,15 @@ static double s_us_per_sample(const sp_run_t *r)
     memcpy(v, r->us_recent, n * sizeof *v);
     qsort(v, n, sizeof *v, s_cmp_double);
     return v[(n - 1) / 2];
+}
+
+/* True when growth or pruning is decided once `done` steps are complete
+ * (s_grow_prune): the topology may change there, and the master is needed. */
+static int s_topology_due(const sp_job_t *job, uint64_t done)
+{
+    const sp_msg_train_t *d = &job->def;
+    return (d->growth_every > 0 && done % d->growth_every == 0) ||
+           (d->prune_every > 0 && done % d->prune_every == 0);
 }
 
 /* Fewest samples in a share of a split step. Splitting a step in two saves
@@ -1066,30 +1075,28 @@ static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
  * sent with sync set: the master is needed right after it, for the epoch's
  * end (validation, epoch record), growth or pruning, a checkpoint that is
  * due, or a step after it that would be split. */
-static int s_sync_due(sp_coord_t *c, const sp_run_t *r, const sp_job_t *job, uint64_t ahead)
+static int s_sync_due(sp_coord_t *c, const sp_run_t *r, const sp_job_t *job, uint64_t ahead,
+                      uint32_t min_node)
 {
     const sp_msg_train_t *d = &job->def;
     uint64_t in_epoch = r->step_in_epoch + ahead;
-    uint64_t done = r->global_step + ahead + 1; /* steps completed after it */
-    if (in_epoch + 1 >= r->steps_per_epoch || (d->growth_every > 0 && done % d->growth_every == 0) ||
-        (d->prune_every > 0 && done % d->prune_every == 0) ||
+    if (in_epoch + 1 >= r->steps_per_epoch || s_topology_due(job, r->global_step + ahead + 1) ||
         sp_coord_now_ms() - r->last_ckpt_ms >= SP_COORD_CKPT_EVERY_MS) {
         return 1;
     }
-    uint32_t live = s_live_workers(c);
-    if (live < 2) {
+    if (s_live_workers(c) < 2) {
         return 0;
     }
+    /* s_cut_nodes splits a step at all exactly when it splits the root:
+     * its left child (the largest power of two below n partitions) and the
+     * rest both hold min_node samples or more. */
     uint32_t batch = s_batch_len(r, job, in_epoch + 1);
     uint32_t n_parts = (batch + d->partition - 1) / d->partition;
-    sp_part_t *parts = calloc(n_parts, sizeof *parts);
-    if (parts == NULL) {
-        return 1; /* cannot tell: a sync costs one model transfer */
+    if (n_parts < 2) {
+        return 0;
     }
-    s_parts_layout(parts, n_parts, batch, d->partition);
-    uint32_t n_nodes = s_cut_nodes(parts, n_parts, live, s_min_node(r, job));
-    free(parts);
-    return n_nodes > 1;
+    uint64_t left = (uint64_t)sp_reduce_split(n_parts) * d->partition;
+    return left >= min_node && batch - left >= min_node;
 }
 
 /* Once every node of the current step is out, and the next step would be
@@ -1103,8 +1110,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     const sp_msg_train_t *d = &job->def;
     uint64_t next = r->global_step + 1; /* steps completed once this one is */
     if (r->ahead_step == next || r->step_in_epoch + 1 >= r->steps_per_epoch ||
-        (d->growth_every > 0 && next % d->growth_every == 0) ||
-        (d->prune_every > 0 && next % d->prune_every == 0) || r->sync_pending) {
+        s_topology_due(job, next) || r->sync_pending) {
         return;
     }
     uint32_t holders[64], n_holders = 0;
@@ -1141,8 +1147,9 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         return;
     }
     s_parts_layout(parts, n_parts, batch, d->partition);
-    uint32_t n_nodes = s_cut_nodes(parts, n_parts, s_live_workers(c), s_min_node(r, job));
-    if (n_nodes > n_holders || (n_nodes == 1 && s_sync_due(c, r, job, 1))) {
+    uint32_t min_node = s_min_node(r, job);
+    uint32_t n_nodes = s_cut_nodes(parts, n_parts, s_live_workers(c), min_node);
+    if (n_nodes > n_holders || (n_nodes == 1 && s_sync_due(c, r, job, 1, min_node))) {
         free(parts); /* a worker without work now (a newcomer) would get a node, */
         free(ahead); /* or the step needs sync: the next step is handed out when */
         return;      /* it begins */
@@ -1234,7 +1241,7 @@ static void s_dispatch(sp_coord_t *c)
             wk->bytes_out += r->model_len;
             r->bytes_wire += r->model_len;
         }
-        int sync = part->count == r->n_parts && s_sync_due(c, r, job, 0);
+        int sync = part->count == r->n_parts && s_sync_due(c, r, job, 0, s_min_node(r, job));
         if (s_send_task(c, r, job, wk, r->parts, p, 0, sync) != SP_OK) {
             wk->failures++;
             sp_workers_kill(c, wk, "task could not be sent");
@@ -1597,14 +1604,6 @@ static void s_epoch_end(sp_coord_t *c, sp_run_t *r, sp_job_t *job, uint64_t now)
     r->ep_t0_ms = now;
 }
 
-/* True when growth or pruning is decided once the current step completes. */
-static int s_grow_due(const sp_run_t *r, const sp_job_t *job)
-{
-    const sp_msg_train_t *d = &job->def;
-    return (d->growth_every > 0 && r->global_step % d->growth_every == 0) ||
-           (d->prune_every > 0 && r->global_step % d->prune_every == 0);
-}
-
 /* Growth and pruning between steps, decided on the master network. Returns
  * 1 when the topology changed. */
 static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
@@ -1821,7 +1820,7 @@ static void s_step_tail(sp_coord_t *c)
     }
     int epoch_done = r->step_in_epoch == r->steps_per_epoch;
     /* The epoch's last step, a growth or prune step, carry sync (s_sync_due). */
-    SP_ASSERT(!s_lagging(r) || (!epoch_done && !s_grow_due(r, job)));
+    SP_ASSERT(!s_lagging(r) || (!epoch_done && !s_topology_due(job, r->global_step)));
     if (epoch_done) {
         if (r->rec_steps > 0) {
             s_step_record(c, r, job, now);
@@ -1857,23 +1856,18 @@ void sp_jobs_worker_model(sp_coord_t *c, sp_worker_t *wk, const sp_msg_model_t *
                              ") not awaited: dropped", wk->id, mm->job, mm->version);
         return;
     }
+    /* The worker's copy has the master's topology (growth and pruning
+     * happen only at syncs) and its training state: the in-place refresh
+     * the workers use takes it, checked as strictly as a load, and leaves
+     * the master as it was if the file is bad or another network. */
     char err[SP_TEXT_MAX] = "";
-    sp_network_t *net = NULL;
-    int rc = sp_network_load_buffer(mm->model.data, mm->model.len, &net, err, sizeof err);
-    if (rc == SP_OK && !sp_network_has_training_state(net)) {
-        snprintf(err, sizeof err, "no training state");
-        rc = SP_E_INPUT;
-    } else if (rc == SP_OK && (sp_network_n_params(net) != r->n_params ||
-                               sp_network_n_hits(net) != r->n_hits ||
-                               sp_network_n_inputs(net) != sp_network_n_inputs(r->net) ||
-                               sp_network_n_outputs(net) != sp_network_n_outputs(r->net))) {
-        snprintf(err, sizeof err, "not the job's network shape");
-        rc = SP_E_INPUT;
+    int rc = sp_network_update_from_buffer(r->net, mm->model.data, mm->model.len, err, sizeof err);
+    if (rc != SP_OK && err[0] == '\0') {
+        snprintf(err, sizeof err, "%s", sp_strerror(rc));
     }
     r->bytes_wire += mm->model.len;
     wk->bytes_in += mm->model.len;
     if (rc != SP_OK) {
-        sp_network_destroy(&net);
         char why[SP_TEXT_MAX + 64];
         snprintf(why, sizeof why, "model of version %" PRIu64 " refused: %s", mm->version, err);
         wk->failures++;
@@ -1881,8 +1875,6 @@ void sp_jobs_worker_model(sp_coord_t *c, sp_worker_t *wk, const sp_msg_model_t *
         s_forget(c, wk); /* its steps cannot be had: back to the checkpoint */
         return;
     }
-    sp_network_destroy(&r->net);
-    r->net = net;
     r->net_version = r->version;
     r->awaiting_sync = 0;
     s_step_tail(c);
