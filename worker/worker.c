@@ -327,6 +327,12 @@ static void s_handle(sp_worker_t *w, sp_msg_t *m)
     }
     case SP_MSG_ERROR:
         if (strstr(m->u.error.message, "not registered")) {
+            if (w->state == S_HELLO_SENT) {
+                /* An answer to something sent before our HELLO, which the
+                 * coordinator reads next: another HELLO would register us
+                 * twice (and cost the coordinator whatever we hold). */
+                break;
+            }
             sp_log(SP_LOG_INFO, "coordinator does not know us: registering again");
             s_clear_tasks(w);
             s_send_hello(w);
