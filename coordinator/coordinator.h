@@ -30,6 +30,10 @@
 #define SP_COORD_SPEED_RESULTS 15 /* results the compute speed is the median of */
 #define SP_COORD_SPLIT_COST_US 1500 /* what splitting a step costs in wall time: the round
                                        trip of results and apply (measured on a 2-vCPU VM) */
+#define SP_COORD_WORKER_SPEEDS 5    /* results a worker's own speed is the median of */
+#define SP_COORD_NODE_COST_US 300   /* what a second node of a step costs its worker: encoding
+                                       and sending one more gradient (measured on a 2-vCPU VM,
+                                       784-128-10 network) */
 
 typedef struct {
     const char *workers_ep; /* ROUTER for workers, e.g. tcp://x:5555 */
@@ -58,6 +62,9 @@ typedef struct {
     uint64_t partitions_done;
     uint64_t samples_done;
     uint64_t compute_us;          /* sum of the compute time it reported */
+    double us_recent[SP_COORD_WORKER_SPEEDS]; /* its compute time per sample (us) in the latest
+                                                 results of the running job, a ring */
+    uint32_t n_speeds;                        /* results noted there (0: speed unknown) */
     uint32_t heartbeats_missed;   /* beats it stayed silent, in total */
     uint32_t failures;            /* deaths, refused results, errors it sent */
     uint64_t bytes_out, bytes_in; /* approximate payload bytes sent to / from it */
@@ -132,6 +139,7 @@ typedef struct {
     sp_part_state_t state;
     uint32_t count;       /* partitions in the node starting here; 0 inside a node */
     uint32_t worker;      /* worker id while in flight (and who computed it, once done) */
+    uint32_t plan;        /* worker the node is meant for (s_plan_nodes), 0 = any */
     uint32_t offset, len; /* slice of the batch (this partition alone) */
     float *grad;          /* the node's summed gradient, once done */
     uint32_t *hits;

@@ -421,11 +421,13 @@ static void s_run_free(sp_run_t **rp)
     *rp = NULL;
 }
 
-/* Every worker forgets what it held of the running job. */
+/* Every worker forgets what it held of the running job, and its speed (a
+ * job's network sets the cost of a sample). */
 static void s_workers_release(sp_coord_t *c)
 {
     for (size_t i = 0; i < c->workers.n; i++) {
         c->workers.v[i].in_flight = 0;
+        c->workers.v[i].n_speeds = 0;
     }
 }
 
@@ -566,6 +568,8 @@ static uint32_t s_span(const sp_part_t *parts, uint32_t first, uint32_t count)
 
 static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
                             uint32_t min_samples);
+static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts, uint32_t n_parts,
+                             uint32_t n_nodes);
 
 /* Cuts the next batch into partitions and the partitions into nodes of the
  * reduction tree: the root, split largest first until every live worker can
@@ -586,6 +590,9 @@ static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
      * is wanted (s_sync_due). */
     r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_lagging(r) ? 1 : s_live_workers(c),
                              s_min_node(r, job));
+    if (r->n_nodes >= 2) {
+        r->n_nodes = s_plan_nodes(c, r, r->parts, r->n_parts, r->n_nodes);
+    }
     r->sync_pending = 0;
     return SP_OK;
 }
@@ -1071,6 +1078,142 @@ static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
     return nodes;
 }
 
+/* Worker wk's compute time per sample (us): the median of its latest
+ * results in this run, `unknown` before its first. */
+static double s_worker_us(const sp_worker_t *wk, double unknown)
+{
+    uint32_t n = wk->n_speeds < SP_COORD_WORKER_SPEEDS ? wk->n_speeds : SP_COORD_WORKER_SPEEDS;
+    if (n == 0) {
+        return unknown;
+    }
+    double v[SP_COORD_WORKER_SPEEDS];
+    memcpy(v, wk->us_recent, n * sizeof *v);
+    qsort(v, n, sizeof *v, s_cmp_double);
+    return v[(n - 1) / 2];
+}
+
+/* A live worker and its compute time per sample. */
+typedef struct {
+    sp_worker_t *wk;
+    double us;
+} s_speed_t;
+
+static int s_cmp_speed(const void *a, const void *b)
+{
+    const s_speed_t *x = a, *y = b;
+    if (x->us != y->us) {
+        return x->us < y->us ? -1 : 1;
+    }
+    return (x->wk->id > y->wk->id) - (x->wk->id < y->wk->id);
+}
+
+/* The live workers, fastest first, into w (room for every worker); a worker
+ * without a result yet counts as the median of the run's latest results.
+ * Returns how many. */
+static uint32_t s_speeds(sp_coord_t *c, const sp_run_t *r, s_speed_t *w)
+{
+    double unknown = s_us_per_sample(r);
+    uint32_t k = 0;
+    for (size_t i = 0; i < c->workers.n; i++) {
+        if (c->workers.v[i].alive) {
+            w[k].wk = &c->workers.v[i];
+            w[k].us = s_worker_us(w[k].wk, unknown > 0 ? unknown : 1.0);
+            k++;
+        }
+    }
+    qsort(w, k, sizeof *w, s_cmp_speed);
+    return k;
+}
+
+/* Splits n partitions among k workers (n >= k) in proportion to their
+ * speed, at least one each: the floors, then one more to the largest
+ * remainders. */
+static void s_shares(const s_speed_t *w, uint32_t k, uint32_t n, uint32_t *share)
+{
+    double sum = 0, want[SP_COORD_MAX_PARTS];
+    for (uint32_t i = 0; i < k; i++) {
+        sum += 1.0 / w[i].us;
+    }
+    uint32_t given = 0;
+    for (uint32_t i = 0; i < k; i++) {
+        want[i] = n * (1.0 / w[i].us) / sum;
+        share[i] = want[i] < 1.0 ? 1 : (uint32_t)want[i];
+        given += share[i];
+    }
+    for (; given > n; given--) { /* the minimum of one overshot: the largest share gives */
+        uint32_t big = 0;
+        for (uint32_t i = 1; i < k; i++) {
+            big = share[i] > share[big] ? i : big;
+        }
+        share[big]--;
+    }
+    for (; given < n; given++) {
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < k; i++) {
+            best = want[i] - share[i] > want[best] - share[best] ? i : best;
+        }
+        share[best]++;
+    }
+}
+
+/* Gives each node of a split step (parts holds the even cut of s_cut_nodes,
+ * n_nodes >= 2 nodes) to a worker, and re-cuts the step when workers run at
+ * different speeds. The n_nodes fastest live workers each get a range of
+ * partitions in proportion to their speed, cut into the fewest tree nodes
+ * that cover it (sp_reduce_cover: the gradient keeps its bits). That plan is
+ * kept when, at the speeds measured, it ends sooner than the even cut with
+ * its largest nodes on the fastest workers, counting SP_COORD_NODE_COST_US
+ * for every node a worker holds after its first. Returns the node count. */
+static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts, uint32_t n_parts,
+                             uint32_t n_nodes)
+{
+    s_speed_t *w = calloc(c->workers.n + 1, sizeof *w);
+    uint32_t *node = calloc(n_nodes, sizeof *node), *share = calloc(n_nodes, sizeof *share);
+    uint32_t k = w && node && share ? s_speeds(c, r, w) : 0;
+    k = k < n_nodes ? k : n_nodes;
+    if (k >= 2) {
+        /* the even cut: largest nodes first, to the fastest workers */
+        uint32_t m = 0;
+        for (uint32_t p = 0; p < n_parts; p += parts[p].count) {
+            uint32_t j = m++;
+            for (; j > 0 && parts[node[j - 1]].count < parts[p].count; j--) {
+                node[j] = node[j - 1];
+            }
+            node[j] = p;
+        }
+        double t_even = 0, t_plan = 0;
+        for (uint32_t i = 0; i < m; i++) {
+            parts[node[i]].plan = w[i % k].wk->id;
+            double t = s_span(parts, node[i], parts[node[i]].count) * w[i % k].us;
+            t_even = t > t_even ? t : t_even;
+        }
+        s_shares(w, k, n_parts, share);
+        uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
+        for (uint32_t i = 0, at = 0; i < k; at += share[i++]) {
+            uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
+            double t = s_span(parts, at, share[i]) * w[i].us + (nk - 1) * SP_COORD_NODE_COST_US;
+            t_plan = t > t_plan ? t : t_plan;
+        }
+        if (t_plan < t_even) {
+            n_nodes = 0;
+            for (uint32_t i = 0, at = 0; i < k; at += share[i++]) {
+                uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
+                for (uint32_t j = 0; j < nk; j++, n_nodes++) {
+                    for (uint32_t p = first[j]; p < first[j] + count[j]; p++) {
+                        parts[p].count = 0;
+                    }
+                    parts[first[j]].count = count[j];
+                    parts[first[j]].plan = w[i].wk->id;
+                }
+            }
+        }
+    }
+    free(w);
+    free(node);
+    free(share);
+    return n_nodes; /* without a plan (no memory), any worker takes any node */
+}
+
 /* Whether a whole step (the current one, ahead = 0, or the next, 1) must be
  * sent with sync set: the master is needed right after it, for the epoch's
  * end (validation, epoch record), growth or pruning, a checkpoint that is
@@ -1140,26 +1283,40 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     uint32_t batch = s_batch_len(r, job, r->step_in_epoch + 1);
     uint32_t n_parts = (batch + d->partition - 1) / d->partition;
     sp_part_t *parts = calloc(n_parts, sizeof *parts);
-    sp_ahead_t *ahead = calloc(n_holders, sizeof *ahead);
-    if (parts == NULL || ahead == NULL) {
-        free(parts);
-        free(ahead);
+    sp_ahead_t *ahead = NULL;
+    if (parts == NULL) {
         return;
     }
     s_parts_layout(parts, n_parts, batch, d->partition);
     uint32_t min_node = s_min_node(r, job);
     uint32_t n_nodes = s_cut_nodes(parts, n_parts, s_live_workers(c), min_node);
-    if (n_nodes > n_holders || (n_nodes == 1 && s_sync_due(c, r, job, 1, min_node))) {
-        free(parts); /* a worker without work now (a newcomer) would get a node, */
-        free(ahead); /* or the step needs sync: the next step is handed out when */
-        return;      /* it begins */
+    if (n_nodes >= 2) {
+        n_nodes = s_plan_nodes(c, r, parts, n_parts, n_nodes);
+    } else {
+        parts[0].plan = holders[0];
+    }
+    /* A worker without work now (a newcomer) would get a node, or the step
+     * needs sync: the next step is handed out when it begins. */
+    int ok = n_nodes > 1 || !s_sync_due(c, r, job, 1, min_node);
+    for (uint32_t p = 0; p < n_parts && ok; p += parts[p].count) {
+        SP_ASSERT(parts[p].count > 0);
+        int held = 0;
+        for (uint32_t k = 0; k < n_holders; k++) {
+            held |= holders[k] == parts[p].plan;
+        }
+        ok = held;
+    }
+    ahead = ok ? calloc(n_nodes, sizeof *ahead) : NULL;
+    if (ahead == NULL) {
+        free(parts);
+        return;
     }
     /* Every node of the cut is recorded; one whose send failed has no worker
      * and is handed out normally when the step begins. */
     uint32_t n_ahead = 0;
     for (uint32_t p = 0; p < n_parts; p += parts[p].count, n_ahead++) {
         SP_ASSERT(parts[p].count > 0);
-        sp_worker_t *wk = sp_workers_find(&c->workers, holders[n_ahead]);
+        sp_worker_t *wk = sp_workers_find(&c->workers, parts[p].plan);
         int sent = wk != NULL && wk->alive && s_send_task(c, r, job, wk, parts, p, 1, 0) == SP_OK;
         ahead[n_ahead] = (sp_ahead_t){.first = p, .count = parts[p].count,
                                       .worker = sent ? wk->id : 0};
@@ -1190,6 +1347,7 @@ static void s_claim_ahead(sp_coord_t *c, sp_run_t *r)
         SP_ASSERT(a->first == covered && a->first + a->count <= r->n_parts);
         sp_part_t *part = &r->parts[a->first];
         part->count = a->count;
+        part->plan = a->worker;
         covered += a->count;
         sp_worker_t *wk = a->worker ? sp_workers_find(&c->workers, a->worker) : NULL;
         if (wk != NULL && wk->alive) {
@@ -1214,9 +1372,12 @@ static void s_dispatch(sp_coord_t *c)
         if (part->count == 0 || part->state != SP_PART_PENDING) {
             continue;
         }
-        sp_worker_t *wk = s_pick_worker(c);
+        sp_worker_t *wk = part->plan ? sp_workers_find(&c->workers, part->plan) : NULL;
+        if (wk == NULL || !wk->alive) {
+            wk = s_pick_worker(c); /* no plan, or its worker is gone */
+        }
         if (wk == NULL) {
-            return;
+            continue; /* every worker is busy: the next result brings this back */
         }
         if (!s_has_current(r, wk)) {
             SP_ASSERT(!s_lagging(r)); /* s_pick_worker: only the solo worker then */
@@ -1533,8 +1694,9 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     wk->samples_done += res->n_samples;
     wk->compute_us += res->compute_us;
     if (res->n_samples > 0) {
-        r->us_recent[r->n_results++ % SP_COORD_SPEED_RESULTS] =
-            (double)res->compute_us / res->n_samples;
+        double us = (double)res->compute_us / res->n_samples;
+        r->us_recent[r->n_results++ % SP_COORD_SPEED_RESULTS] = us;
+        wk->us_recent[wk->n_speeds++ % SP_COORD_WORKER_SPEEDS] = us;
     }
     part->state = SP_PART_DONE;
     part->loss_sum = res->loss_sum;

@@ -528,9 +528,8 @@ static void test_cluster_worker_killed_mid_job(void **state)
     s_stop_workers(f);
 }
 
-/* Whether the coordinator's log says it went back to a checkpoint because
- * the worker holding steps it had not copied was lost. */
-static int s_rolled_back(const s_fix_t *f)
+/* Times the current coordinator's log holds `text`. */
+static int s_log_count(const s_fix_t *f, const char *text)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/coordinator-%d.log", f->cl.dir, f->cl.coord_starts - 1);
@@ -545,9 +544,19 @@ static int s_rolled_back(const s_fix_t *f)
         return 0;
     }
     z[len] = 0;
-    int found = strstr((char *)z, "resuming from the last checkpoint") != NULL;
+    int n = 0;
+    for (const char *at = (char *)z; (at = strstr(at, text)) != NULL; at += strlen(text)) {
+        n++;
+    }
     free(z);
-    return found;
+    return n;
+}
+
+/* How often the coordinator went back to a checkpoint because the worker
+ * holding steps it had not copied was lost. */
+static int s_rollbacks(const s_fix_t *f)
+{
+    return s_log_count(f, "resuming from the last checkpoint");
 }
 
 /* Whole steps are applied by their worker alone, which sends no gradient: the
@@ -571,7 +580,8 @@ static void test_cluster_busy_worker_killed_rolls_back(void **state)
         fail_msg("train refused: %s", err);
     }
     sp_job_status_t st;
-    for (int k = 1; k <= 4 && !s_rolled_back(f); k++) {
+    int before = s_rollbacks(f);
+    for (int k = 1; k <= 4 && s_rollbacks(f) == before; k++) {
         assert_int_equal(
             sp_cluster_wait_job(&f->cl, job, s_long_samples() * k / 10, S_JOB_TIMEOUT_MS, &st), 0);
         assert_string_equal(st.state, "running");
@@ -585,7 +595,145 @@ static void test_cluster_busy_worker_killed_rolls_back(void **state)
         assert_int_equal(sp_cluster_add_worker(&f->cl, 1), busy);
         assert_int_equal(sp_cluster_wait_workers(&f->cl, 2, 10000), 0);
     }
-    assert_true(s_rolled_back(f));
+    assert_true(s_rollbacks(f) > before);
+    s_expect_reference_model(f, job);
+    s_stop_workers(f);
+}
+
+/* A worker at half speed (stopped half the time, like one on a loaded or
+ * slower machine) gets a smaller share of every split step, cut along the
+ * reduction tree, and the model keeps its bits. With an even cut both
+ * workers would compute the same partitions. */
+static void test_cluster_slow_worker_gets_smaller_share(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    sp_msg_train_t t;
+    s_job_def(&t, "blobs", 30, S_SAMPLES, S_SAMPLES / 16); /* one step an epoch, 16 partitions */
+    t.layers[1] = 2048; /* several pauses in the compute of a node: the slow one shows */
+    s_start_workers(f, 1, NULL);
+    sp_job_status_t st;
+    uint64_t job = s_run_job(f, &t, &st);
+    uint8_t *ref = NULL, *m = NULL;
+    size_t ref_len = 0, len = 0;
+    s_fetch(f, job, &ref, &ref_len);
+    s_stop_workers(f);
+    s_start_workers(f, 2, NULL); /* w0 and w1 */
+    char err[SP_TEXT_MAX] = "";
+    if (sp_cluster_train(&f->cl, &t, &job, err, sizeof err) != 0) {
+        fail_msg("train refused: %s", err);
+    }
+    pid_t slow = f->cl.workers[1];
+    uint64_t end = sp_cu_now_ms() + S_JOB_TIMEOUT_MS;
+    int done = 0;
+    while (!done && sp_cu_now_ms() < end) {
+        for (int i = 0; i < 8; i++) {
+            kill(slow, SIGSTOP);
+            sp_cu_nap(3);
+            kill(slow, SIGCONT);
+            sp_cu_nap(3);
+        }
+        done = sp_cluster_status(&f->cl, job, &st) == 0 && strcmp(st.state, "running") != 0 &&
+               strcmp(st.state, "queued") != 0;
+    }
+    kill(slow, SIGCONT);
+    assert_string_equal(st.state, "done");
+    s_fetch(f, job, &m, &len);
+    assert_int_equal(len, ref_len);
+    assert_memory_equal(m, ref, len);
+    free(m);
+    free(ref);
+    sp_worker_info_t w0, w1;
+    assert_int_equal(s_find_worker(f, "w0", &w0), 0);
+    assert_int_equal(s_find_worker(f, "w1", &w1), 0);
+    if (w0.partitions_done <= w1.partitions_done) {
+        fail_msg("the paused worker computed %llu partitions, the other %llu",
+                 (unsigned long long)w1.partitions_done, (unsigned long long)w0.partitions_done);
+    }
+    s_stop_workers(f);
+}
+
+/* A worker that computes whole steps sends its model back when asked
+ * (sync); one whose model cannot be taken (here: bytes that are no model
+ * file) is refused, the steps only it held are lost, and the run goes back
+ * to its last checkpoint. A fake worker answers every whole step with a
+ * result and the first sync with garbage; a real worker then finishes the
+ * job with the reference model, as if the fake's steps never happened. */
+static void test_cluster_bad_synced_model_rolls_back(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    uint64_t job = s_start_long_job(f, 0);
+    char err[SP_TEXT_MAX] = "";
+    int rollbacks = s_rollbacks(f), refusals = s_log_count(f, "refused: ");
+    void *fake = zmq_socket(f->cl.zctx, ZMQ_DEALER);
+    assert_non_null(fake);
+    int linger = 0, rcv_ms = 100;
+    zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fake, ZMQ_RCVTIMEO, &rcv_ms, sizeof rcv_ms);
+    assert_int_equal(zmq_connect(fake, f->cl.wep), 0);
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_HELLO);
+    snprintf(m.u.hello.name, sizeof m.u.hello.name, "fake");
+    m.u.hello.threads = 1;
+    assert_int_equal(sp_msg_send(fake, NULL, 0, &m), SP_OK);
+    uint64_t end = sp_cu_now_ms() + 10000, beat = 0;
+    int steps = 0, synced = 0;
+    while (!synced && sp_cu_now_ms() < end) {
+        if (sp_cu_now_ms() - beat >= S_HEARTBEAT_MS) {
+            sp_msg_t hb;
+            sp_msg_init(&hb, SP_MSG_HEARTBEAT);
+            (void)sp_msg_send(fake, NULL, 0, &hb);
+            beat = sp_cu_now_ms();
+        }
+        if (sp_msg_recv(fake, 0, NULL, NULL, &m, err, sizeof err) != SP_OK) {
+            continue;
+        }
+        const sp_msg_task_t *tk = &m.u.task;
+        if (m.type == SP_MSG_TASK && tk->partition == 0 && tk->n_indices == tk->batch) {
+            sp_msg_t res;
+            sp_msg_init(&res, SP_MSG_RESULT);
+            res.u.result.job = tk->job;
+            res.u.result.version = tk->version;
+            res.u.result.step = tk->step;
+            res.u.result.n_partitions = tk->n_partitions;
+            res.u.result.n_samples = tk->n_indices;
+            res.u.result.loss_sum = 1.0;
+            assert_int_equal(sp_msg_send(fake, NULL, 0, &res), SP_OK);
+            steps++;
+            if (tk->sync) {
+                uint8_t junk[64] = "this is not a model file";
+                sp_msg_t mm;
+                sp_msg_init(&mm, SP_MSG_MODEL);
+                mm.u.model.job = tk->job;
+                mm.u.model.version = tk->version + 1;
+                mm.u.model.model.data = junk;
+                mm.u.model.model.len = sizeof junk;
+                assert_int_equal(sp_msg_send(fake, NULL, 0, &mm), SP_OK);
+                synced = 1;
+            }
+        }
+        sp_msg_fini(&m);
+    }
+    /* The fake stays alive (its heartbeats go on): the refusal alone must
+     * send the run back, not the fake's death. */
+    uint64_t until = sp_cu_now_ms() + 5000;
+    while (synced && s_rollbacks(f) == rollbacks && sp_cu_now_ms() < until) {
+        sp_msg_t hb;
+        sp_msg_init(&hb, SP_MSG_HEARTBEAT);
+        (void)sp_msg_send(fake, NULL, 0, &hb);
+        if (sp_msg_recv(fake, 0, NULL, NULL, &m, err, sizeof err) == SP_OK) {
+            sp_msg_fini(&m); /* the model and task again, after the rollback: ignored */
+        }
+    }
+    int rolled_back = s_rollbacks(f) == rollbacks + 1;
+    zmq_close(fake); /* gone without a word: declared dead after its liveness */
+    if (!synced) {
+        sp_cluster_dump_logs(&f->cl);
+        fail_msg("the fake worker got no task with sync in 10 s (%d whole steps)", steps);
+    }
+    assert_true(steps >= 1);
+    assert_true(rolled_back);
+    assert_int_equal(s_log_count(f, "refused: "), refusals + 1);
+    s_start_workers(f, 1, NULL);
     s_expect_reference_model(f, job);
     s_stop_workers(f);
 }
@@ -1159,6 +1307,8 @@ int main(void)
         S_TEST(test_cluster_worker_killed_mid_job),
         S_TEST(test_cluster_busy_worker_killed_rolls_back),
         S_TEST(test_cluster_worker_joins_mid_job),
+        S_TEST(test_cluster_slow_worker_gets_smaller_share),
+        S_TEST(test_cluster_bad_synced_model_rolls_back),
         S_TEST(test_cluster_lone_worker_paused_resyncs),
         S_TEST(test_cluster_coordinator_killed_resumes_same_model),
         S_TEST(test_cluster_coordinator_sigterm_checkpoints_and_resumes),

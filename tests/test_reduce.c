@@ -62,6 +62,22 @@ static void s_cut(sp_rng_t *r, uint32_t lo, uint32_t hi, float *out, int *nodes)
     sp_reduce_add_f32(out, right, S_N);
 }
 
+/* The coordinator's side: nodes computed whole (node_n[lo] partitions from
+ * lo) are combined up the tree over [lo, hi). */
+static void s_combine_nodes(float (*node)[S_N], const uint32_t *node_n, uint32_t lo, uint32_t hi,
+                            float *out)
+{
+    if (node_n[lo] == hi - lo) {
+        memcpy(out, node[lo], sizeof node[lo]);
+        return;
+    }
+    uint32_t mid = lo + sp_reduce_split(hi - lo);
+    float right[S_N];
+    s_combine_nodes(node, node_n, lo, mid, out);
+    s_combine_nodes(node, node_n, mid, hi, right);
+    sp_reduce_add_f32(out, right, S_N);
+}
+
 static void test_reduce_split_is_largest_power_of_two_below(void **state)
 {
     (void)state;
@@ -98,6 +114,88 @@ static void test_reduce_any_cut_gives_the_same_bits(void **state)
     assert_true(memcmp(run, whole, sizeof whole) != 0);
 }
 
+/* True when [lo, lo + n) is a node of the tree over [root_lo, root_hi). */
+static int s_is_node(uint32_t root_lo, uint32_t root_hi, uint32_t lo, uint32_t n)
+{
+    if (root_lo == lo && root_hi - root_lo == n) {
+        return 1;
+    }
+    if (root_hi - root_lo < 2) {
+        return 0;
+    }
+    uint32_t mid = root_lo + sp_reduce_split(root_hi - root_lo);
+    return lo < mid ? s_is_node(root_lo, mid, lo, n) : s_is_node(mid, root_hi, lo, n);
+}
+
+static void test_reduce_cover_is_the_fewest_tree_nodes(void **state)
+{
+    (void)state;
+    for (uint32_t n = 1; n <= 40; n++) {
+        for (uint32_t a = 0; a < n; a++) {
+            for (uint32_t b = a + 1; b <= n; b++) {
+                uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
+                uint32_t k = sp_reduce_cover(n, a, b, first, count);
+                assert_true(k >= 1);
+                uint32_t at = a;
+                for (uint32_t i = 0; i < k; i++) {
+                    assert_int_equal(first[i], at); /* left to right, no gap */
+                    assert_true(count[i] >= 1);
+                    assert_true(s_is_node(0, n, first[i], count[i]));
+                    /* as large as can be: no larger node inside [a, b)
+                     * holds it (a node's ancestors all start at or before it) */
+                    for (uint32_t plo = a; plo <= first[i]; plo++) {
+                        for (uint32_t pn = count[i] + 1; plo + pn <= b; pn++) {
+                            if (first[i] + count[i] <= plo + pn) {
+                                assert_false(s_is_node(0, n, plo, pn));
+                            }
+                        }
+                    }
+                    at += count[i];
+                }
+                assert_int_equal(at, b);
+            }
+        }
+    }
+    uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
+    assert_int_equal(sp_reduce_cover(8, 0, 5, first, count), 2); /* [0, 4) and [4] */
+    assert_int_equal(first[1], 4);
+    assert_int_equal(count[0], 4);
+    assert_int_equal(sp_reduce_cover(8, 0, 8, first, count), 1);
+    assert_true(sp_reduce_cover(1u << 24, 1, (1u << 24) - 1, first, count) <= 48);
+}
+
+/* Workers that take ranges of partitions of any size compute each range's
+ * cover, and the combined step has the bits of the whole one. */
+static void test_reduce_covers_of_any_ranges_give_the_same_bits(void **state)
+{
+    (void)state;
+    s_fill();
+    float whole[S_N];
+    s_node(0, S_P, whole);
+    sp_rng_t r;
+    sp_rng_init(&r, 4);
+    for (int trial = 0; trial < 100; trial++) {
+        /* cut [0, S_P) into 2..4 ranges; every node of every cover is
+         * computed whole, then the nodes are combined up the tree */
+        static float node[S_P][S_N];
+        uint32_t node_n[S_P] = {0};
+        uint32_t ranges = 2 + (uint32_t)sp_rng_below(&r, 3), a = 0;
+        for (uint32_t i = 0; i < ranges && a < S_P; i++) {
+            uint32_t b = i + 1 == ranges ? S_P : a + 1 + (uint32_t)sp_rng_below(&r, S_P - a);
+            uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
+            uint32_t k = sp_reduce_cover(S_P, a, b, first, count);
+            for (uint32_t j = 0; j < k; j++) {
+                s_node(first[j], first[j] + count[j], node[first[j]]);
+                node_n[first[j]] = count[j];
+            }
+            a = b;
+        }
+        float got[S_N];
+        s_combine_nodes(node, node_n, 0, S_P, got);
+        assert_memory_equal(got, whole, sizeof whole);
+    }
+}
+
 static void test_reduce_add_u32(void **state)
 {
     (void)state;
@@ -112,6 +210,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reduce_split_is_largest_power_of_two_below),
         cmocka_unit_test(test_reduce_any_cut_gives_the_same_bits),
+        cmocka_unit_test(test_reduce_cover_is_the_fewest_tree_nodes),
+        cmocka_unit_test(test_reduce_covers_of_any_ranges_give_the_same_bits),
         cmocka_unit_test(test_reduce_add_u32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
