@@ -11,8 +11,10 @@
  * bytes a step puts on the wire; and the cost of a worker's full model
  * refresh; and what CurveZMQ encryption costs (the same job with every
  * socket encrypted, against plain). Every process started here is stopped
- * before returning. Every
- * samples/s figure is the median of S_REPS runs. The coordinator runs on the
+ * before returning. The configurations compared run in S_REPS rounds, each
+ * once a round, so a drift of this machine's speed (a VM's vCPUs change
+ * speed over seconds) hits them alike; samples/s is the median over the
+ * rounds, a ratio the median of the rounds' ratios. The coordinator runs on the
  * same machine as the workers: on 2 cores, 2 workers of 1 thread plus the
  * coordinator are 3 processes on 2 cores. */
 #include <dirent.h>
@@ -49,7 +51,7 @@
 #define S_EPOCHS 4 /* the first (dataset download, warm-up) is not counted */
 #define S_MAX_WORKERS 2
 #define S_REFRESH_ITERS 200 /* model update / load timings: iterations */
-#define S_REPS 3 /* runs of each configuration; the median is reported (noisy machine) */
+#define S_REPS 5 /* rounds: each configuration runs once a round (noisy machine) */
 
 /* Batch and partition of one comparison. */
 typedef struct {
@@ -501,45 +503,36 @@ static double s_median(double *v, int n)
     return v[n / 2];
 }
 
-/* A fresh coordinator with the dataset and `n` workers of `threads`
- * threads, every socket encrypted when curve is 1. */
-static double s_dist_sec(int n_workers, int threads, const s_shape_t *sh, int curve)
+/* A coordinator with the shape's dataset stored and n_workers workers of
+ * `threads` threads, every socket encrypted when curve is 1; 0 when ready.
+ * The workers cache the dataset at their first job. s_env_stop ends it,
+ * ready or not. */
+static int s_dist_open(s_env_t *e, int n_workers, int threads, const s_shape_t *sh, int curve)
 {
-    s_env_t e;
-    double sps = NAN;
     uint8_t *images = NULL, *labels = NULL;
     size_t ni = 0, nl = 0;
     s_make_idx(sh->samples, &images, &ni, &labels, &nl);
     const uint8_t *parts[2] = {images, labels};
     size_t sizes[2] = {ni, nl};
-    if (images && labels && s_env_start(&e, curve) == 0 && s_upload(&e, parts, sizes) == 0) {
-        int ok = 1;
-        for (int i = 0; i < n_workers; i++) {
-            ok &= s_add_worker(&e, i, threads) == 0;
-        }
-        if (ok) {
-            /* the same job S_REPS times on the same processes (the workers
-             * keep the dataset); a failed run makes the figure NAN */
-            double runs[S_REPS];
-            for (int k = 0; k < S_REPS; k++) {
-                runs[k] = s_run_job(&e, sh);
-            }
-            sps = s_median(runs, S_REPS);
-        }
+    int ok = images && labels && s_env_start(e, curve) == 0 && s_upload(e, parts, sizes) == 0;
+    for (int i = 0; ok && i < n_workers; i++) {
+        ok = s_add_worker(e, i, threads) == 0;
     }
-    if (isnan(sps)) {
-        fprintf(stderr, "bench_dist: the distributed job did not complete (logs were in %s)\n",
-                e.dir);
-    }
-    s_env_stop(&e);
     free(images);
     free(labels);
-    return sps;
+    return ok ? 0 : -1;
 }
 
-static double s_dist(int n_workers, int threads, const s_shape_t *sh)
+/* The bench job on an open environment, or NAN (logged) when it did not
+ * complete. */
+static double s_dist_job(s_env_t *e, const s_shape_t *sh)
 {
-    return s_dist_sec(n_workers, threads, sh, 0);
+    double sps = s_run_job(e, sh);
+    if (isnan(sps)) {
+        fprintf(stderr, "bench_dist: the distributed job did not complete (logs in %s)\n",
+                e->dir);
+    }
+    return sps;
 }
 
 /* The same job in this process: sp_network_train_batch over the batches. */
@@ -603,16 +596,6 @@ static double s_inprocess_once(int threads, const s_shape_t *sh)
     free(images);
     free(labels);
     return sps;
-}
-
-/* Median of S_REPS in-process runs. */
-static double s_inprocess(int threads, const s_shape_t *sh)
-{
-    double runs[S_REPS];
-    for (int k = 0; k < S_REPS; k++) {
-        runs[k] = s_inprocess_once(threads, sh);
-    }
-    return s_median(runs, S_REPS);
 }
 
 /* Bytes one step puts on the wire, as the codec encodes them (header +
@@ -775,7 +758,7 @@ static double s_inprocess_pair(const s_shape_t *sh)
         pid[k] = fork();
         if (pid[k] == 0) {
             close(fds[k][0]);
-            double v = s_inprocess(1, sh);
+            double v = s_inprocess_once(1, sh);
             ssize_t w = write(fds[k][1], &v, sizeof v);
             _exit(w == (ssize_t)sizeof v ? 0 : 1);
         }
@@ -805,7 +788,68 @@ static int s_want_any(const sp_bench_ctx_t *ctx, const char *const *names)
     return 0;
 }
 
-/* The 1-thread comparison at one shape: in-process, 1 worker, 2 workers.
+/* One configuration of a comparison: in-process training, two in-process
+ * trainers at once, or a coordinator with workers. */
+typedef struct {
+    int workers; /* S_INPROCESS, S_PAIR, or >= 1 workers */
+    int threads; /* each (in-process: this process's) */
+    int curve;   /* workers only: every socket encrypted */
+    s_env_t env;
+    int ready; /* env opened */
+    double sps[S_REPS];
+} s_config_t;
+
+enum { S_INPROCESS = 0, S_PAIR = -1 };
+
+/* Runs every configuration once a round for S_REPS rounds on shape sh,
+ * starting the coordinators and workers first (they idle while the others
+ * run) and stopping them after. */
+static void s_rounds(s_config_t *cfg, int n, const s_shape_t *sh)
+{
+    for (int i = 0; i < n; i++) {
+        cfg[i].ready = cfg[i].workers > 0 &&
+                       s_dist_open(&cfg[i].env, cfg[i].workers, cfg[i].threads, sh, cfg[i].curve) == 0;
+    }
+    for (int k = 0; k < S_REPS; k++) {
+        for (int i = 0; i < n; i++) {
+            double v = NAN;
+            if (cfg[i].workers == S_INPROCESS) {
+                v = s_inprocess_once(cfg[i].threads, sh);
+            } else if (cfg[i].workers == S_PAIR) {
+                v = s_inprocess_pair(sh);
+            } else if (cfg[i].ready) {
+                v = s_dist_job(&cfg[i].env, sh);
+            }
+            cfg[i].sps[k] = v;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (cfg[i].workers > 0) {
+            s_env_stop(&cfg[i].env);
+        }
+    }
+}
+
+/* The median samples/s of a configuration over the rounds. */
+static double s_sps(const s_config_t *c)
+{
+    double v[S_REPS];
+    memcpy(v, c->sps, sizeof v);
+    return s_median(v, S_REPS);
+}
+
+/* The median over the rounds of a's samples/s over b's in the same round. */
+static double s_ratio(const s_config_t *a, const s_config_t *b)
+{
+    double v[S_REPS];
+    for (int k = 0; k < S_REPS; k++) {
+        v[k] = a->sps[k] / b->sps[k];
+    }
+    return s_median(v, S_REPS);
+}
+
+/* The 1-thread comparison at one shape: in-process, 1 worker, 2 workers,
+ * two in-process trainers at once (the ceiling of the 2-worker speedup).
  * speedup_names: the 2-worker / 1-worker ratio under each name (aliases). */
 static void s_compare_1t(const sp_bench_ctx_t *ctx, const s_shape_t *sh, const char *ratio_name,
                          const char *const *speedup_names)
@@ -817,31 +861,43 @@ static void s_compare_1t(const sp_bench_ctx_t *ctx, const s_shape_t *sh, const c
     snprintf(n_2w, sizeof n_2w, "dist_2w_1t_sps%s", sh->tag);
     const char *ratios[] = {n_in, n_1w, ratio_name, n_ceil, NULL};
     int want_ratio = s_want_any(ctx, ratios);
+    int want_ceil = sp_bench_wanted(ctx, n_ceil);
     int want_speed = sp_bench_wanted(ctx, n_1w) || sp_bench_wanted(ctx, n_2w) ||
                      s_want_any(ctx, speedup_names);
     if (!want_ratio && !want_speed) {
         return;
     }
-    double in1 = want_ratio ? s_inprocess(1, sh) : NAN;
-    double pair = sp_bench_wanted(ctx, n_ceil) ? s_inprocess_pair(sh) : NAN;
-    double d1 = s_dist(1, 1, sh);
-    double d2 = want_speed ? s_dist(2, 1, sh) : NAN;
+    /* the wanted configurations only; 1 worker is always measured */
+    s_config_t cfg[4] = {{.workers = 1, .threads = 1}};
+    int n = 1;
+    s_config_t *d1 = &cfg[0], *in1 = &cfg[n], *d2 = NULL, *pair = NULL;
     if (want_ratio) {
-        sp_bench_report(n_in, in1, "samples/s");
+        cfg[n++] = (s_config_t){.workers = S_INPROCESS, .threads = 1};
     }
-    sp_bench_report(n_1w, d1, "samples/s");
     if (want_speed) {
-        sp_bench_report(n_2w, d2, "samples/s");
+        d2 = &cfg[n];
+        cfg[n++] = (s_config_t){.workers = 2, .threads = 1};
+    }
+    if (want_ceil) {
+        pair = &cfg[n];
+        cfg[n++] = (s_config_t){.workers = S_PAIR, .threads = 1};
+    }
+    s_rounds(cfg, n, sh);
+    if (want_ratio) {
+        sp_bench_report(n_in, s_sps(in1), "samples/s");
+    }
+    sp_bench_report(n_1w, s_sps(d1), "samples/s");
+    if (want_speed) {
+        sp_bench_report(n_2w, s_sps(d2), "samples/s");
     }
     if (want_ratio) {
-        sp_bench_report(ratio_name, d1 / in1, "x");
+        sp_bench_report(ratio_name, s_ratio(d1, in1), "x");
     }
     for (const char *const *nm = speedup_names; want_speed && *nm; nm++) {
-        sp_bench_report(*nm, d2 / d1, "x");
+        sp_bench_report(*nm, s_ratio(d2, d1), "x");
     }
-    if (sp_bench_wanted(ctx, n_ceil)) {
-        /* two trainers at once against one alone: the ceiling of the 2-worker speedup */
-        sp_bench_report(n_ceil, pair / in1, "x");
+    if (want_ceil) {
+        sp_bench_report(n_ceil, s_ratio(pair, in1), "x");
     }
 }
 
@@ -891,11 +947,11 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
     /* all cores, batch 64: the original comparison */
     if (sp_bench_wanted(ctx, "dist_inprocess_sps") || sp_bench_wanted(ctx, "dist_1w_sps") ||
         sp_bench_wanted(ctx, "dist_1w_ratio")) {
-        double in = s_inprocess(cores, &b64);
-        double d1 = s_dist(1, cores, &b64);
-        sp_bench_report("dist_inprocess_sps", in, "samples/s");
-        sp_bench_report("dist_1w_sps", d1, "samples/s");
-        sp_bench_report("dist_1w_ratio", d1 / in, "x");
+        s_config_t c[2] = {{.workers = 1, .threads = cores}, {.workers = S_INPROCESS, .threads = cores}};
+        s_rounds(c, 2, &b64);
+        sp_bench_report("dist_inprocess_sps", s_sps(&c[1]), "samples/s");
+        sp_bench_report("dist_1w_sps", s_sps(&c[0]), "samples/s");
+        sp_bench_report("dist_1w_ratio", s_ratio(&c[0], &c[1]), "x");
     }
     /* one thread per process (the coordinator is a third process): batch 64
      * under the original names and the new ones, then batch 512 */
@@ -926,10 +982,11 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
             printf("# dist: this libzmq has no CURVE: %s skipped\n", sec[i].sps);
             continue;
         }
-        double plain = s_dist(sec[i].workers, 1, sec[i].sh);
-        double enc = s_dist_sec(sec[i].workers, 1, sec[i].sh, 1);
-        sp_bench_report(sec[i].sps, enc, "samples/s");
-        sp_bench_report(sec[i].cost, enc / plain, "x");
+        s_config_t c[2] = {{.workers = sec[i].workers, .threads = 1, .curve = 1},
+                           {.workers = sec[i].workers, .threads = 1}};
+        s_rounds(c, 2, sec[i].sh);
+        sp_bench_report(sec[i].sps, s_sps(&c[0]), "samples/s");
+        sp_bench_report(sec[i].cost, s_ratio(&c[0], &c[1]), "x");
     }
     if (sp_bench_wanted(ctx, "dist_bytes_per_step")) {
         sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1, &b64), "bytes");
