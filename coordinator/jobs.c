@@ -1740,12 +1740,14 @@ static void s_step_record(sp_coord_t *c, sp_run_t *r, sp_job_t *job, uint64_t no
     r->rec_t0_ms = now;
 }
 
-static void s_epoch_end(sp_coord_t *c, sp_run_t *r, sp_job_t *job, uint64_t now)
+/* The record of 1-based epoch `epoch`, which ended at `now`: its loss and
+ * accuracy, the master's on the validation set, its rate. */
+static void s_epoch_end(sp_coord_t *c, sp_run_t *r, sp_job_t *job, uint32_t epoch, uint64_t now)
 {
     sp_metric_t m;
     memset(&m, 0, sizeof m);
     snprintf(m.kind, sizeof m.kind, "epoch");
-    m.epoch = r->epoch + 1;
+    m.epoch = epoch;
     m.step = r->global_step;
     m.time_ms = s_train_ms(r, now);
     m.loss = r->ep_samples ? r->ep_loss / (double)r->ep_samples : NAN;
@@ -1987,10 +1989,10 @@ static void s_step_tail(sp_coord_t *c)
         if (r->rec_steps > 0) {
             s_step_record(c, r, job, now);
         }
-        s_epoch_end(c, r, job, now);
         r->epoch++;
         r->step_in_epoch = 0;
         if (r->epoch == job->def.epochs) {
+            s_epoch_end(c, r, job, r->epoch, now);
             job->epoch = job->def.epochs;
             s_run_end(c, SP_JOB_DONE, NULL);
             return;
@@ -2003,6 +2005,18 @@ static void s_step_tail(sp_coord_t *c)
         return;
     }
     s_claim_ahead(c, r);
+    if (epoch_done) {
+        /* The workers start the new epoch first; then the master is
+         * validated (nothing changes it before this returns: results wait
+         * in the socket) and the epoch recorded. The checkpoint written
+         * below counts as taken for the dispatch: no sync is asked for it. */
+        r->last_ckpt_ms = now;
+        s_dispatch(c);
+        if (c->run != r) {
+            return; /* the dispatch failed the job */
+        }
+        s_epoch_end(c, r, job, r->epoch, now);
+    }
     if (epoch_done || now - r->last_ckpt_ms >= SP_COORD_CKPT_EVERY_MS) {
         (void)s_write_checkpoint(c);
     }
