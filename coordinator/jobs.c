@@ -1130,6 +1130,7 @@ static uint32_t s_speeds(sp_coord_t *c, const sp_run_t *r, s_speed_t *w)
  * remainders. */
 static void s_shares(const s_speed_t *w, uint32_t k, uint32_t n, uint32_t *share)
 {
+    SP_ASSERT(k <= SP_COORD_MAX_PARTS); /* k <= partitions of a step */
     double sum = 0, want[SP_COORD_MAX_PARTS];
     for (uint32_t i = 0; i < k; i++) {
         sum += 1.0 / w[i].us;
@@ -2012,7 +2013,7 @@ static void s_step_tail(sp_coord_t *c)
          * below counts as taken for the dispatch: no sync is asked for it. */
         r->last_ckpt_ms = now;
         s_dispatch(c);
-        if (c->run != r) {
+        if (c->run == NULL) {
             return; /* the dispatch failed the job */
         }
         s_epoch_end(c, r, job, r->epoch, now);
