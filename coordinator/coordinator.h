@@ -31,6 +31,8 @@
 #define SP_COORD_SPLIT_COST_US 1500 /* what splitting a step costs in wall time: the round
                                        trip of results and apply (measured on a 2-vCPU VM) */
 #define SP_COORD_WORKER_SPEEDS 5    /* results a worker's own speed is the median of */
+#define SP_COORD_PLAN_DROP 8        /* slowest workers a split step's plan may leave out */
+#define SP_COORD_SPEED_STALE 64     /* steps after which a worker's speed is taken as unknown */
 #define SP_COORD_NODE_COST_US 300   /* what a second node of a step costs its worker: encoding
                                        and sending one more gradient (measured on a 2-vCPU VM,
                                        784-128-10 network) */
@@ -65,6 +67,7 @@ typedef struct {
     double us_recent[SP_COORD_WORKER_SPEEDS]; /* its compute time per sample (us) in the latest
                                                  results of the running job, a ring */
     uint32_t n_speeds;                        /* results noted there (0: speed unknown) */
+    uint64_t speed_step;                      /* the run's step of its latest result */
     uint32_t heartbeats_missed;   /* beats it stayed silent, in total */
     uint32_t failures;            /* deaths, refused results, errors it sent */
     uint64_t bytes_out, bytes_in; /* approximate payload bytes sent to / from it */

@@ -428,6 +428,7 @@ static void s_workers_release(sp_coord_t *c)
     for (size_t i = 0; i < c->workers.n; i++) {
         c->workers.v[i].in_flight = 0;
         c->workers.v[i].n_speeds = 0;
+        c->workers.v[i].speed_step = 0;
     }
 }
 
@@ -1079,11 +1080,13 @@ static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
 }
 
 /* Worker wk's compute time per sample (us): the median of its latest
- * results in this run, `unknown` before its first. */
-static double s_worker_us(const sp_worker_t *wk, double unknown)
+ * results in this run, `unknown` before its first, and once it has computed
+ * nothing for SP_COORD_SPEED_STALE steps (a worker left out for being slow
+ * is measured again then: it may have been slow for a moment only). */
+static double s_worker_us(const sp_run_t *r, const sp_worker_t *wk, double unknown)
 {
     uint32_t n = wk->n_speeds < SP_COORD_WORKER_SPEEDS ? wk->n_speeds : SP_COORD_WORKER_SPEEDS;
-    if (n == 0) {
+    if (n == 0 || r->global_step > wk->speed_step + SP_COORD_SPEED_STALE) {
         return unknown;
     }
     double v[SP_COORD_WORKER_SPEEDS];
@@ -1117,7 +1120,7 @@ static uint32_t s_speeds(sp_coord_t *c, const sp_run_t *r, s_speed_t *w)
     for (size_t i = 0; i < c->workers.n; i++) {
         if (c->workers.v[i].alive) {
             w[k].wk = &c->workers.v[i];
-            w[k].us = s_worker_us(w[k].wk, unknown > 0 ? unknown : 1.0);
+            w[k].us = s_worker_us(r, w[k].wk, unknown > 0 ? unknown : 1.0);
             k++;
         }
     }
@@ -1157,14 +1160,32 @@ static void s_shares(const s_speed_t *w, uint32_t k, uint32_t n, uint32_t *share
     }
 }
 
+/* When the workers w[0..j) (fastest first) take shares share[0..j) of the
+ * partitions in that order, each as the cover of its range: when the last
+ * one ends, in us from the start, counting SP_COORD_NODE_COST_US for each
+ * node a worker holds after its first. */
+static double s_plan_time(const sp_part_t *parts, uint32_t n_parts, const s_speed_t *w,
+                          uint32_t j, const uint32_t *share)
+{
+    uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
+    double end = 0;
+    for (uint32_t i = 0, at = 0; i < j; at += share[i++]) {
+        uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
+        double t = s_span(parts, at, share[i]) * w[i].us + (nk - 1) * SP_COORD_NODE_COST_US;
+        end = t > end ? t : end;
+    }
+    return end;
+}
+
 /* Gives each node of a split step (parts holds the even cut of s_cut_nodes,
  * n_nodes >= 2 nodes) to a worker, and re-cuts the step when workers run at
- * different speeds. The n_nodes fastest live workers each get a range of
- * partitions in proportion to their speed, cut into the fewest tree nodes
- * that cover it (sp_reduce_cover: the gradient keeps its bits). That plan is
- * kept when, at the speeds measured, it ends sooner than the even cut with
- * its largest nodes on the fastest workers, counting SP_COORD_NODE_COST_US
- * for every node a worker holds after its first. Returns the node count. */
+ * different speeds: the j fastest live workers (2 <= j <= n_nodes) each get
+ * a range of partitions in proportion to their speed, cut into the fewest
+ * tree nodes that cover it (sp_reduce_cover: the gradient keeps its bits).
+ * Of the even cut, its largest nodes on the fastest workers, and those
+ * plans (j down to n_nodes - SP_COORD_PLAN_DROP: a much slower worker may
+ * be left out), the one that ends first at the speeds measured is kept.
+ * Returns the node count. */
 static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts, uint32_t n_parts,
                              uint32_t n_nodes)
 {
@@ -1182,22 +1203,27 @@ static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts,
             }
             node[j] = p;
         }
-        double t_even = 0, t_plan = 0;
+        double t_best = 0;
         for (uint32_t i = 0; i < m; i++) {
             parts[node[i]].plan = w[i % k].wk->id;
             double t = s_span(parts, node[i], parts[node[i]].count) * w[i % k].us;
-            t_even = t > t_even ? t : t_even;
+            t_best = t > t_best ? t : t_best;
         }
-        s_shares(w, k, n_parts, share);
-        uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
-        for (uint32_t i = 0, at = 0; i < k; at += share[i++]) {
-            uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
-            double t = s_span(parts, at, share[i]) * w[i].us + (nk - 1) * SP_COORD_NODE_COST_US;
-            t_plan = t > t_plan ? t : t_plan;
+        uint32_t best = 0;
+        uint32_t lo = k > SP_COORD_PLAN_DROP + 2 ? k - SP_COORD_PLAN_DROP : 2;
+        for (uint32_t j = k; j >= lo; j--) {
+            s_shares(w, j, n_parts, share);
+            double t = s_plan_time(parts, n_parts, w, j, share);
+            if (t < t_best) {
+                t_best = t;
+                best = j;
+            }
         }
-        if (t_plan < t_even) {
+        if (best > 0) {
+            s_shares(w, best, n_parts, share);
             n_nodes = 0;
-            for (uint32_t i = 0, at = 0; i < k; at += share[i++]) {
+            uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
+            for (uint32_t i = 0, at = 0; i < best; at += share[i++]) {
                 uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
                 for (uint32_t j = 0; j < nk; j++, n_nodes++) {
                     for (uint32_t p = first[j]; p < first[j] + count[j]; p++) {
@@ -1697,7 +1723,11 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     if (res->n_samples > 0) {
         double us = (double)res->compute_us / res->n_samples;
         r->us_recent[r->n_results++ % SP_COORD_SPEED_RESULTS] = us;
+        if (r->global_step > wk->speed_step + SP_COORD_SPEED_STALE) {
+            wk->n_speeds = 0; /* its old speed is no longer taken (s_worker_us) */
+        }
         wk->us_recent[wk->n_speeds++ % SP_COORD_WORKER_SPEEDS] = us;
+        wk->speed_step = r->global_step;
     }
     part->state = SP_PART_DONE;
     part->loss_sum = res->loss_sum;

@@ -600,15 +600,17 @@ static void test_cluster_busy_worker_killed_rolls_back(void **state)
     s_stop_workers(f);
 }
 
-/* A worker at half speed (stopped half the time, like one on a loaded or
- * slower machine) gets a smaller share of every split step, cut along the
- * reduction tree, and the model keeps its bits. With an even cut both
- * workers would compute the same partitions. */
-static void test_cluster_slow_worker_gets_smaller_share(void **state)
+/* A job of heavy steps (one a epoch, 16 partitions of 25 samples, 2048
+ * hidden neurons: milliseconds per node) with n_workers workers, the last
+ * of which is stopped for stop_ms out of every stop_ms + run_ms while it
+ * runs, like a worker on a slower or loaded machine. The model must be the
+ * one a single worker makes; info[i] is what the coordinator says of
+ * worker i afterwards. */
+static void s_paused_worker_job(s_fix_t *f, int n_workers, int stop_ms, int run_ms,
+                                sp_worker_info_t *info)
 {
-    s_fix_t *f = s_fix(state);
     sp_msg_train_t t;
-    s_job_def(&t, "blobs", 30, S_SAMPLES, S_SAMPLES / 16); /* one step an epoch, 16 partitions */
+    s_job_def(&t, "blobs", 30, S_SAMPLES, S_SAMPLES / 16);
     t.layers[1] = 2048; /* several pauses in the compute of a node: the slow one shows */
     s_start_workers(f, 1, NULL);
     sp_job_status_t st;
@@ -617,20 +619,20 @@ static void test_cluster_slow_worker_gets_smaller_share(void **state)
     size_t ref_len = 0, len = 0;
     s_fetch(f, job, &ref, &ref_len);
     s_stop_workers(f);
-    s_start_workers(f, 2, NULL); /* w0 and w1 */
+    s_start_workers(f, n_workers, NULL); /* w0, w1, ... */
     char err[SP_TEXT_MAX] = "";
     if (sp_cluster_train(&f->cl, &t, &job, err, sizeof err) != 0) {
         fail_msg("train refused: %s", err);
     }
-    pid_t slow = f->cl.workers[1];
+    pid_t slow = f->cl.workers[n_workers - 1];
     uint64_t end = sp_cu_now_ms() + S_JOB_TIMEOUT_MS;
     int done = 0;
     while (!done && sp_cu_now_ms() < end) {
         for (int i = 0; i < 8; i++) {
             kill(slow, SIGSTOP);
-            sp_cu_nap(3);
+            sp_cu_nap(stop_ms);
             kill(slow, SIGCONT);
-            sp_cu_nap(3);
+            sp_cu_nap(run_ms);
         }
         done = sp_cluster_status(&f->cl, job, &st) == 0 && strcmp(st.state, "running") != 0 &&
                strcmp(st.state, "queued") != 0;
@@ -642,14 +644,42 @@ static void test_cluster_slow_worker_gets_smaller_share(void **state)
     assert_memory_equal(m, ref, len);
     free(m);
     free(ref);
-    sp_worker_info_t w0, w1;
-    assert_int_equal(s_find_worker(f, "w0", &w0), 0);
-    assert_int_equal(s_find_worker(f, "w1", &w1), 0);
-    if (w0.partitions_done <= w1.partitions_done) {
-        fail_msg("the paused worker computed %llu partitions, the other %llu",
-                 (unsigned long long)w1.partitions_done, (unsigned long long)w0.partitions_done);
+    for (int i = 0; i < n_workers; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i);
+        assert_int_equal(s_find_worker(f, name, &info[i]), 0);
     }
     s_stop_workers(f);
+}
+
+/* A worker at half speed gets a smaller share of every split step, cut
+ * along the reduction tree, and the model keeps its bits. With an even cut
+ * both workers would compute the same partitions (240 each). */
+static void test_cluster_slow_worker_gets_smaller_share(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    sp_worker_info_t w[2];
+    s_paused_worker_job(f, 2, 3, 3, w);
+    if (w[0].partitions_done <= w[1].partitions_done) {
+        fail_msg("the paused worker computed %llu partitions, the other %llu",
+                 (unsigned long long)w[1].partitions_done, (unsigned long long)w[0].partitions_done);
+    }
+}
+
+/* Of three workers, one at a tenth of the others' speed is left out of the
+ * steps once its speed is known: giving it even one partition of 16 would
+ * make every step wait for it. It computes its nodes of the first steps,
+ * then nothing (one partition a step, 30 or more in all, if it were kept). */
+static void test_cluster_much_slower_worker_left_out(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    sp_worker_info_t w[3];
+    s_paused_worker_job(f, 3, 9, 1, w);
+    if (w[2].partitions_done >= 30) {
+        fail_msg("the paused worker computed %llu partitions (the others %llu and %llu)",
+                 (unsigned long long)w[2].partitions_done, (unsigned long long)w[0].partitions_done,
+                 (unsigned long long)w[1].partitions_done);
+    }
 }
 
 /* A worker that computes whole steps sends its model back when asked
@@ -1308,6 +1338,7 @@ int main(void)
         S_TEST(test_cluster_busy_worker_killed_rolls_back),
         S_TEST(test_cluster_worker_joins_mid_job),
         S_TEST(test_cluster_slow_worker_gets_smaller_share),
+        S_TEST(test_cluster_much_slower_worker_left_out),
         S_TEST(test_cluster_bad_synced_model_rolls_back),
         S_TEST(test_cluster_lone_worker_paused_resyncs),
         S_TEST(test_cluster_coordinator_killed_resumes_same_model),
