@@ -496,8 +496,8 @@ static int s_cmp_double(const void *a, const void *b)
  * follows a real change within a few results. */
 static double s_us_per_sample(const sp_run_t *r)
 {
-    size_t n = r->n_results < SP_COORD_SPEED_RESULTS ? (size_t)r->n_results
-                                                      : SP_COORD_SPEED_RESULTS;
+    size_t n =
+        r->n_results < SP_COORD_SPEED_RESULTS ? (size_t)r->n_results : SP_COORD_SPEED_RESULTS;
     if (n == 0) {
         return 0;
     }
@@ -589,8 +589,8 @@ static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     /* A lagging master cannot serve a split step (nor the model a second
      * worker would need): the step stays whole, with sync set if a split
      * is wanted (s_sync_due). */
-    r->n_nodes = s_cut_nodes(r->parts, r->n_parts, s_lagging(r) ? 1 : s_live_workers(c),
-                             s_min_node(r, job));
+    r->n_nodes =
+        s_cut_nodes(r->parts, r->n_parts, s_lagging(r) ? 1 : s_live_workers(c), s_min_node(r, job));
     if (r->n_nodes >= 2) {
         r->n_nodes = s_plan_nodes(c, r, r->parts, r->n_parts, r->n_nodes);
     }
@@ -1051,8 +1051,7 @@ static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worke
  * (offsets and lengths set): the root, split largest first until there are
  * `want` nodes, or until no split leaves both halves min_samples or more.
  * Returns the node count. */
-static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
-                            uint32_t min_samples)
+static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want, uint32_t min_samples)
 {
     parts[0].count = n_parts;
     uint32_t nodes = 1;
@@ -1164,8 +1163,8 @@ static void s_shares(const s_speed_t *w, uint32_t k, uint32_t n, uint32_t *share
  * partitions in that order, each as the cover of its range: when the last
  * one ends, in us from the start, counting SP_COORD_NODE_COST_US for each
  * node a worker holds after its first. */
-static double s_plan_time(const sp_part_t *parts, uint32_t n_parts, const s_speed_t *w,
-                          uint32_t j, const uint32_t *share)
+static double s_plan_time(const sp_part_t *parts, uint32_t n_parts, const s_speed_t *w, uint32_t j,
+                          const uint32_t *share)
 {
     uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
     double end = 0;
@@ -1345,8 +1344,8 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         SP_ASSERT(parts[p].count > 0);
         sp_worker_t *wk = sp_workers_find(&c->workers, parts[p].plan);
         int sent = wk != NULL && wk->alive && s_send_task(c, r, job, wk, parts, p, 1, 0) == SP_OK;
-        ahead[n_ahead] = (sp_ahead_t){.first = p, .count = parts[p].count,
-                                      .worker = sent ? wk->id : 0};
+        ahead[n_ahead] =
+            (sp_ahead_t){.first = p, .count = parts[p].count, .worker = sent ? wk->id : 0};
     }
     SP_ASSERT(n_ahead == n_nodes);
     free(parts);
@@ -1958,8 +1957,9 @@ static void s_step_finish(sp_coord_t *c)
         int rc = sp_network_apply_gradient(r->net, root->grad, r->batch_len, root->hits);
         if (rc != SP_OK) {
             if (rc == SP_E_RANGE) {
-                s_fail(c, "training diverged at step %" PRIu64 " (a gain, bias or momentum left "
-                          "its range): lower --lr, or scale the features into [0, 1]",
+                s_fail(c,
+                       "training diverged at step %" PRIu64 " (a gain, bias or momentum left "
+                       "its range): lower --lr, or scale the features into [0, 1]",
                        r->global_step + 1);
             } else {
                 s_fail(c, "optimizer step failed (%s)", sp_strerror(rc));
@@ -2059,8 +2059,9 @@ void sp_jobs_worker_model(sp_coord_t *c, sp_worker_t *wk, const sp_msg_model_t *
     if (r == NULL || r->rollback || !r->awaiting_sync || mm->job != r->job_id ||
         wk->id != r->solo_worker || mm->version != r->version_base + r->version) {
         /* Late (after a rollback or restart) or not asked for: nothing to do. */
-        sp_log(SP_LOG_DEBUG, "model from worker %u (job %" PRIu64 " version %" PRIu64
-                             ") not awaited: dropped", wk->id, mm->job, mm->version);
+        sp_log(SP_LOG_DEBUG,
+               "model from worker %u (job %" PRIu64 " version %" PRIu64 ") not awaited: dropped",
+               wk->id, mm->job, mm->version);
         return;
     }
     /* The worker's copy has the master's topology (growth and pruning

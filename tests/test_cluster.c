@@ -662,7 +662,8 @@ static void test_cluster_slow_worker_gets_smaller_share(void **state)
     s_paused_worker_job(f, 2, 3, 3, w);
     if (w[0].partitions_done <= w[1].partitions_done) {
         fail_msg("the paused worker computed %llu partitions, the other %llu",
-                 (unsigned long long)w[1].partitions_done, (unsigned long long)w[0].partitions_done);
+                 (unsigned long long)w[1].partitions_done,
+                 (unsigned long long)w[0].partitions_done);
     }
 }
 
@@ -1130,13 +1131,11 @@ static void test_cluster_malformed_frames_answered(void **state)
 
 /* Runs the client program with the CURVE key files given (NULL: none) and
  * returns its exit code; out gets its --json object. */
-static int s_client_curve(sp_cluster_t *cl, char *server, char *secret, char *out,
-                          size_t outlen)
+static int s_client_curve(sp_cluster_t *cl, char *server, char *secret, char *out, size_t outlen)
 {
     char client[512];
     assert_int_equal(sp_cu_bin("spatium", client, sizeof client), 0);
-    char *argv[12] = {client, "--coordinator", cl->cep, "--timeout-ms", "3000",
-                      "--json"};
+    char *argv[12] = {client, "--coordinator", cl->cep, "--timeout-ms", "3000", "--json"};
     int n = 6;
     if (server != NULL) {
         argv[n++] = "--curve-server";
@@ -1213,8 +1212,8 @@ static void test_cluster_curve_allow_lists(void **state)
     assert_non_null(csv);
     const uint8_t *parts[1] = {(const uint8_t *)csv};
     size_t sizes[1] = {len};
-    int up = sp_cluster_upload(cl, "blobs", "csv", "classify", parts, sizes, 1, 1000, err,
-                               sizeof err);
+    int up =
+        sp_cluster_upload(cl, "blobs", "csv", "classify", parts, sizes, 1, 1000, err, sizeof err);
     free(csv);
     if (up != 0) {
         fail_msg("upload over CURVE: %s", err);
