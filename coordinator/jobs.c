@@ -1161,16 +1161,18 @@ static void s_shares(const s_speed_t *w, uint32_t k, uint32_t n, uint32_t *share
 
 /* When the workers w[0..j) (fastest first) take shares share[0..j) of the
  * partitions in that order, each as the cover of its range: when the last
- * one ends, in us from the start, counting SP_COORD_NODE_COST_US for each
- * node a worker holds after its first. */
-static double s_plan_time(const sp_part_t *parts, uint32_t n_parts, const s_speed_t *w, uint32_t j,
-                          const uint32_t *share)
+ * one ends, in us from the start, counting for each node a worker holds
+ * after its first the cost of one more result (its bytes at
+ * SP_COORD_NODE_NS_PER_BYTE). */
+static double s_plan_time(const sp_run_t *r, const sp_part_t *parts, uint32_t n_parts,
+                          const s_speed_t *w, uint32_t j, const uint32_t *share)
 {
     uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
+    double node_us = (double)(r->n_params + r->n_hits) * 4 * SP_COORD_NODE_NS_PER_BYTE / 1000;
     double end = 0;
     for (uint32_t i = 0, at = 0; i < j; at += share[i++]) {
         uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
-        double t = s_span(parts, at, share[i]) * w[i].us + (nk - 1) * SP_COORD_NODE_COST_US;
+        double t = s_span(parts, at, share[i]) * w[i].us + (nk - 1) * node_us;
         end = t > end ? t : end;
     }
     return end;
@@ -1183,7 +1185,8 @@ static double s_plan_time(const sp_part_t *parts, uint32_t n_parts, const s_spee
  * tree nodes that cover it (sp_reduce_cover: the gradient keeps its bits).
  * Of the even cut, its largest nodes on the fastest workers, and those
  * plans (j down to n_nodes - SP_COORD_PLAN_DROP: a much slower worker may
- * be left out), the one that ends first at the speeds measured is kept.
+ * be left out), the one that ends first at the speeds measured is kept
+ * (s_plan_time).
  * Returns the node count. */
 static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts, uint32_t n_parts,
                              uint32_t n_nodes)
@@ -1212,7 +1215,7 @@ static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts,
         uint32_t lo = k > SP_COORD_PLAN_DROP + 2 ? k - SP_COORD_PLAN_DROP : 2;
         for (uint32_t j = k; j >= lo; j--) {
             s_shares(w, j, n_parts, share);
-            double t = s_plan_time(parts, n_parts, w, j, share);
+            double t = s_plan_time(r, parts, n_parts, w, j, share);
             if (t < t_best) {
                 t_best = t;
                 best = j;
