@@ -600,17 +600,17 @@ static void test_cluster_busy_worker_killed_rolls_back(void **state)
     s_stop_workers(f);
 }
 
-/* A job of heavy steps (one a epoch, 16 partitions of 25 samples, 2048
+/* A job of `epochs` heavy steps (one an epoch, 16 partitions of 25 samples, 2048
  * hidden neurons: milliseconds per node) with n_workers workers, the last
  * of which is stopped for stop_ms out of every stop_ms + run_ms while it
  * runs, like a worker on a slower or loaded machine. The model must be the
  * one a single worker makes; info[i] is what the coordinator says of
  * worker i afterwards. */
-static void s_paused_worker_job(s_fix_t *f, int n_workers, int stop_ms, int run_ms,
-                                sp_worker_info_t *info)
+static void s_paused_worker_job(s_fix_t *f, uint32_t epochs, int n_workers, int stop_ms,
+                                int run_ms, sp_worker_info_t *info)
 {
     sp_msg_train_t t;
-    s_job_def(&t, "blobs", 30, S_SAMPLES, S_SAMPLES / 16);
+    s_job_def(&t, "blobs", epochs, S_SAMPLES, S_SAMPLES / 16);
     t.layers[1] = 2048; /* several pauses in the compute of a node: the slow one shows */
     s_start_workers(f, 1, NULL);
     sp_job_status_t st;
@@ -659,7 +659,9 @@ static void test_cluster_slow_worker_gets_smaller_share(void **state)
 {
     s_fix_t *f = s_fix(state);
     sp_worker_info_t w[2];
-    s_paused_worker_job(f, 2, 3, 3, w);
+    s_paused_worker_job(f, 30, 2, 3, 3, w);
+    print_message("paused worker: %llu partitions, the other %llu\n",
+                  (unsigned long long)w[1].partitions_done, (unsigned long long)w[0].partitions_done);
     if (w[0].partitions_done <= w[1].partitions_done) {
         fail_msg("the paused worker computed %llu partitions, the other %llu",
                  (unsigned long long)w[1].partitions_done,
@@ -667,16 +669,20 @@ static void test_cluster_slow_worker_gets_smaller_share(void **state)
     }
 }
 
-/* Of three workers, one at a tenth of the others' speed is left out of the
- * steps once its speed is known: giving it even one partition of 16 would
- * make every step wait for it. It computes its nodes of the first steps,
- * then nothing (one partition a step, 30 or more in all, if it were kept). */
+/* Of three workers, one at a twentieth of the others' speed is left out of
+ * the steps once its speed is known: giving it even one partition of 16
+ * would make every step wait for it. It computes its nodes of the first
+ * steps (those cut before any result), then little or nothing; kept in, it
+ * would compute at least one partition in each of the 60 steps. */
 static void test_cluster_much_slower_worker_left_out(void **state)
 {
     s_fix_t *f = s_fix(state);
     sp_worker_info_t w[3];
-    s_paused_worker_job(f, 3, 9, 1, w);
-    if (w[2].partitions_done >= 30) {
+    s_paused_worker_job(f, 60, 3, 19, 1, w);
+    print_message("paused worker: %llu partitions, the others %llu and %llu\n",
+                  (unsigned long long)w[2].partitions_done, (unsigned long long)w[0].partitions_done,
+                  (unsigned long long)w[1].partitions_done);
+    if (w[2].partitions_done >= 40) {
         fail_msg("the paused worker computed %llu partitions (the others %llu and %llu)",
                  (unsigned long long)w[2].partitions_done, (unsigned long long)w[0].partitions_done,
                  (unsigned long long)w[1].partitions_done);
