@@ -1119,7 +1119,9 @@ static uint32_t s_speeds(sp_coord_t *c, const sp_run_t *r, s_speed_t *w)
     for (size_t i = 0; i < c->workers.n; i++) {
         if (c->workers.v[i].alive) {
             w[k].wk = &c->workers.v[i];
-            w[k].us = s_worker_us(r, w[k].wk, unknown > 0 ? unknown : 1.0);
+            /* a node faster than the 1 us clock reports 0: a floor keeps
+             * every speed finite for s_shares */
+            w[k].us = fmax(s_worker_us(r, w[k].wk, unknown > 0 ? unknown : 1.0), 1e-3);
             k++;
         }
     }
