@@ -488,6 +488,22 @@ static int s_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The median of the values in a ring of `cap` that has had `noted` values
+ * written (the lower middle of an even count; the latest cap when it went
+ * round), 0 when empty. cap <= 64. */
+static double s_ring_median(const double *ring, uint64_t noted, size_t cap)
+{
+    size_t n = noted < cap ? (size_t)noted : cap;
+    if (n == 0) {
+        return 0;
+    }
+    double v[64];
+    SP_ASSERT(cap <= sizeof v / sizeof v[0]);
+    memcpy(v, ring, n * sizeof *v);
+    qsort(v, n, sizeof *v, s_cmp_double);
+    return v[(n - 1) / 2];
+}
+
 /* The workers' compute time per sample: the median of the latest
  * SP_COORD_SPEED_RESULTS results (the lower middle of an even count), 0
  * before any. A worker preempted in the middle of a partition reports a
@@ -496,15 +512,7 @@ static int s_cmp_double(const void *a, const void *b)
  * follows a real change within a few results. */
 static double s_us_per_sample(const sp_run_t *r)
 {
-    size_t n =
-        r->n_results < SP_COORD_SPEED_RESULTS ? (size_t)r->n_results : SP_COORD_SPEED_RESULTS;
-    if (n == 0) {
-        return 0;
-    }
-    double v[SP_COORD_SPEED_RESULTS];
-    memcpy(v, r->us_recent, n * sizeof *v);
-    qsort(v, n, sizeof *v, s_cmp_double);
-    return v[(n - 1) / 2];
+    return s_ring_median(r->us_recent, r->n_results, SP_COORD_SPEED_RESULTS);
 }
 
 /* True when growth or pruning is decided once `done` steps are complete
@@ -571,6 +579,7 @@ static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
                             uint32_t min_samples);
 static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts, uint32_t n_parts,
                              uint32_t n_nodes);
+static int s_claim_ahead(sp_coord_t *c, sp_run_t *r);
 
 /* Cuts the next batch into partitions and the partitions into nodes of the
  * reduction tree: the root, split largest first until every live worker can
@@ -586,6 +595,10 @@ static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         return SP_E_NOMEM;
     }
     s_parts_layout(r->parts, r->n_parts, r->batch_len, job->def.partition);
+    r->sync_pending = 0;
+    if (s_claim_ahead(c, r)) {
+        return SP_OK; /* cut, planned and sent when it was sent ahead */
+    }
     /* A lagging master cannot serve a split step (nor the model a second
      * worker would need): the step stays whole, with sync set if a split
      * is wanted (s_sync_due). */
@@ -594,7 +607,6 @@ static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     if (r->n_nodes >= 2) {
         r->n_nodes = s_plan_nodes(c, r, r->parts, r->n_parts, r->n_nodes);
     }
-    r->sync_pending = 0;
     return SP_OK;
 }
 
@@ -1084,14 +1096,10 @@ static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want, u
  * is measured again then: it may have been slow for a moment only). */
 static double s_worker_us(const sp_run_t *r, const sp_worker_t *wk, double unknown)
 {
-    uint32_t n = wk->n_speeds < SP_COORD_WORKER_SPEEDS ? wk->n_speeds : SP_COORD_WORKER_SPEEDS;
-    if (n == 0 || r->global_step > wk->speed_step + SP_COORD_SPEED_STALE) {
+    if (wk->n_speeds == 0 || r->global_step > wk->speed_step + SP_COORD_SPEED_STALE) {
         return unknown;
     }
-    double v[SP_COORD_WORKER_SPEEDS];
-    memcpy(v, wk->us_recent, n * sizeof *v);
-    qsort(v, n, sizeof *v, s_cmp_double);
-    return v[(n - 1) / 2];
+    return s_ring_median(wk->us_recent, wk->n_speeds, SP_COORD_WORKER_SPEEDS);
 }
 
 /* A live worker and its compute time per sample. */
@@ -1360,14 +1368,15 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     r->ahead_step = next;
 }
 
-/* The step just begun was sent ahead: its nodes are the ones recorded then,
- * in flight at their workers if still alive, pending otherwise. */
-static void s_claim_ahead(sp_coord_t *c, sp_run_t *r)
+/* When the step being begun (parts laid out) was sent ahead: its nodes are
+ * the ones recorded then, in flight at their workers if still alive,
+ * pending otherwise. Returns 1 then, 0 when the step is still to be cut. */
+static int s_claim_ahead(sp_coord_t *c, sp_run_t *r)
 {
     uint64_t step = r->ahead_step;
     r->ahead_step = 0;
     if (step != r->global_step || r->n_ahead == 0) {
-        return;
+        return 0;
     }
     for (uint32_t i = 0; i < r->n_parts; i++) {
         r->parts[i].count = 0;
@@ -1389,6 +1398,7 @@ static void s_claim_ahead(sp_coord_t *c, sp_run_t *r)
     }
     SP_ASSERT(covered == r->n_parts);
     r->n_nodes = r->n_ahead;
+    return 1;
 }
 
 static void s_dispatch(sp_coord_t *c)
@@ -2040,7 +2050,6 @@ static void s_step_tail(sp_coord_t *c)
         s_fail(c, "cannot prepare the next step");
         return;
     }
-    s_claim_ahead(c, r);
     if (epoch_done) {
         /* The workers start the new epoch first; then the master is
          * validated (nothing changes it before this returns: results wait
