@@ -454,28 +454,36 @@ static int s_advance(sp_worker_t *w, uint64_t job, uint64_t version, sp_network_
 }
 
 /* After a whole step with sync set: the model, with its training state, goes
- * back to the coordinator, which takes it as its own copy at `version`. */
+ * back to the coordinator, which takes it as its own copy at `version`. If
+ * it cannot go, an ERROR says so instead of leaving the coordinator waiting
+ * for ever: code 3 (SP_E_RANGE) when the codec refuses it (larger than a
+ * message may be: every later sync would fail alike, and the coordinator
+ * fails the job), else the failure's code (the coordinator goes back to its
+ * last checkpoint). */
 static void s_send_state(sp_worker_t *w, uint64_t job, uint64_t version, const sp_network_t *net)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = sp_network_save_buffer(net, 1, &buf, &len);
-    if (rc != SP_OK) {
+    if (rc == SP_OK) {
+        sp_msg_t m;
+        sp_msg_init(&m, SP_MSG_MODEL);
+        m.u.model.job = job;
+        m.u.model.version = version;
+        m.u.model.model.data = buf;
+        m.u.model.model.len = len;
+        rc = s_send(w, &m); /* logs a failure */
+        free(buf);
+    } else {
         s_log_bad(w, "job %" PRIu64 ": cannot serialize version %" PRIu64 " (%s)", job, version,
                   sp_strerror(rc));
-        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, SP_MSG_TASK,
-                          "job %" PRIu64 ": cannot serialize version %" PRIu64 " (%s)", job,
-                          version, sp_strerror(rc));
-        return;
     }
-    sp_msg_t m;
-    sp_msg_init(&m, SP_MSG_MODEL);
-    m.u.model.job = job;
-    m.u.model.version = version;
-    m.u.model.model.data = buf;
-    m.u.model.model.len = len;
-    (void)s_send(w, &m);
-    free(buf);
+    if (rc != SP_OK) {
+        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, SP_MSG_TASK,
+                          "job %" PRIu64 ": cannot send the model of version %" PRIu64 " (%s)%s",
+                          job, version, sp_strerror(rc),
+                          rc == SP_E_RANGE ? ": it is larger than one message may be" : "");
+    }
 }
 
 /* Computes task t (one node of its step's reduction tree) on net and d and
