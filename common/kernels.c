@@ -479,6 +479,34 @@ static void s_axpy(sp_kern_isa_t isa, size_t K, const float *A, size_t a_rs, siz
     s_axpy_slice_ref(K, A, a_rs, a_ks, Bm, ldb, C, ldc, m0, m1, j0, j1, acc);
 }
 
+/* Binary32 bits with every exponent bit set: exactly the NaNs and infinities. */
+#define S_F32_EXP_MASK 0x7f800000u
+
+static uint32_t s_f32_bits(const float *x)
+{
+    uint32_t w;
+    memcpy(&w, x, sizeof w);
+    return w;
+}
+
+__attribute__((target_clones("avx2", "default"))) size_t sp_kern_first_nonfinite(const float *v,
+                                                                                 size_t n)
+{
+    uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (size_t k = 0; k < n; k++) {
+        bad |= (uint32_t)((s_f32_bits(&v[k]) & S_F32_EXP_MASK) == S_F32_EXP_MASK);
+    }
+    if (bad == 0) {
+        return n;
+    }
+    size_t k = 0;
+    while (k < n && (s_f32_bits(&v[k]) & S_F32_EXP_MASK) != S_F32_EXP_MASK) {
+        k++;
+    }
+    return k;
+}
+
 /* Splits an m x n output between threads. By columns (multiples of 16
  * floats) when there are enough of them: each thread then reads only its
  * columns of the row-major right-hand matrix; else by rows. Any split gives

@@ -185,6 +185,13 @@ void sp_kern_gemm_u8s8_rows(size_t B, size_t n_in, size_t n_out, const uint8_t *
 void sp_kern_gemm_u8s8_rows_ref(size_t B, size_t n_in, size_t n_out, const uint8_t *X8,
                                 const int8_t *W8, const float *row_scale, float *S);
 
+/* Index of the first NaN or infinity among v[0..n), n when every value is
+ * finite. Tests the exponent bits (all ones: exactly the NaNs and
+ * infinities), so the answer holds under any floating-point flags; the
+ * all-finite case is one branch-free vectorised pass, and only a hit pays
+ * for a second, early-exit one. */
+size_t sp_kern_first_nonfinite(const float *v, size_t n);
+
 /* The slice [*lo, *hi) of n items that thread ith of nth owns: blocks of
  * `align` items spread as evenly as possible, in order; only the end of the
  * whole range can be a partial block. Slices may be empty. */

@@ -436,30 +436,13 @@ static void s_forward_phase(sp_network_t *n, const float *X, size_t N, int ith, 
     }
 }
 
-/* True when every value of A[0..n) is finite: x * 0 is NaN exactly for NaN
- * and infinities, and NaN survives the sum (one vectorised pass). */
-static int s_all_finite(const float *A, size_t n)
-{
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (size_t i = 0; i < n; i++) {
-        acc += A[i] * 0.0f;
-    }
-    return acc == 0.0f;
-}
-
 static int s_check_rows(const float *A, size_t rows, size_t cols, const char *what)
 {
-    if (s_all_finite(A, rows * cols)) {
+    size_t i = sp_kern_first_nonfinite(A, rows * cols);
+    if (i == rows * cols) {
         return SP_OK;
     }
-    for (size_t i = 0; i < rows * cols; i++) {
-        if (!isfinite(A[i])) {
-            sp_log(SP_LOG_WARN, "network: %s value %zu (row %zu) is not finite", what, i,
-                   i / cols);
-            break;
-        }
-    }
+    sp_log(SP_LOG_WARN, "network: %s value %zu (row %zu) is not finite", what, i, i / cols);
     return SP_E_INPUT;
 }
 
@@ -875,10 +858,12 @@ static int s_apply(sp_network_t *n, const float *grad, size_t n_samples, const u
         for (uint32_t l = 0; l < n->n_layers; l++) {
             sp_layer_t *L = n->layer[l];
             for (uint32_t o = 0; o < L->n_out; o++) {
-                uint32_t *h = L->nr[o].map.hits;
+                uint32_t *restrict h = L->nr[o].map.hits;
+                const uint32_t *restrict add = hits + off;
+#pragma omp simd
                 for (unsigned c = 0; c < SP_ACTMAP_CELLS; c++) {
-                    uint64_t v = (uint64_t)h[c] + hits[off + c];
-                    h[c] = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+                    uint32_t v = h[c] + add[c];
+                    h[c] = v < h[c] ? UINT32_MAX : v; /* saturates: wrapped means past the top */
                 }
                 off += SP_ACTMAP_CELLS;
             }

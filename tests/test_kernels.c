@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -761,6 +762,39 @@ static void test_kernels_split_covers_exactly_once(void **state)
     }
 }
 
+/* The first NaN or infinity is found wherever it sits (a vector's first
+ * lane, its last, the scalar tail), and the extreme finite values (largest,
+ * smallest subnormal, negative zero) are not taken for one. */
+static void test_kernels_first_nonfinite(void **state)
+{
+    (void)state;
+    enum { N = 67 };
+    float v[N];
+    for (size_t i = 0; i < N; i++) {
+        v[i] = (float)i - 30.0f;
+    }
+    v[3] = FLT_MAX;
+    v[4] = -FLT_MAX;
+    v[5] = FLT_TRUE_MIN;
+    v[6] = -0.0f;
+    assert_int_equal(sp_kern_first_nonfinite(v, N), N);
+    assert_int_equal(sp_kern_first_nonfinite(v, 0), 0);
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    const size_t at[] = {0, 7, 8, 31, 63, 64, 66};
+    for (size_t b = 0; b < 3; b++) {
+        for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+            float keep = v[at[k]];
+            v[at[k]] = bad[b];
+            assert_int_equal(sp_kern_first_nonfinite(v, N), at[k]);
+            assert_int_equal(sp_kern_first_nonfinite(v, at[k]), at[k]); /* not looked at */
+            v[N - 1] = bad[b]; /* a later one does not hide the first */
+            assert_int_equal(sp_kern_first_nonfinite(v, N), at[k]);
+            v[N - 1] = (float)(N - 1) - 30.0f;
+            v[at[k]] = keep;
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -782,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_kernels_inputs_to_u8_exact_for_pixels),
         cmocka_unit_test(test_kernels_empty_sizes_are_harmless),
         cmocka_unit_test(test_kernels_split_covers_exactly_once),
+        cmocka_unit_test(test_kernels_first_nonfinite),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
