@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/layer.h"
 #include "common/network.h"
+#include "common/reduce.h"
 #include "common/rng.h"
 
 static void s_uniform(float *x, size_t n, sp_rng_t *r)
@@ -285,6 +286,64 @@ static void test_network_gradient_of_halves_adds_up(void **state)
     free(hw);
     free(hh);
     sp_network_destroy(&n);
+}
+
+/* The worker's shortcut for a reduction-tree node whose right child is one
+ * leaf of at most SP_NET_GRAD_CHUNK samples: adding that leaf's gradient
+ * straight onto the left child's sum has the bits of the tree's own way
+ * (each child into a zeroed buffer, then left += right), for both losses,
+ * both modes and leaves of 1 sample up to a whole chunk. */
+static void test_network_gradient_onto_sibling_is_their_sum(void **state)
+{
+    (void)state;
+    enum { N = 3 * SP_NET_GRAD_CHUNK };
+    static const size_t left[] = {1, 5, 32, SP_NET_GRAD_CHUNK, 2 * SP_NET_GRAD_CHUNK + 3};
+    static const size_t right[] = {1, 7, 32, SP_NET_GRAD_CHUNK};
+    float *X = malloc((size_t)N * 24 * sizeof *X), *T = malloc((size_t)N * 6 * sizeof *T);
+    assert_non_null(X);
+    assert_non_null(T);
+    sp_rng_t r;
+    sp_rng_init(&r, 21);
+    s_batch(X, T, N, &r);
+    for (int k = 0; k < 3; k++) {
+        sp_network_t *n = s_small_net(k == 1 ? SP_LOSS_MSE : SP_LOSS_XENT, 22 + (uint64_t)k);
+        assert_non_null(n);
+        if (k == 2) {
+            sp_net_config_t cfg = *sp_network_config(n);
+            sp_network_destroy(&n);
+            cfg.mode = SP_MODE_LOCAL;
+            uint32_t sizes[] = {24, 40, 12, 6};
+            n = sp_network_new(sizes, 4, &cfg);
+            assert_non_null(n);
+        }
+        size_t np = sp_network_n_params(n);
+        float *tree = malloc(np * sizeof(float)), *rbuf = malloc(np * sizeof(float));
+        float *onto = malloc(np * sizeof(float));
+        assert_non_null(tree);
+        assert_non_null(rbuf);
+        assert_non_null(onto);
+        for (size_t i = 0; i < sizeof left / sizeof left[0]; i++) {
+            for (size_t j = 0; j < sizeof right / sizeof right[0]; j++) {
+                size_t nl = left[i], nr = right[j];
+                const float *XR = X + nl * 24, *TR = T + nl * 6;
+                memset(tree, 0, np * sizeof(float));
+                memset(rbuf, 0, np * sizeof(float));
+                assert_int_equal(sp_network_gradient(n, X, T, nl, tree, NULL, NULL), SP_OK);
+                assert_int_equal(sp_network_gradient(n, XR, TR, nr, rbuf, NULL, NULL), SP_OK);
+                sp_reduce_add_f32(tree, rbuf, np);
+                memset(onto, 0, np * sizeof(float));
+                assert_int_equal(sp_network_gradient(n, X, T, nl, onto, NULL, NULL), SP_OK);
+                assert_int_equal(sp_network_gradient(n, XR, TR, nr, onto, NULL, NULL), SP_OK);
+                assert_memory_equal(tree, onto, np * sizeof(float));
+            }
+        }
+        free(tree);
+        free(rbuf);
+        free(onto);
+        sp_network_destroy(&n);
+    }
+    free(X);
+    free(T);
 }
 
 /* A batch bigger than SP_NET_GRAD_CHUNK is its chunks, in order, added into
@@ -594,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_network_gradient_plus_apply_equals_train_batch),
         cmocka_unit_test(test_network_gradient_of_halves_adds_up),
         cmocka_unit_test(test_network_gradient_of_big_batch_is_its_chunks),
+        cmocka_unit_test(test_network_gradient_onto_sibling_is_their_sum),
         cmocka_unit_test(test_network_training_bit_identical_across_threads),
         cmocka_unit_test(test_network_local_mode_trains_only_last_layer),
         cmocka_unit_test(test_network_grow_after_saturation),

@@ -372,6 +372,30 @@ static int s_grow(void **buf, size_t *cap, size_t n, size_t elem)
     return 0;
 }
 
+/* Samples in partition p of task t (numbered within the task). */
+static size_t s_leaf_len(const sp_msg_task_t *t, uint32_t p)
+{
+    size_t off = (size_t)p * t->partition_size;
+    return t->n_indices - off < t->partition_size ? t->n_indices - off : t->partition_size;
+}
+
+/* Adds the gradient of partition p of task t to grad (sp_network_gradient)
+ * and its hits to w->hits; its loss and correct count go to *loss and
+ * *correct. */
+static int s_leaf(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
+                  const sp_dataset_t *d, uint32_t p, float *grad, double *loss, uint32_t *correct)
+{
+    size_t off = (size_t)p * t->partition_size, n = s_leaf_len(t, p);
+    sp_dataset_gather(d, t->indices + off, n, w->X);
+    sp_dataset_targets(d, t->indices + off, n, w->T);
+    sp_batch_result_t res;
+    memset(&res, 0, sizeof res);
+    int rc = sp_network_gradient(net, w->X, w->T, n, grad, w->hits, &res);
+    *loss = res.loss_sum;
+    *correct = res.n_correct;
+    return rc;
+}
+
 /* Sum of partitions [lo, hi) of task t (numbered within the task) into
  * grad[n_params], in the order of the reduction tree (common/reduce.h);
  * adds hits to w->hits. Leaves compute sp_network_gradient on their samples;
@@ -383,17 +407,8 @@ static int s_node(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
 {
     size_t n_params = sp_network_n_params(net);
     if (hi - lo == 1) {
-        size_t off = (size_t)lo * t->partition_size;
-        size_t n = t->n_indices - off < t->partition_size ? t->n_indices - off : t->partition_size;
-        sp_dataset_gather(d, t->indices + off, n, w->X);
-        sp_dataset_targets(d, t->indices + off, n, w->T);
         memset(grad, 0, n_params * sizeof *grad);
-        sp_batch_result_t res;
-        memset(&res, 0, sizeof res);
-        int rc = sp_network_gradient(net, w->X, w->T, n, grad, w->hits, &res);
-        *loss = res.loss_sum;
-        *correct = res.n_correct;
-        return rc;
+        return s_leaf(w, t, net, d, lo, grad, loss, correct);
     }
     SP_ASSERT(depth < S_TREE_DEPTH);
     if (w->tree_cap < n_params) { /* the topology grew: every level is re-made */
@@ -413,12 +428,23 @@ static int s_node(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     if (rc != SP_OK) {
         return rc;
     }
-    float *right = w->tree[depth];
-    rc = s_node(w, t, net, d, mid, hi, depth + 1, right, &loss_r, &corr_r);
+    if (hi - mid == 1 && s_leaf_len(t, mid) <= SP_NET_GRAD_CHUNK) {
+        /* A right child that is one leaf of one gradient chunk is added
+         * straight onto its sibling: sp_network_gradient adds the chunk's
+         * sums to grad, and a sum started from +0 never ends at -0, so
+         * left + (0 + sums) has the bits of left + sums. No buffer to zero,
+         * no second pass. */
+        rc = s_leaf(w, t, net, d, mid, grad, &loss_r, &corr_r);
+    } else {
+        float *right = w->tree[depth];
+        rc = s_node(w, t, net, d, mid, hi, depth + 1, right, &loss_r, &corr_r);
+        if (rc == SP_OK) {
+            sp_reduce_add_f32(grad, right, n_params);
+        }
+    }
     if (rc != SP_OK) {
         return rc;
     }
-    sp_reduce_add_f32(grad, right, n_params);
     *loss = loss_l + loss_r;
     *correct = corr_l + corr_r;
     return SP_OK;
