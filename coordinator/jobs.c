@@ -1971,6 +1971,7 @@ static void s_step_finish(sp_coord_t *c)
         SP_ASSERT(!s_lagging(r)); /* a lagging master keeps steps whole */
         int rc = sp_network_apply_gradient(r->net, root->grad, r->batch_len, root->hits);
         if (rc != SP_OK) {
+            sp_network_destroy(&r->net); /* unusable: no final model from it */
             if (rc == SP_E_RANGE) {
                 s_fail(c,
                        "training diverged at step %" PRIu64 " (a gain, bias or momentum left "

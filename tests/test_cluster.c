@@ -444,6 +444,33 @@ static void test_cluster_same_model_for_1_2_3_workers(void **state)
     }
 }
 
+/* A job whose steps diverge (lr 100) while two workers split every step
+ * ends failed and says so, instead of hanging or training on: the workers
+ * refuse the APPLY, and the coordinator's master, taking the same step,
+ * finds the same. The diverged master is not kept as the job's model. */
+static void test_cluster_diverging_split_job_fails_with_reason(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_start_workers(f, 2, NULL);
+    sp_msg_train_t t;
+    s_job_def(&t, "blobs", 3, S_LONG_BATCH, S_LONG_PARTITION);
+    t.lr = 100;
+    char err[SP_TEXT_MAX] = "";
+    uint64_t job = 0;
+    assert_int_equal(sp_cluster_train(&f->cl, &t, &job, err, sizeof err), 0);
+    sp_job_status_t st;
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, 0, S_JOB_TIMEOUT_MS, &st), 0);
+    if (strcmp(st.state, "failed") != 0 || strstr(st.error, "diverged") == NULL) {
+        sp_cluster_dump_logs(&f->cl);
+        fail_msg("job %llu: %s (%s)", (unsigned long long)job, st.state, st.error);
+    }
+    uint8_t *m = NULL;
+    size_t len = 0;
+    assert_int_not_equal(sp_cluster_model(&f->cl, job, &m, &len), 0);
+    free(m);
+    s_stop_workers(f);
+}
+
 static void test_cluster_growth_and_pruning_same_model(void **state)
 {
     s_fix_t *f = s_fix(state);
@@ -1339,6 +1366,7 @@ int main(void)
         S_TEST(test_cluster_same_model_for_1_2_3_workers),
         S_TEST(test_cluster_idle_worker_not_kept_in_step),
         S_TEST(test_cluster_growth_and_pruning_same_model),
+        S_TEST(test_cluster_diverging_split_job_fails_with_reason),
         S_TEST(test_cluster_worker_killed_mid_job),
         S_TEST(test_cluster_busy_worker_killed_rolls_back),
         S_TEST(test_cluster_worker_joins_mid_job),
