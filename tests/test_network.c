@@ -296,7 +296,7 @@ static void test_network_gradient_of_halves_adds_up(void **state)
 static void test_network_gradient_onto_sibling_is_their_sum(void **state)
 {
     (void)state;
-    enum { N = 3 * SP_NET_GRAD_CHUNK };
+    enum { N = 4 * SP_NET_GRAD_CHUNK }; /* the longest left and right leaves together */
     static const size_t left[] = {1, 5, 32, SP_NET_GRAD_CHUNK, 2 * SP_NET_GRAD_CHUNK + 3};
     static const size_t right[] = {1, 7, 32, SP_NET_GRAD_CHUNK};
     float *X = malloc((size_t)N * 24 * sizeof *X), *T = malloc((size_t)N * 6 * sizeof *T);
