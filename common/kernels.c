@@ -489,8 +489,10 @@ static uint32_t s_f32_bits(const float *x)
     return w;
 }
 
-__attribute__((target_clones("avx2", "default"))) size_t sp_kern_first_nonfinite(const float *v,
-                                                                                 size_t n)
+/* target_clones on a static function: clang (the fuzz build) emits no
+ * symbol for an exported one. */
+__attribute__((target_clones("avx2", "default"))) static size_t s_first_nonfinite(const float *v,
+                                                                                  size_t n)
 {
     uint32_t bad = 0;
 #pragma omp simd reduction(| : bad)
@@ -505,6 +507,11 @@ __attribute__((target_clones("avx2", "default"))) size_t sp_kern_first_nonfinite
         k++;
     }
     return k;
+}
+
+size_t sp_kern_first_nonfinite(const float *v, size_t n)
+{
+    return s_first_nonfinite(v, n);
 }
 
 /* Splits an m x n output between threads. By columns (multiples of 16
