@@ -1,7 +1,8 @@
 /* bench_network: neuron forward / learn on packed runs, a 512-neuron layer on
  * 1 and 2 threads (one sample through the layer), layer growth (all 512 split),
- * and training throughput of 784-128-10 on Fashion-MNIST-sized random data
- * (batch 64, backprop, 4 bits, cross-entropy, momentum 0.9). */
+ * training throughput of 784-128-10 on Fashion-MNIST-sized random data
+ * (batch 64, backprop, 4 bits, cross-entropy, momentum 0.9), and what a
+ * worker's summation tree costs at batch 64 in leaves of 32. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "common/layer.h"
 #include "common/network.h"
 #include "common/neuron.h"
+#include "common/reduce.h"
 #include "common/rng.h"
 
 /* Every figure is the best of S_ROUNDS timed rounds: the machine is shared,
@@ -215,6 +217,81 @@ static void s_train(const sp_bench_ctx_t *ctx, int threads)
     omp_set_num_threads(saved);
 }
 
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The gradient of 64 samples of 784-128-10 on one thread, three ways, in
+ * interleaved repetitions (medians): in one piece; as a worker's tree of two
+ * leaves of 32, each into a zeroed buffer and the right added to the left;
+ * and with the right leaf computed straight onto the left's sum (what the
+ * worker does, same bits). Reported as the two trees against one piece. */
+static void s_tree_leaves(const sp_bench_ctx_t *ctx)
+{
+    static const char *const names[] = {"grad_b64_tree_2x32_cost", "grad_b64_onto_sibling_cost"};
+    if (!sp_bench_wanted(ctx, names[0]) && !sp_bench_wanted(ctx, names[1])) {
+        return;
+    }
+    enum { B = 64, REPS = 301 };
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.loss = SP_LOSS_XENT;
+    uint32_t sizes[] = {784, 128, 10};
+    sp_network_t *n = sp_network_new(sizes, 3, &cfg);
+    size_t np = n ? sp_network_n_params(n) : 0;
+    float *X = malloc((size_t)B * 784 * sizeof(float)), *T = calloc((size_t)B * 10, sizeof(float));
+    float *g = malloc(np * sizeof(float)), *r = malloc(np * sizeof(float));
+    uint64_t *t[3];
+    for (int k = 0; k < 3; k++) {
+        t[k] = malloc(REPS * sizeof(uint64_t));
+    }
+    if (n && X && T && g && r && t[0] && t[1] && t[2]) {
+        s_fill(X, (size_t)B * 784, 11);
+        for (size_t s = 0; s < B; s++) {
+            T[s * 10 + s % 10] = 1.0f;
+        }
+        const float *X2 = X + 32 * 784, *T2 = T + 32 * 10;
+        for (int i = 0; i < REPS; i++) {
+            uint64_t t0 = sp_bench_now_ns();
+            memset(g, 0, np * sizeof(float));
+            sp_network_gradient(n, X, T, B, g, NULL, NULL);
+            uint64_t t1 = sp_bench_now_ns();
+            memset(g, 0, np * sizeof(float));
+            sp_network_gradient(n, X, T, 32, g, NULL, NULL);
+            memset(r, 0, np * sizeof(float));
+            sp_network_gradient(n, X2, T2, 32, r, NULL, NULL);
+            sp_reduce_add_f32(g, r, np);
+            uint64_t t2 = sp_bench_now_ns();
+            memset(g, 0, np * sizeof(float));
+            sp_network_gradient(n, X, T, 32, g, NULL, NULL);
+            sp_network_gradient(n, X2, T2, 32, g, NULL, NULL);
+            uint64_t t3 = sp_bench_now_ns();
+            t[0][i] = t1 - t0;
+            t[1][i] = t2 - t1;
+            t[2][i] = t3 - t2;
+        }
+        for (int k = 0; k < 3; k++) {
+            qsort(t[k], REPS, sizeof(uint64_t), s_cmp_u64);
+        }
+        double one = (double)t[0][REPS / 2];
+        sp_bench_report(names[0], (double)t[1][REPS / 2] / one, "x");
+        sp_bench_report(names[1], (double)t[2][REPS / 2] / one, "x");
+    }
+    for (int k = 0; k < 3; k++) {
+        free(t[k]);
+    }
+    free(X);
+    free(T);
+    free(g);
+    free(r);
+    sp_network_destroy(&n);
+    omp_set_num_threads(saved);
+}
+
 void sp_bench_network(const sp_bench_ctx_t *ctx)
 {
     s_neuron(ctx, 1);
@@ -222,4 +299,5 @@ void sp_bench_network(const sp_bench_ctx_t *ctx)
     s_layer512(ctx);
     s_train(ctx, 1);
     s_train(ctx, 2);
+    s_tree_leaves(ctx);
 }
