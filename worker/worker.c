@@ -431,9 +431,10 @@ static int s_node(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     if (hi - mid == 1 && s_leaf_len(t, mid) <= SP_NET_GRAD_CHUNK) {
         /* A right child that is one leaf of one gradient chunk is added
          * straight onto its sibling: sp_network_gradient adds the chunk's
-         * sums to grad, and a sum started from +0 never ends at -0, so
-         * left + (0 + sums) has the bits of left + sums. No buffer to zero,
-         * no second pass. */
+         * sums y to grad, and left + (0 + y) is left + y for every left but
+         * -0 (0 + y only turns a -0 into +0), which no sum here holds: each
+         * starts from a zeroed buffer, and a float sum is -0 only when both
+         * its terms are. No buffer to zero, no second pass. */
         rc = s_leaf(w, t, net, d, mid, grad, &loss_r, &corr_r);
     } else {
         float *right = w->tree[depth];
