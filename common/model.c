@@ -307,7 +307,16 @@ static int s_get_bin_exact(s_rd_t *r, const msgpack_object *m, const char *key, 
 static int s_floats_ok(const uint8_t *p, size_t n, float lo, float hi, const char *key,
                        s_rd_t *r)
 {
+    /* One branch-free pass for the common case (all in range: NaN is not),
+     * then the first offender for the message. */
+    int bad = 0;
+#pragma omp simd reduction(| : bad)
     for (size_t i = 0; i < n; i++) {
+        float v;
+        memcpy(&v, p + i * sizeof v, sizeof v);
+        bad |= !(v >= lo) | !(v <= hi); /* NaN fails both; no short circuit */
+    }
+    for (size_t i = 0; bad && i < n; i++) {
         float v;
         memcpy(&v, p + i * sizeof v, sizeof v);
         if (!(v >= lo && v <= hi)) {
@@ -375,7 +384,19 @@ static int s_check_master(const s_nview_t *v, uint32_t n_in, s_scratch_t *sc, s_
     memset(sc->qo, 0, S_OCC_WORDS(n_in) * sizeof(uint64_t));
     sp_kern_quantize_row(sc->mf, n_in, v->bits, sp_neuron_presence_threshold(v->bits), sc->qp,
                          sc->qo);
-    for (uint32_t i = 0; i < n_in; i++) {
+    /* The usual case, whole words and bytes at once: the same occupancy,
+     * and the same packed bits for every weight (present or not, as the
+     * network's own requantization writes them). Else each weight is
+     * looked at, and only present ones must agree. */
+    size_t words = S_OCC_WORDS(n_in), bits = (size_t)n_in * v->bits;
+    uint64_t tail = n_in % 64 ? (UINT64_C(1) << (n_in % 64)) - 1 : ~UINT64_C(0);
+    int same = n_in == 0 ||
+               (memcmp(sc->occ, sc->qo, (words - 1) * sizeof(uint64_t)) == 0 &&
+               ((sc->occ[words - 1] ^ sc->qo[words - 1]) & tail) == 0 &&
+               memcmp(v->packed, sc->qp, bits / 8) == 0 &&
+               (bits % 8 == 0 ||
+                ((v->packed[bits / 8] ^ sc->qp[bits / 8]) & ((1u << (bits % 8)) - 1)) == 0));
+    for (uint32_t i = 0; !same && i < n_in; i++) {
         int present = (int)((sc->occ[i >> 6] >> (i & 63)) & 1u);
         int want = (int)((sc->qo[i >> 6] >> (i & 63)) & 1u);
         if (present != want || (present && sp_quant_get(v->packed, i, v->bits) !=

@@ -373,6 +373,15 @@ static void test_model_corrupt_files_rejected(void **state)
     s_expect_refused(bad, len, SP_E_INPUT, "master");
 
     memcpy(bad, buf, len);
+    float past = 1.5f, nan = NAN;
+    s_patch(bad, len, "master", 2 + 4 * 5, &past, 4); /* the 6th master weight */
+    s_expect_refused(bad, len, SP_E_INPUT, "'master' value 5 (1.5) not in [-1, 1]");
+
+    memcpy(bad, buf, len);
+    s_patch(bad, len, "temporal", 2 + 4 * 15, &nan, 4); /* the last of 16 */
+    s_expect_refused(bad, len, SP_E_INPUT, "'temporal' value 15 (nan)");
+
+    memcpy(bad, buf, len);
     s_patch(bad, len, "neurons", 0, "\xdd\x7f\xff\xff\xff", 5); /* absurd count */
     s_expect_refused(bad, len, SP_E_INPUT, NULL);
 
