@@ -188,6 +188,29 @@ static int s_file_exists(const char *path)
     return access(path, R_OK) == 0;
 }
 
+/* One line per worker: how much of the job it took. With more than one
+ * worker and a step of one partition, says why one of them idles. */
+static void s_show_workers(sp_cli_t *c, uint32_t n_workers, uint32_t batch, uint32_t partition)
+{
+    sp_msg_t req, rep;
+    sp_msg_init(&req, SP_MSG_WORKERS);
+    if (sp_cli_call_quiet(c, &req, SP_MSG_R_WORKERS, &rep) != SP_EXIT_OK) {
+        return;
+    }
+    const sp_msg_r_workers_t *r = &rep.u.r_workers;
+    for (uint32_t i = 0; i < r->n; i++) {
+        printf("worker %s: %" PRIu64 " partitions, %.0f samples/s while computing\n",
+               r->workers[i].name, r->workers[i].partitions_done, r->workers[i].samples_per_s);
+    }
+    if (n_workers > 1 && batch <= partition) {
+        printf("(a step of batch %u is one partition: one worker takes it whole and applies\n"
+               " it itself; workers share steps of several partitions, e.g. spatium train\n"
+               " --batch 1024 --partition 128)\n",
+               batch);
+    }
+    sp_msg_fini(&rep);
+}
+
 static const char s_demo_usage[] =
     "usage: spatium demo [--workers N] [--epochs N] [--builtin] [--keep]\n"
     "Runs the whole system on this machine: a coordinator and N workers (default 2)\n"
@@ -382,6 +405,7 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
     strcpy(t->loss, "xent");
     t->growth_threshold = 0.9;
     t->prune_threshold = 0.01;
+    uint32_t batch = t->batch, partition = t->partition;
     uint64_t job = 0;
     sp_job_status_t s;
     memset(&s, 0, sizeof s);
@@ -424,6 +448,7 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
                 printf("final validation accuracy: %.4f (%u samples of %s)\n", s.val_accuracy,
                        vinfo.samples, val_name);
             }
+            s_show_workers(c, n_workers, batch, partition);
         }
     } else if (s.state[0] && !s_interrupted) {
         sp_cli_report(c, rc, "demo: job %" PRIu64 " %s%s%s", job, s.state, s.error[0] ? ": " : "",
