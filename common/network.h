@@ -146,7 +146,11 @@ size_t sp_network_n_hits(const sp_network_t *n);
 /* Adds the summed gradient of the batch to grad[n_params] and the activation
  * hits to hits[n_hits] (either may be NULL to skip); fills *res. The network's
  * weights are not changed. The bits of grad depend on the batch and on
- * SP_NET_GRAD_CHUNK, never on the thread count. */
+ * SP_NET_GRAD_CHUNK, never on the thread count. Each chunk's sums are formed
+ * apart and then added, element by element, to what grad holds. So a batch
+ * of at most one chunk computed onto a buffer gives the bits of computing it
+ * into a zeroed one and adding that, wherever the buffer holds no -0 (the
+ * worker's tree relies on this; test_network checks it). */
 int sp_network_gradient(sp_network_t *n, const float *X, const float *T, size_t n_samples,
                         float *grad, uint32_t *hits, sp_batch_result_t *res);
 /* Optimizer step with grad (a sum over n_samples samples), then re-quantizes;
