@@ -22,6 +22,7 @@
 #include "common/dataset.h"
 #include "common/error.h"
 #include "common/network.h"
+#include "common/reduce.h"
 #include "common/rng.h"
 #include "proto/curve.h"
 #include "proto/messages.h"
@@ -442,6 +443,109 @@ static void test_cluster_same_model_for_1_2_3_workers(void **state)
         free(m);
         s_stop_workers(f);
     }
+}
+
+/* Sum into grad of partitions [lo, hi) of a batch of n samples (rows X,
+ * targets T) cut into partitions of P: a leaf is one sp_network_gradient
+ * onto a zeroed buffer, a node adds its right child's sum to its left
+ * child's (the reduction tree of common/reduce.h). Hits add up in hits. */
+static void s_tree_gradient(sp_network_t *net, const float *X, const float *T, uint32_t n,
+                            uint32_t P, uint32_t lo, uint32_t hi, float *grad, uint32_t *hits)
+{
+    size_t n_params = sp_network_n_params(net);
+    if (hi - lo == 1) {
+        size_t off = (size_t)lo * P, len = n - off < P ? n - off : P;
+        memset(grad, 0, n_params * sizeof *grad);
+        sp_batch_result_t res;
+        assert_int_equal(sp_network_gradient(net, X + off * sp_network_n_inputs(net),
+                                             T + off * sp_network_n_outputs(net), len, grad, hits,
+                                             &res),
+                         SP_OK);
+        return;
+    }
+    uint32_t mid = lo + sp_reduce_split(hi - lo);
+    float *right = malloc(n_params * sizeof *right);
+    assert_non_null(right);
+    s_tree_gradient(net, X, T, n, P, lo, mid, grad, hits);
+    s_tree_gradient(net, X, T, n, P, mid, hi, right, hits);
+    sp_reduce_add_f32(grad, right, n_params);
+    free(right);
+}
+
+/* The model of job t trained in this process as the coordinator defines a
+ * job: the network of its settings; each epoch's samples in the order of a
+ * permutation drawn from the random stream (seed, epoch); a step per batch,
+ * whose gradient is the tree sum of its partitions, applied with
+ * sp_network_apply_gradient. No growth or pruning, inputs already in [0, 1]
+ * (the coordinator then sets no input transform). */
+static void s_inprocess_model(const sp_msg_train_t *t, const sp_dataset_t *d, uint8_t **buf,
+                              size_t *len)
+{
+    sp_net_config_t cfg;
+    sp_net_config_default(&cfg);
+    cfg.bits = (uint8_t)t->bits;
+    cfg.loss = SP_LOSS_XENT;
+    cfg.lr = (float)t->lr;
+    cfg.momentum = (float)t->momentum;
+    cfg.seed = t->seed;
+    sp_network_t *net = sp_network_new(t->layers, t->n_layers, &cfg);
+    assert_non_null(net);
+    uint32_t N = d->n_samples, B = t->batch;
+    size_t n_params = sp_network_n_params(net), n_hits = sp_network_n_hits(net);
+    float *X = malloc((size_t)B * d->n_features * sizeof *X);
+    float *T = malloc((size_t)B * d->n_targets * sizeof *T);
+    float *grad = malloc(n_params * sizeof *grad);
+    uint32_t *hits = malloc(n_hits * sizeof *hits), *perm = malloc(N * sizeof *perm);
+    assert_true(X && T && grad && hits && perm);
+    for (uint32_t epoch = 0; epoch < t->epochs; epoch++) {
+        for (uint32_t i = 0; i < N; i++) {
+            perm[i] = i;
+        }
+        sp_rng_t rng;
+        sp_rng_init_stream(&rng, t->seed, epoch);
+        sp_rng_shuffle_u32(&rng, perm, N);
+        for (uint32_t off = 0; off < N; off += B) {
+            uint32_t n = N - off < B ? N - off : B;
+            sp_dataset_gather(d, perm + off, n, X);
+            sp_dataset_targets(d, perm + off, n, T);
+            memset(hits, 0, n_hits * sizeof *hits);
+            s_tree_gradient(net, X, T, n, t->partition, 0, (n + t->partition - 1) / t->partition,
+                            grad, hits);
+            assert_int_equal(sp_network_apply_gradient(net, grad, n, hits), SP_OK);
+        }
+    }
+    assert_int_equal(sp_network_save_buffer(net, 0, buf, len), SP_OK);
+    sp_network_destroy(&net);
+    free(X);
+    free(T);
+    free(grad);
+    free(hits);
+    free(perm);
+}
+
+/* The long job's model, computed by the coordinator and one worker (whole
+ * steps applied by the worker, sent ahead, synced back at epoch ends and
+ * checkpoints), is byte for byte the model of the same training in this
+ * process: the distributed machinery adds nothing and loses no step. */
+static void test_cluster_model_is_the_inprocess_training(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    s_reference(f);
+    size_t csv_len = 0;
+    char *csv = s_blobs_csv(S_SAMPLES, &csv_len);
+    assert_non_null(csv);
+    sp_dataset_t d;
+    char err[SP_TEXT_MAX] = "";
+    assert_int_equal(sp_dataset_parse_csv(csv, csv_len, NULL, &d, err, sizeof err), SP_OK);
+    free(csv);
+    sp_msg_train_t t;
+    s_long_job(&t);
+    uint8_t *m = NULL;
+    size_t len = 0;
+    s_inprocess_model(&t, &d, &m, &len);
+    sp_dataset_fini(&d);
+    s_assert_same_model(f, m, len);
+    free(m);
 }
 
 /* A job whose steps diverge (lr 100) while two workers split every step
@@ -1364,6 +1468,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         S_TEST(test_cluster_job_end_to_end_two_workers),
         S_TEST(test_cluster_same_model_for_1_2_3_workers),
+        S_TEST(test_cluster_model_is_the_inprocess_training),
         S_TEST(test_cluster_idle_worker_not_kept_in_step),
         S_TEST(test_cluster_growth_and_pruning_same_model),
         S_TEST(test_cluster_diverging_split_job_fails_with_reason),
