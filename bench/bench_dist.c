@@ -12,9 +12,11 @@
  * refresh; and what CurveZMQ encryption costs (the same job with every
  * socket encrypted, against plain). Every process started here is stopped
  * before returning. The configurations compared run in S_REPS rounds, each
- * once a round, so a drift of this machine's speed (a VM's vCPUs change
- * speed over seconds) hits them alike; samples/s is the median over the
- * rounds, a ratio the median of the rounds' ratios. The coordinator runs on the
+ * once a round, in the opposite order every other round, so a drift of this
+ * machine's speed (a VM's vCPUs change speed from one second to the next)
+ * hits them alike; samples/s is the median over the rounds, a ratio the
+ * median of the rounds' ratios, and a comment line gives every round's
+ * ratio, so the spread is in the output too. The coordinator runs on the
  * same machine as the workers: on 2 cores, 2 workers of 1 thread plus the
  * coordinator are 3 processes on 2 cores. */
 #include <dirent.h>
@@ -51,7 +53,7 @@
 #define S_EPOCHS 4 /* the first (dataset download, warm-up) is not counted */
 #define S_MAX_WORKERS 2
 #define S_REFRESH_ITERS 200 /* model update / load timings: iterations */
-#define S_REPS 5 /* rounds: each configuration runs once a round (noisy machine) */
+#define S_REPS 9 /* rounds: each configuration runs once a round (noisy machine) */
 
 /* Batch and partition of one comparison. */
 typedef struct {
@@ -811,7 +813,8 @@ static void s_rounds(s_config_t *cfg, int n, const s_shape_t *sh)
                        s_dist_open(&cfg[i].env, cfg[i].workers, cfg[i].threads, sh, cfg[i].curve) == 0;
     }
     for (int k = 0; k < S_REPS; k++) {
-        for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+            int i = k % 2 ? n - 1 - j : j; /* odd rounds backwards: a drift hits both sides */
             double v = NAN;
             if (cfg[i].workers == S_INPROCESS) {
                 v = s_inprocess_once(cfg[i].threads, sh);
@@ -838,13 +841,17 @@ static double s_sps(const s_config_t *c)
     return s_median(v, S_REPS);
 }
 
-/* The median over the rounds of a's samples/s over b's in the same round. */
-static double s_ratio(const s_config_t *a, const s_config_t *b)
+/* The median over the rounds of a's samples/s over b's in the same round;
+ * every round's ratio goes on a comment line before name's report. */
+static double s_ratio(const char *name, const s_config_t *a, const s_config_t *b)
 {
     double v[S_REPS];
+    printf("# %s by round:", name);
     for (int k = 0; k < S_REPS; k++) {
         v[k] = a->sps[k] / b->sps[k];
+        printf(" %.3f", v[k]);
     }
+    printf("\n");
     return s_median(v, S_REPS);
 }
 
@@ -891,13 +898,16 @@ static void s_compare_1t(const sp_bench_ctx_t *ctx, const s_shape_t *sh, const c
         sp_bench_report(n_2w, s_sps(d2), "samples/s");
     }
     if (want_ratio) {
-        sp_bench_report(ratio_name, s_ratio(d1, in1), "x");
+        sp_bench_report(ratio_name, s_ratio(ratio_name, d1, in1), "x");
     }
-    for (const char *const *nm = speedup_names; want_speed && *nm; nm++) {
-        sp_bench_report(*nm, s_ratio(d2, d1), "x");
+    if (want_speed) {
+        double speedup = s_ratio(speedup_names[0], d2, d1);
+        for (const char *const *nm = speedup_names; *nm; nm++) {
+            sp_bench_report(*nm, speedup, "x");
+        }
     }
     if (want_ceil) {
-        sp_bench_report(n_ceil, s_ratio(pair, in1), "x");
+        sp_bench_report(n_ceil, s_ratio(n_ceil, pair, in1), "x");
     }
 }
 
@@ -951,7 +961,7 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         s_rounds(c, 2, &b64);
         sp_bench_report("dist_inprocess_sps", s_sps(&c[1]), "samples/s");
         sp_bench_report("dist_1w_sps", s_sps(&c[0]), "samples/s");
-        sp_bench_report("dist_1w_ratio", s_ratio(&c[0], &c[1]), "x");
+        sp_bench_report("dist_1w_ratio", s_ratio("dist_1w_ratio", &c[0], &c[1]), "x");
     }
     /* one thread per process (the coordinator is a third process): batch 64
      * under the original names and the new ones, then batch 512 */
@@ -986,7 +996,7 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
                            {.workers = sec[i].workers, .threads = 1}};
         s_rounds(c, 2, sec[i].sh);
         sp_bench_report(sec[i].sps, s_sps(&c[0]), "samples/s");
-        sp_bench_report(sec[i].cost, s_ratio(&c[0], &c[1]), "x");
+        sp_bench_report(sec[i].cost, s_ratio(sec[i].cost, &c[0], &c[1]), "x");
     }
     if (sp_bench_wanted(ctx, "dist_bytes_per_step")) {
         sp_bench_report("dist_bytes_per_step", s_bytes_per_step(1, &b64), "bytes");
