@@ -12,6 +12,7 @@
 
 #include "common/dataset.h"
 #include "common/network.h"
+#include "common/plan.h"
 #include "coordinator/store.h"
 #include "proto/curve.h"
 #include "proto/messages.h"
@@ -144,8 +145,7 @@ typedef struct {
     sp_part_state_t state;
     uint32_t count;       /* partitions in the node starting here; 0 inside a node */
     uint32_t worker;      /* worker id while in flight (and who computed it, once done) */
-    uint32_t plan;        /* worker the node is meant for (s_plan_nodes), 0 = any */
-    uint32_t offset, len; /* slice of the batch (this partition alone) */
+    uint32_t plan;        /* worker the node is meant for (sp_plan_assign), 0 = any */
     float *grad;          /* the node's summed gradient, once done */
     uint32_t *hits;
     double loss_sum;
@@ -179,7 +179,8 @@ typedef struct {
     size_t model_len;       /* worker first needs it (workers apply steps themselves) */
     uint64_t model_version; /* version `model` holds (0 = none) */
     /* current step */
-    uint32_t batch_len, n_parts, n_nodes;
+    sp_plan_step_t shape; /* its samples (batch) and partitions (n_parts) */
+    uint32_t n_nodes;
     sp_part_t *parts;
     /* look-ahead: once every live worker holds a node of the current step,
      * each is sent its node of the next step at once; it runs it as soon as

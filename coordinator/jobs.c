@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "common/plan.h"
 #include "common/reduce.h"
 #include "common/rng.h"
 #include "coordinator/coordinator.h"
@@ -395,14 +396,14 @@ int sp_jobs_load(sp_coord_t *c)
 static void s_parts_free(sp_run_t *r)
 {
     if (r->parts != NULL) {
-        for (uint32_t i = 0; i < r->n_parts; i++) {
+        for (uint32_t i = 0; i < r->shape.n_parts; i++) {
             free(r->parts[i].grad);
             free(r->parts[i].hits);
         }
         free(r->parts);
         r->parts = NULL;
     }
-    r->n_parts = 0;
+    r->shape.n_parts = 0;
 }
 
 static void s_run_free(sp_run_t **rp)
@@ -557,28 +558,8 @@ static uint32_t s_batch_len(const sp_run_t *r, const sp_job_t *job, uint64_t ste
     return (uint32_t)(left < job->def.batch ? left : job->def.batch);
 }
 
-/* Offsets and lengths of the n_parts partitions of a batch of batch_len. */
-static void s_parts_layout(sp_part_t *parts, uint32_t n_parts, uint32_t batch_len,
-                           uint32_t partition)
-{
-    for (uint32_t i = 0; i < n_parts; i++) {
-        parts[i].offset = i * partition;
-        uint32_t rest = batch_len - parts[i].offset;
-        parts[i].len = rest < partition ? rest : partition;
-    }
-}
-
-/* Samples of partitions [first, first + count) of parts. */
-static uint32_t s_span(const sp_part_t *parts, uint32_t first, uint32_t count)
-{
-    const sp_part_t *last = &parts[first + count - 1];
-    return last->offset + last->len - parts[first].offset;
-}
-
-static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want,
-                            uint32_t min_samples);
-static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts, uint32_t n_parts,
-                             uint32_t n_nodes);
+static uint32_t s_plan(sp_coord_t *c, const sp_run_t *r, const sp_plan_step_t *shape,
+                       sp_part_t *parts, uint32_t want, uint32_t min_node);
 static int s_claim_ahead(sp_coord_t *c, sp_run_t *r);
 
 /* Cuts the next batch into partitions and the partitions into nodes of the
@@ -587,14 +568,12 @@ static int s_claim_ahead(sp_coord_t *c, sp_run_t *r);
 static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
 {
     s_parts_free(r);
-    r->batch_len = s_batch_len(r, job, r->step_in_epoch);
-    r->n_parts = (r->batch_len + job->def.partition - 1) / job->def.partition;
-    r->parts = calloc(r->n_parts, sizeof *r->parts);
+    r->shape = sp_plan_step(s_batch_len(r, job, r->step_in_epoch), job->def.partition);
+    r->parts = calloc(r->shape.n_parts, sizeof *r->parts);
     if (r->parts == NULL) {
-        r->n_parts = 0;
+        r->shape.n_parts = 0;
         return SP_E_NOMEM;
     }
-    s_parts_layout(r->parts, r->n_parts, r->batch_len, job->def.partition);
     r->sync_pending = 0;
     if (s_claim_ahead(c, r)) {
         return SP_OK; /* cut, planned and sent when it was sent ahead */
@@ -603,10 +582,7 @@ static int s_step_begin(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
      * worker would need): the step stays whole, with sync set if a split
      * is wanted (s_sync_due). */
     r->n_nodes =
-        s_cut_nodes(r->parts, r->n_parts, s_lagging(r) ? 1 : s_live_workers(c), s_min_node(r, job));
-    if (r->n_nodes >= 2) {
-        r->n_nodes = s_plan_nodes(c, r, r->parts, r->n_parts, r->n_nodes);
-    }
+        s_plan(c, r, &r->shape, r->parts, s_lagging(r) ? 1 : s_live_workers(c), s_min_node(r, job));
     return SP_OK;
 }
 
@@ -1046,10 +1022,11 @@ static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worke
     t->n_partitions = parts[p].count;
     t->partition_size = job->def.partition;
     t->batch = s_batch_len(r, job, step_in_epoch);
+    sp_plan_step_t shape = sp_plan_step(t->batch, job->def.partition);
     snprintf(t->dataset, sizeof t->dataset, "%s", r->ds.info.name);
     t->checksum = r->ds.info.checksum;
-    t->n_indices = s_span(parts, p, parts[p].count);
-    t->indices = r->perm + step_in_epoch * job->def.batch + parts[p].offset;
+    t->n_indices = sp_plan_span(&shape, p, parts[p].count);
+    t->indices = r->perm + step_in_epoch * job->def.batch + (size_t)p * job->def.partition;
     t->sync = sync;
     int rc = sp_coord_send(c, c->workers_sock, wk->ident, wk->ident_len, &m);
     if (rc == SP_OK) {
@@ -1057,37 +1034,6 @@ static int s_send_task(sp_coord_t *c, sp_run_t *r, const sp_job_t *job, sp_worke
         wk->bytes_out += (uint64_t)t->n_indices * 4 + 64;
     }
     return rc;
-}
-
-/* Builds the nodes of the step whose partitions are parts[0..n_parts)
- * (offsets and lengths set): the root, split largest first until there are
- * `want` nodes, or until no split leaves both halves min_samples or more.
- * Returns the node count. */
-static uint32_t s_cut_nodes(sp_part_t *parts, uint32_t n_parts, uint32_t want, uint32_t min_samples)
-{
-    parts[0].count = n_parts;
-    uint32_t nodes = 1;
-    while (nodes < want) {
-        uint32_t best = UINT32_MAX;
-        for (uint32_t i = 0; i < n_parts; i++) {
-            uint32_t n = parts[i].count;
-            if (n < 2 || (best != UINT32_MAX && n <= parts[best].count)) {
-                continue;
-            }
-            uint32_t l = sp_reduce_split(n);
-            if (s_span(parts, i, l) >= min_samples && s_span(parts, i + l, n - l) >= min_samples) {
-                best = i;
-            }
-        }
-        if (best == UINT32_MAX) {
-            break;
-        }
-        uint32_t l = sp_reduce_split(parts[best].count);
-        parts[best + l].count = parts[best].count - l;
-        parts[best].count = l;
-        nodes++;
-    }
-    return nodes;
 }
 
 /* Worker wk's compute time per sample (us): the median of its latest
@@ -1102,155 +1048,58 @@ static double s_worker_us(const sp_run_t *r, const sp_worker_t *wk, double unkno
     return s_ring_median(wk->us_recent, wk->n_speeds, SP_COORD_WORKER_SPEEDS);
 }
 
-/* A live worker and its compute time per sample. */
-typedef struct {
-    sp_worker_t *wk;
-    double us;
-} s_speed_t;
-
-static int s_cmp_speed(const void *a, const void *b)
-{
-    const s_speed_t *x = a, *y = b;
-    if (x->us != y->us) {
-        return x->us < y->us ? -1 : 1;
-    }
-    return (x->wk->id > y->wk->id) - (x->wk->id < y->wk->id);
-}
-
-/* The live workers, fastest first, into w (room for every worker); a worker
- * without a result yet counts as the median of the run's latest results.
- * Returns how many. */
-static uint32_t s_speeds(sp_coord_t *c, const sp_run_t *r, s_speed_t *w)
+/* The live workers and their compute time per sample into w (room for
+ * every worker); a worker without a result yet counts as the median of the
+ * run's latest results. Returns how many. */
+static uint32_t s_speeds(sp_coord_t *c, const sp_run_t *r, sp_plan_worker_t *w)
 {
     double unknown = s_us_per_sample(r);
     uint32_t k = 0;
     for (size_t i = 0; i < c->workers.n; i++) {
-        if (c->workers.v[i].alive) {
-            w[k].wk = &c->workers.v[i];
+        const sp_worker_t *wk = &c->workers.v[i];
+        if (wk->alive) {
             /* a node faster than the 1 us clock reports 0: a floor keeps
-             * every speed finite for s_shares */
-            w[k].us = fmax(s_worker_us(r, w[k].wk, unknown > 0 ? unknown : 1.0), 1e-3);
-            k++;
+             * every speed finite for the plan's shares */
+            w[k++] = (sp_plan_worker_t){
+                wk->id, fmax(s_worker_us(r, wk, unknown > 0 ? unknown : 1.0), 1e-3)};
         }
     }
-    qsort(w, k, sizeof *w, s_cmp_speed);
     return k;
 }
 
-/* Splits n partitions among k workers (n >= k) in proportion to their
- * speed, at least one each: the floors, then one more to the largest
- * remainders. */
-static void s_shares(const s_speed_t *w, uint32_t k, uint32_t n, uint32_t *share)
+/* Cuts the step of the given shape into parts (zeroed, shape->n_parts of
+ * them): the even cut into `want` nodes no smaller than min_node samples
+ * (sp_plan_cut), and when that makes two or more, the plan by the live
+ * workers' speeds (sp_plan_assign; each extra node a worker holds costs it
+ * one more result, SP_COORD_NODE_NS_PER_BYTE of gradient and hits). Returns
+ * the node count; without memory, one node: the whole step. */
+static uint32_t s_plan(sp_coord_t *c, const sp_run_t *r, const sp_plan_step_t *shape,
+                       sp_part_t *parts, uint32_t want, uint32_t min_node)
 {
-    SP_ASSERT(k <= SP_COORD_MAX_PARTS); /* k <= partitions of a step */
-    double sum = 0, want[SP_COORD_MAX_PARTS];
-    for (uint32_t i = 0; i < k; i++) {
-        sum += 1.0 / w[i].us;
-    }
-    uint32_t given = 0;
-    for (uint32_t i = 0; i < k; i++) {
-        want[i] = n * (1.0 / w[i].us) / sum;
-        share[i] = want[i] < 1.0 ? 1 : (uint32_t)want[i];
-        given += share[i];
-    }
-    for (; given > n; given--) { /* the minimum of one overshot: the largest share gives */
-        uint32_t big = 0;
-        for (uint32_t i = 1; i < k; i++) {
-            big = share[i] > share[big] ? i : big;
+    uint32_t n_parts = shape->n_parts;
+    uint32_t *count = malloc(2 * (size_t)n_parts * sizeof *count);
+    sp_plan_worker_t *w = malloc((c->workers.n + 1) * sizeof *w);
+    uint32_t n_nodes = 1;
+    if (count == NULL || w == NULL) {
+        parts[0].count = n_parts;
+    } else {
+        uint32_t *owner = count + n_parts;
+        memset(owner, 0, n_parts * sizeof *owner);
+        n_nodes = sp_plan_cut(shape, want, min_node, count);
+        if (n_nodes >= 2) {
+            double node_us =
+                (double)(r->n_params + r->n_hits) * 4 * SP_COORD_NODE_NS_PER_BYTE / 1000;
+            n_nodes = sp_plan_assign(shape, w, s_speeds(c, r, w), n_nodes, node_us,
+                                     SP_COORD_PLAN_DROP, count, owner);
         }
-        share[big]--;
-    }
-    for (; given < n; given++) {
-        uint32_t best = 0;
-        for (uint32_t i = 1; i < k; i++) {
-            best = want[i] - share[i] > want[best] - share[best] ? i : best;
-        }
-        share[best]++;
-    }
-}
-
-/* When the workers w[0..j) (fastest first) take shares share[0..j) of the
- * partitions in that order, each as the cover of its range: when the last
- * one ends, in us from the start, counting for each node a worker holds
- * after its first the cost of one more result (its bytes at
- * SP_COORD_NODE_NS_PER_BYTE). */
-static double s_plan_time(const sp_run_t *r, const sp_part_t *parts, uint32_t n_parts,
-                          const s_speed_t *w, uint32_t j, const uint32_t *share)
-{
-    uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
-    double node_us = (double)(r->n_params + r->n_hits) * 4 * SP_COORD_NODE_NS_PER_BYTE / 1000;
-    double end = 0;
-    for (uint32_t i = 0, at = 0; i < j; at += share[i++]) {
-        uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
-        double t = s_span(parts, at, share[i]) * w[i].us + (nk - 1) * node_us;
-        end = t > end ? t : end;
-    }
-    return end;
-}
-
-/* Gives each node of a split step (parts holds the even cut of s_cut_nodes,
- * n_nodes >= 2 nodes) to a worker, and re-cuts the step when workers run at
- * different speeds: the j fastest live workers (2 <= j <= n_nodes) each get
- * a range of partitions in proportion to their speed, cut into the fewest
- * tree nodes that cover it (sp_reduce_cover: the gradient keeps its bits).
- * Of the even cut, its largest nodes on the fastest workers, and those
- * plans (j down to n_nodes - SP_COORD_PLAN_DROP: a much slower worker may
- * be left out), the one that ends first at the speeds measured is kept
- * (s_plan_time).
- * Returns the node count. */
-static uint32_t s_plan_nodes(sp_coord_t *c, const sp_run_t *r, sp_part_t *parts, uint32_t n_parts,
-                             uint32_t n_nodes)
-{
-    s_speed_t *w = calloc(c->workers.n + 1, sizeof *w);
-    uint32_t *node = calloc(n_nodes, sizeof *node), *share = calloc(n_nodes, sizeof *share);
-    uint32_t k = w && node && share ? s_speeds(c, r, w) : 0;
-    k = k < n_nodes ? k : n_nodes;
-    if (k >= 2) {
-        /* the even cut: largest nodes first, to the fastest workers */
-        uint32_t m = 0;
-        for (uint32_t p = 0; p < n_parts; p += parts[p].count) {
-            uint32_t j = m++;
-            for (; j > 0 && parts[node[j - 1]].count < parts[p].count; j--) {
-                node[j] = node[j - 1];
-            }
-            node[j] = p;
-        }
-        double t_best = 0;
-        for (uint32_t i = 0; i < m; i++) {
-            parts[node[i]].plan = w[i % k].wk->id;
-            double t = s_span(parts, node[i], parts[node[i]].count) * w[i % k].us;
-            t_best = t > t_best ? t : t_best;
-        }
-        uint32_t best = 0;
-        uint32_t lo = k > SP_COORD_PLAN_DROP + 2 ? k - SP_COORD_PLAN_DROP : 2;
-        for (uint32_t j = k; j >= lo; j--) {
-            s_shares(w, j, n_parts, share);
-            double t = s_plan_time(r, parts, n_parts, w, j, share);
-            if (t < t_best) {
-                t_best = t;
-                best = j;
-            }
-        }
-        if (best > 0) {
-            s_shares(w, best, n_parts, share);
-            n_nodes = 0;
-            uint32_t first[SP_REDUCE_COVER_MAX], count[SP_REDUCE_COVER_MAX];
-            for (uint32_t i = 0, at = 0; i < best; at += share[i++]) {
-                uint32_t nk = sp_reduce_cover(n_parts, at, at + share[i], first, count);
-                for (uint32_t j = 0; j < nk; j++, n_nodes++) {
-                    for (uint32_t p = first[j]; p < first[j] + count[j]; p++) {
-                        parts[p].count = 0;
-                    }
-                    parts[first[j]].count = count[j];
-                    parts[first[j]].plan = w[i].wk->id;
-                }
-            }
+        for (uint32_t p = 0; p < n_parts; p++) {
+            parts[p].count = count[p];
+            parts[p].plan = owner[p];
         }
     }
+    free(count);
     free(w);
-    free(node);
-    free(share);
-    return n_nodes; /* without a plan (no memory), any worker takes any node */
+    return n_nodes;
 }
 
 /* Whether a whole step (the current one, ahead = 0, or the next, 1) must be
@@ -1269,7 +1118,7 @@ static int s_sync_due(sp_coord_t *c, const sp_run_t *r, const sp_job_t *job, uin
     if (s_live_workers(c) < 2) {
         return 0;
     }
-    /* s_cut_nodes splits a step at all exactly when it splits the root:
+    /* sp_plan_cut splits a step at all exactly when it splits the root:
      * its left child (the largest power of two below n partitions) and the
      * rest both hold min_node samples or more. */
     uint32_t batch = s_batch_len(r, job, in_epoch + 1);
@@ -1296,7 +1145,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
         return;
     }
     uint32_t holders[64], n_holders = 0;
-    for (uint32_t p = 0; p < r->n_parts; p += r->parts[p].count) {
+    for (uint32_t p = 0; p < r->shape.n_parts; p += r->parts[p].count) {
         SP_ASSERT(r->parts[p].count > 0); /* the nodes cover the step */
         sp_part_t *part = &r->parts[p];
         if (part->state == SP_PART_PENDING) {
@@ -1319,19 +1168,16 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     if (n_holders == 0) {
         return;
     }
-    uint32_t batch = s_batch_len(r, job, r->step_in_epoch + 1);
-    uint32_t n_parts = (batch + d->partition - 1) / d->partition;
+    sp_plan_step_t shape = sp_plan_step(s_batch_len(r, job, r->step_in_epoch + 1), d->partition);
+    uint32_t n_parts = shape.n_parts;
     sp_part_t *parts = calloc(n_parts, sizeof *parts);
     sp_ahead_t *ahead = NULL;
     if (parts == NULL) {
         return;
     }
-    s_parts_layout(parts, n_parts, batch, d->partition);
     uint32_t min_node = s_min_node(r, job);
-    uint32_t n_nodes = s_cut_nodes(parts, n_parts, s_live_workers(c), min_node);
-    if (n_nodes >= 2) {
-        n_nodes = s_plan_nodes(c, r, parts, n_parts, n_nodes);
-    } else {
+    uint32_t n_nodes = s_plan(c, r, &shape, parts, s_live_workers(c), min_node);
+    if (n_nodes < 2) {
         parts[0].plan = holders[0];
     }
     /* A worker without work now (a newcomer) would get a node, or the step
@@ -1378,13 +1224,13 @@ static int s_claim_ahead(sp_coord_t *c, sp_run_t *r)
     if (step != r->global_step || r->n_ahead == 0) {
         return 0;
     }
-    for (uint32_t i = 0; i < r->n_parts; i++) {
+    for (uint32_t i = 0; i < r->shape.n_parts; i++) {
         r->parts[i].count = 0;
     }
     uint32_t covered = 0;
     for (uint32_t i = 0; i < r->n_ahead; i++) {
         const sp_ahead_t *a = &r->ahead[i];
-        SP_ASSERT(a->first == covered && a->first + a->count <= r->n_parts);
+        SP_ASSERT(a->first == covered && a->first + a->count <= r->shape.n_parts);
         sp_part_t *part = &r->parts[a->first];
         part->count = a->count;
         part->plan = a->worker;
@@ -1396,7 +1242,7 @@ static int s_claim_ahead(sp_coord_t *c, sp_run_t *r)
             wk->in_flight++;
         }
     }
-    SP_ASSERT(covered == r->n_parts);
+    SP_ASSERT(covered == r->shape.n_parts);
     r->n_nodes = r->n_ahead;
     return 1;
 }
@@ -1408,7 +1254,7 @@ static void s_dispatch(sp_coord_t *c)
     if (r == NULL || job == NULL || r->awaiting_sync || r->rollback) {
         return;
     }
-    for (uint32_t p = 0; p < r->n_parts; p++) {
+    for (uint32_t p = 0; p < r->shape.n_parts; p++) {
         sp_part_t *part = &r->parts[p];
         if (part->count == 0 || part->state != SP_PART_PENDING) {
             continue;
@@ -1443,7 +1289,7 @@ static void s_dispatch(sp_coord_t *c)
             wk->bytes_out += r->model_len;
             r->bytes_wire += r->model_len;
         }
-        int sync = part->count == r->n_parts && s_sync_due(c, r, job, 0, s_min_node(r, job));
+        int sync = part->count == r->shape.n_parts && s_sync_due(c, r, job, 0, s_min_node(r, job));
         if (s_send_task(c, r, job, wk, r->parts, p, 0, sync) != SP_OK) {
             wk->failures++;
             sp_workers_kill(c, wk, "task could not be sent");
@@ -1477,7 +1323,7 @@ void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk)
     s_forget(c, wk);
     sp_run_t *r = c->run;
     if (r != NULL) {
-        for (uint32_t p = 0; p < r->n_parts; p++) {
+        for (uint32_t p = 0; p < r->shape.n_parts; p++) {
             if (r->parts[p].state == SP_PART_INFLIGHT && r->parts[p].worker == wk->id) {
                 r->parts[p].state = SP_PART_PENDING;
                 r->parts[p].worker = 0;
@@ -1670,7 +1516,8 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
         why = "no such running job";
     } else if (res->version != r->version_base + r->version || res->step != r->global_step) {
         why = "stale model version or step";
-    } else if (res->partition >= r->n_parts || res->n_partitions > r->n_parts - res->partition) {
+    } else if (res->partition >= r->shape.n_parts ||
+               res->n_partitions > r->shape.n_parts - res->partition) {
         why = "partition out of range";
         bad = 1;
     } else {
@@ -1679,14 +1526,15 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
             part->worker != wk->id) {
             why = "node not held by this worker (late or duplicate)";
             part = NULL;
-        } else if (res->n_samples != s_span(r->parts, res->partition, res->n_partitions) ||
+        } else if (res->n_samples != sp_plan_span(&r->shape, res->partition, res->n_partitions) ||
                    res->n_correct > res->n_samples) {
             why = "sample count does not match the partition";
             bad = 1;
-        } else if (res->n_partitions == r->n_parts && (res->n_grad != 0 || res->n_hits != 0)) {
+        } else if (res->n_partitions == r->shape.n_parts &&
+                   (res->n_grad != 0 || res->n_hits != 0)) {
             why = "a whole step's result carries a gradient (its worker keeps it)";
             bad = 1;
-        } else if (res->n_partitions != r->n_parts &&
+        } else if (res->n_partitions != r->shape.n_parts &&
                    (res->n_grad != r->n_params || res->n_hits != r->n_hits)) {
             why = "gradient or hit vector of the wrong length";
             bad = 1;
@@ -1753,7 +1601,7 @@ void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *res)
     res->hits = NULL;
     res->n_grad = res->n_hits = 0;
     int all_done = 1;
-    for (uint32_t p = 0; p < r->n_parts && all_done; p += r->parts[p].count) {
+    for (uint32_t p = 0; p < r->shape.n_parts && all_done; p += r->parts[p].count) {
         SP_ASSERT(r->parts[p].count > 0); /* the nodes cover the step */
         all_done = r->parts[p].state == SP_PART_DONE;
     }
@@ -1865,7 +1713,7 @@ static int s_grow_prune(sp_coord_t *c, sp_run_t *r, sp_job_t *job)
 static uint32_t s_node_workers(const sp_run_t *r, uint32_t *ids)
 {
     uint32_t n = 0;
-    for (uint32_t p = 0; p < r->n_parts; p += r->parts[p].count) {
+    for (uint32_t p = 0; p < r->shape.n_parts; p += r->parts[p].count) {
         SP_ASSERT(r->parts[p].count > 0); /* the nodes cover the step */
         int seen = 0;
         for (uint32_t k = 0; k < n; k++) {
@@ -1924,7 +1772,7 @@ static void s_send_apply(sp_coord_t *c, sp_run_t *r, const sp_part_t *root, uint
         m.u.apply.job = r->job_id;
         m.u.apply.version = v_old + 1;
         m.u.apply.step = r->global_step;
-        m.u.apply.n_samples = r->batch_len;
+        m.u.apply.n_samples = r->shape.batch;
         m.u.apply.n_grad = (uint32_t)r->n_params;
         m.u.apply.grad = root->grad;
         m.u.apply.n_hits = (uint32_t)r->n_hits;
@@ -1958,9 +1806,9 @@ static void s_step_finish(sp_coord_t *c)
 {
     sp_run_t *r = c->run;
     sp_job_t *job = s_run_job(c);
-    uint32_t *holders = malloc(r->n_parts * sizeof *holders);
+    uint32_t *holders = malloc(r->shape.n_parts * sizeof *holders);
     uint32_t n_holders = holders ? s_node_workers(r, holders) : 0;
-    sp_part_t *root = s_combine(r, 0, r->n_parts);
+    sp_part_t *root = s_combine(r, 0, r->shape.n_parts);
     s_send_apply(c, r, root, r->version_base + r->version, holders, n_holders);
     int whole = r->n_nodes == 1;
     if (whole) {
@@ -1969,7 +1817,7 @@ static void s_step_finish(sp_coord_t *c)
     free(holders);
     if (!whole) {
         SP_ASSERT(!s_lagging(r)); /* a lagging master keeps steps whole */
-        int rc = sp_network_apply_gradient(r->net, root->grad, r->batch_len, root->hits);
+        int rc = sp_network_apply_gradient(r->net, root->grad, r->shape.batch, root->hits);
         if (rc != SP_OK) {
             sp_network_destroy(&r->net); /* unusable: no final model from it */
             if (rc == SP_E_RANGE) {
@@ -1991,14 +1839,14 @@ static void s_step_finish(sp_coord_t *c)
     r->global_step++;
     r->step_in_epoch++;
     job->step = r->global_step;
-    job->samples_seen += r->batch_len;
+    job->samples_seen += r->shape.batch;
     r->ep_loss += root->loss_sum;
     r->ep_correct += root->n_correct;
-    r->ep_samples += r->batch_len;
-    r->ep_samples_t += r->batch_len;
+    r->ep_samples += r->shape.batch;
+    r->ep_samples_t += r->shape.batch;
     r->rec_loss += root->loss_sum;
     r->rec_correct += root->n_correct;
-    r->rec_samples += r->batch_len;
+    r->rec_samples += r->shape.batch;
     r->rec_steps++;
     if (whole && r->sync_pending) {
         r->awaiting_sync = 1; /* sp_jobs_worker_model goes on */
