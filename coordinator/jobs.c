@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "common/ckpt.h"
 #include "common/error.h"
 #include "common/file.h"
 #include "common/plan.h"
@@ -29,74 +29,6 @@
 #define S_MODEL_MAX_BYTES ((size_t)SP_MSG_MAX_BYTES)
 #define S_STEP_RECORDS_PER_EPOCH 50 /* at most this many step records per epoch */
 #define S_VAL_CHUNK 256             /* validation rows per forward call */
-
-/* Checkpoint file (<job>/checkpoint.bin), little-endian:
- *   off  size  field
- *     0     4  magic "SPCK"
- *     4     4  format version (1)
- *     8     8  job id
- *    16     4  epoch (0-based, in progress)
- *    20     4  reserved (0)
- *    24     8  step within the epoch (next to run)
- *    32     8  global step (steps completed)
- *    40     8  model version (of the next step)
- *    48     8  samples seen
- *    56     8  metric records written
- *    64     8  training time so far, ms
- *    72     8  epoch loss sum (double)
- *    80     8  epoch correct
- *    88     8  epoch samples
- *    96     8  record loss sum (double)
- *   104     8  record correct
- *   112     8  record samples
- *   120     8  record steps
- *   128     8  model length n
- *   136     n  model file with training state
- *  136+n    4  CRC-32 of bytes [0, 136+n) */
-#define S_CKPT_MAGIC "SPCK"
-#define S_CKPT_VERSION 1u
-#define S_CKPT_HEADER 136u
-_Static_assert(S_CKPT_HEADER == 17 * 8, "checkpoint header is 17 words");
-
-typedef struct {
-    uint64_t job;
-    uint32_t epoch;
-    uint64_t step_in_epoch, global_step, version, samples_seen, n_records, train_ms;
-    double ep_loss;
-    uint64_t ep_correct, ep_samples;
-    double rec_loss;
-    uint64_t rec_correct, rec_samples, rec_steps;
-} s_ckpt_t;
-
-static void s_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t s_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
-static uint64_t s_dbits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
-static double s_bitsd(uint64_t u)
-{
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
 
 const char *sp_jobs_state_name(sp_job_state_t s)
 {
@@ -647,36 +579,28 @@ static int s_write_checkpoint(sp_coord_t *c)
                (unsigned long long)job->id);
         return rc;
     }
-    size_t total = S_CKPT_HEADER + model_len + 4;
-    uint8_t *buf = calloc(1, total);
-    if (buf == NULL) {
-        free(model);
-        return SP_E_NOMEM;
-    }
     uint64_t now = sp_coord_now_ms();
-    memcpy(buf, S_CKPT_MAGIC, 4);
-    buf[4] = (uint8_t)S_CKPT_VERSION;
-    s_put64(buf + 8, job->id);
-    s_put64(buf + 16, r->epoch); /* high half is the reserved word: 0 */
-    s_put64(buf + 24, r->step_in_epoch);
-    s_put64(buf + 32, r->global_step);
-    s_put64(buf + 40, r->version);
-    s_put64(buf + 48, job->samples_seen);
-    s_put64(buf + 56, job->n_records);
-    s_put64(buf + 64, r->train_ms_base + (now - r->t_start_ms));
-    s_put64(buf + 72, s_dbits(r->ep_loss));
-    s_put64(buf + 80, r->ep_correct);
-    s_put64(buf + 88, r->ep_samples);
-    s_put64(buf + 96, s_dbits(r->rec_loss));
-    s_put64(buf + 104, r->rec_correct);
-    s_put64(buf + 112, r->rec_samples);
-    s_put64(buf + 120, r->rec_steps);
-    s_put64(buf + 128, model_len);
-    memcpy(buf + S_CKPT_HEADER, model, model_len);
+    const sp_ckpt_t ck = {.job = job->id,
+                          .epoch = r->epoch,
+                          .step_in_epoch = r->step_in_epoch,
+                          .global_step = r->global_step,
+                          .version = r->version,
+                          .samples_seen = job->samples_seen,
+                          .n_records = job->n_records,
+                          .train_ms = r->train_ms_base + (now - r->t_start_ms),
+                          .ep_loss = r->ep_loss,
+                          .ep_correct = r->ep_correct,
+                          .ep_samples = r->ep_samples,
+                          .rec_loss = r->rec_loss,
+                          .rec_correct = r->rec_correct,
+                          .rec_samples = r->rec_samples,
+                          .rec_steps = r->rec_steps};
+    uint8_t *buf = NULL;
+    size_t total = 0;
+    rc = sp_ckpt_encode(&ck, model, model_len, &buf, &total);
     free(model);
-    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(S_CKPT_HEADER + model_len));
-    for (int i = 0; i < 4; i++) {
-        buf[S_CKPT_HEADER + model_len + (size_t)i] = (uint8_t)(crc >> (8 * i));
+    if (rc != SP_OK) {
+        return rc;
     }
     char path[600];
     snprintf(path, sizeof path, "%s/checkpoint.bin", job->dir);
@@ -700,7 +624,7 @@ void sp_jobs_checkpoint(sp_coord_t *c)
 }
 
 /* Reads <job>/checkpoint.bin: progress into ck, network into *net. */
-static int s_read_checkpoint(const sp_job_t *job, s_ckpt_t *ck, sp_network_t **net, char *err,
+static int s_read_checkpoint(const sp_job_t *job, sp_ckpt_t *ck, sp_network_t **net, char *err,
                              size_t errlen)
 {
     char path[600];
@@ -712,52 +636,23 @@ static int s_read_checkpoint(const sp_job_t *job, s_ckpt_t *ck, sp_network_t **n
         snprintf(err, errlen, "no checkpoint");
         return rc;
     }
-    rc = SP_E_INPUT;
-    if (len < S_CKPT_HEADER + 4 || memcmp(buf, S_CKPT_MAGIC, 4) != 0) {
-        snprintf(err, errlen, "checkpoint: bad magic or truncated");
+    const uint8_t *model = NULL;
+    size_t model_len = 0;
+    rc = sp_ckpt_decode(buf, len, ck, &model, &model_len, err, errlen);
+    if (rc != SP_OK) {
         goto out;
     }
-    uint32_t ver =
-        (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
-    if (ver != S_CKPT_VERSION) {
-        snprintf(err, errlen, "checkpoint: format version %u, this build reads %u", ver,
-                 S_CKPT_VERSION);
-        rc = SP_E_VERSION;
-        goto out;
-    }
-    uint64_t model_len = s_get64(buf + 128);
-    if (model_len != len - S_CKPT_HEADER - 4) {
-        snprintf(err, errlen, "checkpoint: model length %llu does not fit the file",
-                 (unsigned long long)model_len);
-        goto out;
-    }
-    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(len - 4));
-    uint32_t want = (uint32_t)buf[len - 4] | (uint32_t)buf[len - 3] << 8 |
-                    (uint32_t)buf[len - 2] << 16 | (uint32_t)buf[len - 1] << 24;
-    if (crc != want) {
-        snprintf(err, errlen, "checkpoint: CRC-32 mismatch");
-        goto out;
-    }
-    ck->job = s_get64(buf + 8);
-    ck->epoch = (uint32_t)s_get64(buf + 16);
-    ck->step_in_epoch = s_get64(buf + 24);
-    ck->global_step = s_get64(buf + 32);
-    ck->version = s_get64(buf + 40);
-    ck->samples_seen = s_get64(buf + 48);
-    ck->n_records = s_get64(buf + 56);
-    ck->train_ms = s_get64(buf + 64);
-    ck->ep_loss = s_bitsd(s_get64(buf + 72));
-    ck->ep_correct = s_get64(buf + 80);
-    ck->ep_samples = s_get64(buf + 88);
-    ck->rec_loss = s_bitsd(s_get64(buf + 96));
-    ck->rec_correct = s_get64(buf + 104);
-    ck->rec_samples = s_get64(buf + 112);
-    ck->rec_steps = s_get64(buf + 120);
     if (ck->job != job->id || ck->version == 0) {
-        snprintf(err, errlen, "checkpoint: belongs to job %llu", (unsigned long long)ck->job);
+        if (ck->job != job->id) {
+            snprintf(err, errlen, "checkpoint: belongs to job %llu, not %llu",
+                     (unsigned long long)ck->job, (unsigned long long)job->id);
+        } else {
+            snprintf(err, errlen, "checkpoint: model version 0");
+        }
+        rc = SP_E_INPUT;
         goto out;
     }
-    rc = sp_network_load_buffer(buf + S_CKPT_HEADER, (size_t)model_len, net, err, errlen);
+    rc = sp_network_load_buffer(model, model_len, net, err, errlen);
 out:
     free(buf);
     return rc;
@@ -907,7 +802,7 @@ static void s_start(sp_coord_t *c, sp_job_t *job)
         return;
     }
     r->version_base = (starts - 1) << 40;
-    s_ckpt_t ck;
+    sp_ckpt_t ck;
     memset(&ck, 0, sizeof ck);
     int rc = s_read_checkpoint(job, &ck, &r->net, err, sizeof err);
     if (rc == SP_OK && (ck.epoch >= job->def.epochs || ck.step_in_epoch >= r->steps_per_epoch)) {

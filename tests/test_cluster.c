@@ -1014,29 +1014,58 @@ static void test_cluster_coordinator_killed_resumes_same_model(void **state)
     s_stop_workers(f);
 }
 
-static void test_cluster_coordinator_sigterm_checkpoints_and_resumes(void **state)
+/* The long job on two workers, stopped a third of the way through with
+ * SIGTERM: the coordinator checkpoints, says bye to the workers and exits
+ * 0. Returns the job; its checkpoint file's path goes to path. */
+static uint64_t s_job_stopped_by_sigterm(s_fix_t *f, char *path, size_t cap)
 {
-    s_fix_t *f = s_fix(state);
     uint64_t job = s_start_long_job(f, 2);
     sp_job_status_t st;
     assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 3, S_JOB_TIMEOUT_MS, &st),
                      0);
-    /* SIGTERM: checkpoint, bye to the workers, exit 0. */
     kill(f->cl.coord, SIGTERM);
     int status = -1;
     assert_int_equal(sp_cu_wait(f->cl.coord, 20000, &status), 0);
     f->cl.coord = 0;
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    snprintf(path, cap, "%s/jobs/%llu/checkpoint.bin", f->cl.state, (unsigned long long)job);
+    return job;
+}
+
+static void test_cluster_coordinator_sigterm_checkpoints_and_resumes(void **state)
+{
+    s_fix_t *f = s_fix(state);
     char path[400];
-    snprintf(path, sizeof path, "%s/jobs/%llu/checkpoint.bin", f->cl.state,
-             (unsigned long long)job);
+    uint64_t job = s_job_stopped_by_sigterm(f, path, sizeof path);
     struct stat sb;
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sp_cluster_start_coord(&f->cl), 0);
+    sp_job_status_t st;
     /* It resumes where it stopped, not from the beginning. */
     assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
     assert_true(st.samples_seen >= s_long_samples() / 3);
     s_expect_reference_model(f, job);
+    s_stop_workers(f);
+}
+
+/* A checkpoint changed on disk while the coordinator was down (one byte in
+ * its model) is refused with the reason in the log, and the job starts over
+ * from its first step: it still ends with the reference model. */
+static void test_cluster_corrupt_checkpoint_starts_over(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    char path[400];
+    uint64_t job = s_job_stopped_by_sigterm(f, path, sizeof path);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sp_cu_read_file(path, &buf, &len), 0);
+    assert_true(len > 1000);
+    buf[len / 2] ^= 0x01;
+    assert_int_equal(sp_cu_write_file(path, buf, len), 0);
+    free(buf);
+    assert_int_equal(sp_cluster_start_coord(&f->cl), 0);
+    s_expect_reference_model(f, job);
+    assert_int_equal(s_log_count(f, "checkpoint: CRC-32 mismatch; starting from the beginning"), 1);
     s_stop_workers(f);
 }
 
@@ -1481,6 +1510,7 @@ int main(void)
         S_TEST(test_cluster_lone_worker_paused_resyncs),
         S_TEST(test_cluster_coordinator_killed_resumes_same_model),
         S_TEST(test_cluster_coordinator_sigterm_checkpoints_and_resumes),
+        S_TEST(test_cluster_corrupt_checkpoint_starts_over),
         S_TEST(test_cluster_client_without_coordinator_exits_3),
         S_TEST(test_cluster_bad_datasets_refused),
         S_TEST(test_cluster_malformed_frames_answered),
