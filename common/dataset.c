@@ -654,6 +654,21 @@ static size_t s_gunzip_prefix(const uint8_t *buf, size_t len, uint8_t *out, size
     return got;
 }
 
+/* The feature of byte b: what the IDX reader makes of pixel b, and what
+ * the serialized form's version 2 stores as b. */
+static float s_byte_value(uint8_t b)
+{
+    return (float)b / 255.0f;
+}
+
+/* s_byte_value of every byte, for reading many. */
+static void s_byte_values(float value[256])
+{
+    for (int b = 0; b < 256; b++) {
+        value[b] = s_byte_value((uint8_t)b);
+    }
+}
+
 /* Points *data at the plain bytes of an IDX buffer, inflating into *owned when
  * gzip. A gzip stream is inflated only up to the size its own IDX header
  * declares (checked first), so a small bomb cannot make us allocate more. */
@@ -723,8 +738,10 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
     if (rc == SP_OK) {
         const uint8_t *px = img + ihdr;
         size_t total = (size_t)ni * per;
+        float value[256];
+        s_byte_values(value);
         for (size_t i = 0; i < total; i++) {
-            x[i] = (float)px[i] / 255.0f;
+            x[i] = value[px[i]];
         }
         unsigned max_label = 0;
         for (uint32_t i = 0; i < ni; i++) {
@@ -828,11 +845,29 @@ static uint32_t s_crc(const uint8_t *p, size_t n)
     return (uint32_t)c;
 }
 
-/* Bytes of the serialized form for this shape; 0 when it cannot exist here. */
-static uint64_t s_spds_len(uint64_t ns, uint64_t nf)
+/* Bytes of the serialized form of this version and shape; 0 when it cannot
+ * exist here. */
+static uint64_t s_spds_len(uint32_t version, uint64_t ns, uint64_t nf)
 {
-    uint64_t v = SP_DATASET_HEADER_BYTES + 4 * (ns * nf + ns) + 4;
+    uint64_t x_bytes = version == SP_DATASET_VERSION_BYTES ? ns * nf : 4 * ns * nf;
+    uint64_t v = SP_DATASET_HEADER_BYTES + x_bytes + 4 * ns + 4;
     return v > SIZE_MAX ? 0 : v;
+}
+
+/* True when every x[i] is, bit for bit, s_byte_value of some byte. */
+static int s_all_bytes(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float s = x[i] * 255.0f;
+        if (!(s >= 0.0f && s <= 255.0f)) {
+            return 0;
+        }
+        float back = s_byte_value((uint8_t)lrintf(s));
+        if (memcmp(&back, &x[i], sizeof back) != 0) {
+            return 0; /* not a byte's value, or -0 */
+        }
+    }
+    return 1;
 }
 
 int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
@@ -841,7 +876,9 @@ int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
         d->n_features > SP_DATASET_MAX_FEATURES) {
         return SP_E_RANGE;
     }
-    uint64_t total = s_spds_len(d->n_samples, d->n_features);
+    size_t nx = (size_t)d->n_samples * d->n_features;
+    uint32_t version = s_all_bytes(d->x, nx) ? SP_DATASET_VERSION_BYTES : SP_DATASET_VERSION_FLOATS;
+    uint64_t total = s_spds_len(version, d->n_samples, d->n_features);
     if (total == 0) {
         return SP_E_RANGE;
     }
@@ -850,17 +887,24 @@ int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
         return SP_E_NOMEM;
     }
     memcpy(b, SP_DATASET_MAGIC, 4);
-    s_put32(b + 4, SP_DATASET_VERSION);
+    s_put32(b + 4, version);
     s_put32(b + 8, (uint32_t)d->task);
     s_put32(b + 12, d->n_samples);
     s_put32(b + 16, d->n_features);
     s_put32(b + 20, d->n_classes);
     s_put32(b + 24, d->n_targets);
     s_put32(b + 28, 0);
-    size_t nx = (size_t)d->n_samples * d->n_features;
     uint8_t *p = b + SP_DATASET_HEADER_BYTES;
-    s_put_floats(p, d->x, nx);
-    s_put_floats(p + 4 * nx, d->y, d->n_samples);
+    if (version == SP_DATASET_VERSION_BYTES) {
+        for (size_t i = 0; i < nx; i++) {
+            p[i] = (uint8_t)lrintf(d->x[i] * 255.0f);
+        }
+        p += nx;
+    } else {
+        s_put_floats(p, d->x, nx);
+        p += 4 * nx;
+    }
+    s_put_floats(p, d->y, d->n_samples);
     s_put32(b + total - 4, s_crc(b, (size_t)total - 4));
     *buf = b;
     *len = (size_t)total;
@@ -888,9 +932,10 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
         return sp_err_input(err, errlen, "dataset: offset 0: bad magic (not an SPDS file)");
     }
     uint32_t version = s_get32(buf + 4);
-    if (version != SP_DATASET_VERSION) {
-        sp_err_input(err, errlen, "dataset: offset 4: format version %u, this build reads %u",
-                     version, SP_DATASET_VERSION);
+    if (version != SP_DATASET_VERSION_FLOATS && version != SP_DATASET_VERSION_BYTES) {
+        sp_err_input(err, errlen,
+                     "dataset: offset 4: format version %u, this build reads %u and %u", version,
+                     SP_DATASET_VERSION_FLOATS, SP_DATASET_VERSION_BYTES);
         return SP_E_VERSION;
     }
     s_spds_header_t h = {0,
@@ -909,7 +954,7 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
         return sp_err_input(err, errlen, "dataset: offset 16: n_features %u out of range",
                             h.n_features);
     }
-    uint64_t want = s_spds_len(h.n_samples, h.n_features);
+    uint64_t want = s_spds_len(version, h.n_samples, h.n_features);
     if (want != len) {
         return sp_err_input(err, errlen, "dataset: length %zu bytes, header declares %llu", len,
                             (unsigned long long)want);
@@ -947,15 +992,26 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
         return SP_E_NOMEM;
     }
     const uint8_t *p = buf + SP_DATASET_HEADER_BYTES;
-    s_get_floats(x, p, nx);
-    s_get_floats(y, p + 4 * nx, h.n_samples);
+    size_t y_at = SP_DATASET_HEADER_BYTES; /* offset of y in buf */
     int rc = SP_OK;
-    for (size_t i = 0; i < nx && rc == SP_OK; i++) {
-        if (!isfinite(x[i])) {
-            rc = sp_err_input(err, errlen, "dataset: offset %zu: x[%zu] is not finite",
-                              SP_DATASET_HEADER_BYTES + 4 * i, i);
+    if (version == SP_DATASET_VERSION_BYTES) {
+        float value[256];
+        s_byte_values(value);
+        for (size_t i = 0; i < nx; i++) {
+            x[i] = value[p[i]];
         }
+        y_at += nx;
+    } else {
+        s_get_floats(x, p, nx);
+        for (size_t i = 0; i < nx && rc == SP_OK; i++) {
+            if (!isfinite(x[i])) {
+                rc = sp_err_input(err, errlen, "dataset: offset %zu: x[%zu] is not finite",
+                                  SP_DATASET_HEADER_BYTES + 4 * i, i);
+            }
+        }
+        y_at += 4 * nx;
     }
+    s_get_floats(y, buf + y_at, h.n_samples);
     for (size_t i = 0; i < h.n_samples && rc == SP_OK; i++) {
         float v = y[i];
         int bad = !isfinite(v);
@@ -964,7 +1020,7 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
         }
         if (bad) {
             rc = sp_err_input(err, errlen, "dataset: offset %zu: y[%zu] is not a valid target",
-                              SP_DATASET_HEADER_BYTES + 4 * (nx + i), i);
+                              y_at + 4 * i, i);
         }
     }
     if (rc != SP_OK) {

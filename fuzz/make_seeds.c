@@ -159,11 +159,14 @@ static void s_dataset_seeds(void)
     float x[6] = {0.5f, -1.0f, 2.0f, 0.0f, 1e-3f, 3.0f};
     float yc[3] = {0, 2, 1};
     float yr[3] = {0.25f, -7.5f, 1e6f};
+    /* pixels: every feature a byte's value, so the set is written as version 2 */
+    float px[6] = {0.0f, 1.0f / 255.0f, 128.0f / 255.0f, 1.0f, 7.0f / 255.0f, 254.0f / 255.0f};
     sp_dataset_t c = {SP_TASK_CLASSIFY, 3, 2, 3, 3, x, yc};
     sp_dataset_t r = {SP_TASK_REGRESS, 3, 2, 0, 1, x, yr};
-    const sp_dataset_t *sets[2] = {&c, &r};
-    static const char *const names[2] = {"classify", "regress"};
-    for (int i = 0; i < 2; i++) {
+    sp_dataset_t im = {SP_TASK_CLASSIFY, 3, 2, 3, 3, px, yc};
+    const sp_dataset_t *sets[3] = {&c, &r, &im};
+    static const char *const names[3] = {"classify", "regress", "images"};
+    for (int i = 0; i < 3; i++) {
         uint8_t *buf;
         size_t len;
         if (sp_dataset_serialize(sets[i], &buf, &len) != SP_OK) {

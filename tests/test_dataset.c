@@ -635,14 +635,14 @@ static void test_dataset_serialize_round_trip(void **state)
     }
 }
 
-static void test_dataset_serialized_flipped_byte_refused(void **state)
+/* Every refusal of a serialized dataset buf[len] whose labels start at
+ * offset y0 and whose first label is valid: any flipped bit (SP_E_INPUT, or
+ * SP_E_VERSION in the version field; past the header, the CRC says so), any
+ * cut, one byte more, an unknown version, and an invalid label under a valid
+ * CRC. *out is never touched. */
+static void s_check_refusals(uint8_t *buf, size_t len, size_t y0)
 {
-    (void)state;
-    sp_dataset_t d, e;
-    s_small_set(&d, SP_TASK_CLASSIFY);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(sp_dataset_serialize(&d, &buf, &len), 0);
+    sp_dataset_t e;
     char err[256];
     for (size_t i = 0; i < len; i++) {
         for (int bit = 0; bit < 8; bit += 3) {
@@ -657,23 +657,27 @@ static void test_dataset_serialized_flipped_byte_refused(void **state)
             buf[i] ^= (uint8_t)(1u << bit);
         }
     }
-    /* truncated, extended, wrong version, invalid label under a valid CRC */
     for (size_t cut = 0; cut < len; cut++) {
         assert_int_equal(sp_dataset_deserialize(buf, cut, &e, err, sizeof err), SP_E_INPUT);
     }
     uint8_t *copy = malloc(len + 1);
+    assert_non_null(copy);
     memcpy(copy, buf, len);
     copy[len] = 0;
     assert_int_equal(sp_dataset_deserialize(copy, len + 1, &e, err, sizeof err), SP_E_INPUT);
     assert_non_null(strstr(err, "length"));
-    copy[4] = 2;
+    uint8_t version = copy[4];
+    copy[4] = 3;
     assert_int_equal(sp_dataset_deserialize(copy, len, &e, err, sizeof err), SP_E_VERSION);
-    assert_non_null(strstr(err, "version 2"));
-    copy[4] = 1;
-    float bad_label = 7.0f; /* n_classes is 3 */
+    assert_non_null(strstr(err, "version 3"));
+    /* the other known version does not fit this file's length */
+    copy[4] = version == 1 ? 2 : 1;
+    assert_int_equal(sp_dataset_deserialize(copy, len, &e, err, sizeof err), SP_E_INPUT);
+    assert_non_null(strstr(err, "header declares"));
+    copy[4] = version;
+    float bad_label = 77.0f; /* past n_classes */
     uint32_t u;
     memcpy(&u, &bad_label, 4);
-    size_t y0 = SP_DATASET_HEADER_BYTES + 4 * 8;
     copy[y0] = (uint8_t)u;
     copy[y0 + 1] = (uint8_t)(u >> 8);
     copy[y0 + 2] = (uint8_t)(u >> 16);
@@ -685,8 +689,134 @@ static void test_dataset_serialized_flipped_byte_refused(void **state)
     assert_int_equal(sp_dataset_deserialize(copy, len, &e, err, sizeof err), SP_E_INPUT);
     assert_non_null(strstr(err, "y[0]"));
     free(copy);
+}
+
+static void test_dataset_serialized_flipped_byte_refused(void **state)
+{
+    (void)state;
+    sp_dataset_t d;
+    s_small_set(&d, SP_TASK_CLASSIFY);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sp_dataset_serialize(&d, &buf, &len), 0);
+    assert_int_equal(buf[4], SP_DATASET_VERSION_FLOATS);
+    s_check_refusals(buf, len, SP_DATASET_HEADER_BYTES + 4 * 8);
     free(buf);
     sp_dataset_fini(&d);
+}
+
+/* Images from an IDX file (every feature a byte's value) serialize as
+ * version 2, one byte a feature, and come back bit for bit; one feature
+ * that is no byte's value (or -0) keeps the set in version 1. Both forms
+ * are canonical: what is read serializes back to the same bytes. */
+static void test_dataset_byte_features_serialize_as_version_2(void **state)
+{
+    (void)state;
+    uint8_t *img, *lab;
+    size_t ilen, llen;
+    s_make_idx(30, 3, 4, &img, &ilen, &lab, &llen);
+    sp_dataset_t d, e;
+    char err[256] = "";
+    assert_int_equal(sp_dataset_parse_idx(img, ilen, lab, llen, &d, err, sizeof err), 0);
+    uint8_t *buf = NULL, *buf2 = NULL;
+    size_t len = 0, len2 = 0;
+    assert_int_equal(sp_dataset_serialize(&d, &buf, &len), 0);
+    assert_int_equal(buf[4], SP_DATASET_VERSION_BYTES);
+    assert_int_equal(len, SP_DATASET_HEADER_BYTES + 30 * 12 + 4 * 30 + 4);
+    assert_memory_equal(buf + SP_DATASET_HEADER_BYTES, img + 16, 30 * 12); /* the pixels */
+    assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
+    assert_memory_equal(e.x, d.x, 30 * 12 * sizeof(float));
+    assert_memory_equal(e.y, d.y, 30 * sizeof(float));
+    assert_int_equal(sp_dataset_serialize(&e, &buf2, &len2), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(buf2, buf, len);
+    free(buf2);
+    sp_dataset_fini(&e);
+    s_check_refusals(buf, len, SP_DATASET_HEADER_BYTES + 30 * 12);
+    free(buf);
+    /* 0.5 is 127.5 / 255 and -0 is not +0: either keeps version 1 */
+    const float odd[2] = {0.5f, -0.0f};
+    for (int k = 0; k < 2; k++) {
+        float keep = d.x[7];
+        d.x[7] = odd[k];
+        assert_int_equal(sp_dataset_serialize(&d, &buf, &len), 0);
+        assert_int_equal(buf[4], SP_DATASET_VERSION_FLOATS);
+        assert_int_equal(len, SP_DATASET_HEADER_BYTES + 4 * (30 * 12 + 30) + 4);
+        assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
+        assert_memory_equal(e.x, d.x, 30 * 12 * sizeof(float));
+        sp_dataset_fini(&e);
+        free(buf);
+        d.x[7] = keep;
+    }
+    sp_dataset_fini(&d);
+    free(img);
+    free(lab);
+    /* every byte value: one feature per sample, b / 255.0f stored as b */
+    float x[256], y[256];
+    for (int b = 0; b < 256; b++) {
+        x[b] = (float)b / 255.0f;
+        y[b] = 0.0f;
+    }
+    sp_dataset_t all = {.task = SP_TASK_CLASSIFY,
+                        .n_samples = 256,
+                        .n_features = 1,
+                        .n_classes = 1,
+                        .n_targets = 1,
+                        .x = x,
+                        .y = y};
+    assert_int_equal(sp_dataset_serialize(&all, &buf, &len), 0);
+    assert_int_equal(buf[4], SP_DATASET_VERSION_BYTES);
+    for (int b = 0; b < 256; b++) {
+        assert_int_equal(buf[SP_DATASET_HEADER_BYTES + b], b);
+    }
+    assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
+    assert_memory_equal(e.x, x, sizeof x);
+    sp_dataset_fini(&e);
+    free(buf);
+}
+
+/* A dataset stored as version 1 before version 2 existed, images included,
+ * still reads; written again it takes the smaller form with the same
+ * values. */
+static void test_dataset_version_1_images_still_read(void **state)
+{
+    (void)state;
+    uint8_t *img, *lab;
+    size_t ilen, llen;
+    s_make_idx(6, 2, 2, &img, &ilen, &lab, &llen);
+    sp_dataset_t d, e;
+    char err[256] = "";
+    assert_int_equal(sp_dataset_parse_idx(img, ilen, lab, llen, &d, err, sizeof err), 0);
+    /* version 1 by hand: the header, x and y as float32, the CRC */
+    size_t nx = 6 * 4, len = SP_DATASET_HEADER_BYTES + 4 * (nx + 6) + 4;
+    uint8_t *v1 = calloc(1, len);
+    assert_non_null(v1);
+    memcpy(v1, "SPDS", 4);
+    const uint32_t head[7] = {1, SP_TASK_CLASSIFY, 6, 4, d.n_classes, d.n_targets, 0};
+    for (int k = 0; k < 7; k++) {
+        for (int b = 0; b < 4; b++) {
+            v1[4 + 4 * k + b] = (uint8_t)(head[k] >> (8 * b));
+        }
+    }
+    memcpy(v1 + SP_DATASET_HEADER_BYTES, d.x, nx * 4); /* little-endian host */
+    memcpy(v1 + SP_DATASET_HEADER_BYTES + nx * 4, d.y, 6 * 4);
+    uint32_t c = (uint32_t)crc32(0, v1, (uInt)(len - 4));
+    for (int b = 0; b < 4; b++) {
+        v1[len - 4 + (size_t)b] = (uint8_t)(c >> (8 * b));
+    }
+    assert_int_equal(sp_dataset_deserialize(v1, len, &e, err, sizeof err), 0);
+    assert_memory_equal(e.x, d.x, nx * sizeof(float));
+    assert_memory_equal(e.y, d.y, 6 * sizeof(float));
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    assert_int_equal(sp_dataset_serialize(&e, &buf, &blen), 0);
+    assert_int_equal(buf[4], SP_DATASET_VERSION_BYTES);
+    free(buf);
+    free(v1);
+    sp_dataset_fini(&d);
+    sp_dataset_fini(&e);
+    free(img);
+    free(lab);
 }
 
 int main(void)
@@ -704,6 +834,8 @@ int main(void)
         cmocka_unit_test(test_dataset_gather_and_targets),
         cmocka_unit_test(test_dataset_serialize_round_trip),
         cmocka_unit_test(test_dataset_serialized_flipped_byte_refused),
+        cmocka_unit_test(test_dataset_byte_features_serialize_as_version_2),
+        cmocka_unit_test(test_dataset_version_1_images_still_read),
     };
     return cmocka_run_group_tests_name("dataset", tests, NULL, NULL);
 }
