@@ -8,7 +8,8 @@
  * compute-bound), and reports samples per second from the job's epoch
  * records beside sp_network_train_batch in this process; the ceiling of a
  * 2-worker speedup here (two in-process trainers at once against one); the
- * bytes a step puts on the wire; and the cost of a worker's full model
+ * bytes a step puts on the wire and the dataset's stored size (what each
+ * worker downloads once); and the cost of a worker's full model
  * refresh; and what CurveZMQ encryption costs (the same job with every
  * socket encrypted, against plain). Every process started here is stopped
  * before returning. The configurations compared run in S_REPS rounds, each
@@ -600,6 +601,29 @@ static double s_inprocess_once(int threads, const s_shape_t *sh)
     return sps;
 }
 
+/* Bytes of the bench's dataset of n images in its stored, serialized form
+ * (common/dataset.h): what each worker downloads once. */
+static double s_dataset_bytes(uint32_t n)
+{
+    uint8_t *images = NULL, *labels = NULL, *buf = NULL;
+    size_t ni = 0, nl = 0, len = 0;
+    s_make_idx(n, &images, &ni, &labels, &nl);
+    sp_dataset_t d;
+    char err[SP_TEXT_MAX];
+    double bytes = NAN;
+    if (images != NULL && labels != NULL &&
+        sp_dataset_parse_idx(images, ni, labels, nl, &d, err, sizeof err) == SP_OK) {
+        if (sp_dataset_serialize(&d, &buf, &len) == SP_OK) {
+            bytes = (double)len;
+        }
+        free(buf);
+        sp_dataset_fini(&d);
+    }
+    free(images);
+    free(labels);
+    return bytes;
+}
+
 /* Bytes one step puts on the wire, as the codec encodes them (header +
  * body), kept whole on one worker (nodes = 1: a task and a result without
  * gradient; the worker applies the step itself and its next task was sent
@@ -929,7 +953,8 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         "dist_inprocess_1t_sps_b8192", "dist_1w_1t_sps_b8192", "dist_2w_1t_sps_b8192",
         "dist_ratio_1w_b8192", "dist_speedup_2w_b8192", "dist_ceiling_2p_1t_b8192",
         "dist_bytes_per_step_b8192", "dist_bytes_per_step_2w_b8192", "dist_curve_1w_1t_sps_b512",
-        "dist_curve_cost_1w_b512", "dist_curve_2w_1t_sps_b2048", "dist_curve_cost_2w_b2048", NULL};
+        "dist_curve_cost_1w_b512", "dist_curve_2w_1t_sps_b2048", "dist_curve_cost_2w_b2048",
+        "dist_dataset_bytes", NULL};
     if (!s_want_any(ctx, all)) {
         return;
     }
@@ -946,6 +971,10 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
                                                           "is not installed)",
            S_SAMPLES, S_SAMPLES_BIG, cores, cores);
     fflush(stdout);
+    if (sp_bench_wanted(ctx, "dist_dataset_bytes")) {
+        /* what the coordinator stores and each worker downloads once */
+        sp_bench_report("dist_dataset_bytes", s_dataset_bytes(S_SAMPLES), "bytes");
+    }
     if (sp_bench_wanted(ctx, "dist_model_update_us") || sp_bench_wanted(ctx, "dist_model_load_us") ||
         sp_bench_wanted(ctx, "dist_model_save_us")) {
         double up, load, save;
