@@ -17,7 +17,9 @@
 
 #include <zlib.h>
 
+#include "common/bytes.h"
 #include "common/error.h"
+#include "common/kernels.h"
 
 void sp_csv_opts_default(sp_csv_opts_t *o)
 {
@@ -803,46 +805,21 @@ typedef struct {
 } s_spds_header_t;
 static_assert(sizeof(s_spds_header_t) == SP_DATASET_HEADER_BYTES, "SPDS header is 32 bytes");
 
-static void s_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t s_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void s_put_floats(uint8_t *p, const float *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &v[i], 4);
-        s_put32(p + 4 * i, u);
+        sp_put_le32(p + 4 * i, u);
     }
 }
 
 static void s_get_floats(float *v, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        uint32_t u = s_get32(p + 4 * i);
+        uint32_t u = sp_get_le32(p + 4 * i);
         memcpy(&v[i], &u, 4);
     }
-}
-
-static uint32_t s_crc(const uint8_t *p, size_t n)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    while (n > 0) {
-        uInt chunk = n < UINT_MAX ? (uInt)n : UINT_MAX;
-        c = crc32(c, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)c;
 }
 
 /* Bytes of the serialized form of this version and shape; 0 when it cannot
@@ -887,13 +864,13 @@ int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
         return SP_E_NOMEM;
     }
     memcpy(b, SP_DATASET_MAGIC, 4);
-    s_put32(b + 4, version);
-    s_put32(b + 8, (uint32_t)d->task);
-    s_put32(b + 12, d->n_samples);
-    s_put32(b + 16, d->n_features);
-    s_put32(b + 20, d->n_classes);
-    s_put32(b + 24, d->n_targets);
-    s_put32(b + 28, 0);
+    sp_put_le32(b + 4, version);
+    sp_put_le32(b + 8, (uint32_t)d->task);
+    sp_put_le32(b + 12, d->n_samples);
+    sp_put_le32(b + 16, d->n_features);
+    sp_put_le32(b + 20, d->n_classes);
+    sp_put_le32(b + 24, d->n_targets);
+    sp_put_le32(b + 28, 0);
     uint8_t *p = b + SP_DATASET_HEADER_BYTES;
     if (version == SP_DATASET_VERSION_BYTES) {
         for (size_t i = 0; i < nx; i++) {
@@ -905,7 +882,7 @@ int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
         p += 4 * nx;
     }
     s_put_floats(p, d->y, d->n_samples);
-    s_put32(b + total - 4, s_crc(b, (size_t)total - 4));
+    sp_put_le32(b + total - 4, sp_crc32(b, (size_t)total - 4));
     *buf = b;
     *len = (size_t)total;
     return SP_OK;
@@ -913,12 +890,12 @@ int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
 
 uint32_t sp_dataset_checksum(const uint8_t *buf, size_t len)
 {
-    return len < 4 ? 0 : s_get32(buf + len - 4);
+    return len < 4 ? 0 : sp_get_le32(buf + len - 4);
 }
 
 uint64_t sp_dataset_key(const uint8_t *buf, size_t len)
 {
-    return ((uint64_t)(len & 0xffffffffu) << 32) | s_crc(buf, len);
+    return ((uint64_t)(len & 0xffffffffu) << 32) | sp_crc32(buf, len);
 }
 
 int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, char *err,
@@ -931,7 +908,7 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
     if (memcmp(buf, SP_DATASET_MAGIC, 4) != 0) {
         return sp_err_input(err, errlen, "dataset: offset 0: bad magic (not an SPDS file)");
     }
-    uint32_t version = s_get32(buf + 4);
+    uint32_t version = sp_get_le32(buf + 4);
     if (version != SP_DATASET_VERSION_FLOATS && version != SP_DATASET_VERSION_BYTES) {
         sp_err_input(err, errlen,
                      "dataset: offset 4: format version %u, this build reads %u and %u", version,
@@ -940,12 +917,12 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
     }
     s_spds_header_t h = {0,
                          version,
-                         s_get32(buf + 8),
-                         s_get32(buf + 12),
-                         s_get32(buf + 16),
-                         s_get32(buf + 20),
-                         s_get32(buf + 24),
-                         s_get32(buf + 28)};
+                         sp_get_le32(buf + 8),
+                         sp_get_le32(buf + 12),
+                         sp_get_le32(buf + 16),
+                         sp_get_le32(buf + 20),
+                         sp_get_le32(buf + 24),
+                         sp_get_le32(buf + 28)};
     if (h.n_samples == 0 || h.n_samples > SP_DATASET_MAX_SAMPLES) {
         return sp_err_input(err, errlen, "dataset: offset 12: n_samples %u out of range",
                             h.n_samples);
@@ -959,7 +936,7 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
         return sp_err_input(err, errlen, "dataset: length %zu bytes, header declares %llu", len,
                             (unsigned long long)want);
     }
-    uint32_t stored = s_get32(buf + len - 4), computed = s_crc(buf, len - 4);
+    uint32_t stored = sp_get_le32(buf + len - 4), computed = sp_crc32(buf, len - 4);
     if (stored != computed) {
         return sp_err_input(err, errlen,
                             "dataset: offset %zu: CRC-32 mismatch (stored 0x%08x, computed 0x%08x)",
@@ -1003,11 +980,10 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
         y_at += nx;
     } else {
         s_get_floats(x, p, nx);
-        for (size_t i = 0; i < nx && rc == SP_OK; i++) {
-            if (!isfinite(x[i])) {
-                rc = sp_err_input(err, errlen, "dataset: offset %zu: x[%zu] is not finite",
-                                  SP_DATASET_HEADER_BYTES + 4 * i, i);
-            }
+        size_t i = sp_kern_first_nonfinite(x, nx);
+        if (i < nx) {
+            rc = sp_err_input(err, errlen, "dataset: offset %zu: x[%zu] is not finite",
+                              SP_DATASET_HEADER_BYTES + 4 * i, i);
         }
         y_at += 4 * nx;
     }

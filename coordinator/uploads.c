@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "common/bytes.h"
 #include "common/error.h"
 #include "coordinator/coordinator.h"
 
@@ -213,18 +213,6 @@ void sp_uploads_chunk(sp_coord_t *c, const uint8_t *id, size_t id_len,
     s_reply(c, id, id_len, ch->req, up->id, up->received[ch->part], NULL);
 }
 
-static uint32_t s_crc(const uint8_t *p, uint64_t len)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (len > 0) {
-        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        crc = crc32(crc, p, n);
-        p += n;
-        len -= n;
-    }
-    return (uint32_t)crc;
-}
-
 /* Checks and parses a complete upload into ds; message in err on failure. */
 static int s_parse(const sp_upload_t *up, sp_dataset_t *ds, char *err, size_t errlen)
 {
@@ -235,7 +223,7 @@ static int s_parse(const sp_upload_t *up, sp_dataset_t *ds, char *err, size_t er
                      (unsigned long long)up->received[i], (unsigned long long)b->part_size[i]);
             return SP_E_INPUT;
         }
-        uint32_t crc = s_crc(up->part[i], b->part_size[i]);
+        uint32_t crc = sp_crc32(up->part[i], b->part_size[i]);
         if (crc != b->part_crc[i]) {
             snprintf(err, errlen, "part %u: CRC-32 %08x does not match the declared %08x", i, crc,
                      b->part_crc[i]);

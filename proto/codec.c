@@ -14,6 +14,7 @@
 
 #include <msgpack.h>
 
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/kernels.h"
 #include "common/mpcheck.h"
@@ -646,19 +647,6 @@ static uint32_t s_count(const void *s, const s_field_t *f)
 #define S_HOST_LE 0
 #endif
 
-static void s_put_le32(uint8_t *d, uint32_t v)
-{
-    d[0] = (uint8_t)v;
-    d[1] = (uint8_t)(v >> 8);
-    d[2] = (uint8_t)(v >> 16);
-    d[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t s_get_le32(const uint8_t *d)
-{
-    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
-}
-
 static void s_fini_struct(const s_schema_t *sc, void *s)
 {
     for (size_t i = 0; i < sc->n_fields; i++) {
@@ -1039,7 +1027,7 @@ static int s_pack_struct(msgpack_packer *pk, const s_schema_t *sc, const void *s
                 for (; m < sizeof(tmp) / 4 && k < n; m++, k++) {
                     uint32_t w;
                     memcpy(&w, &v[k], 4);
-                    s_put_le32(tmp + 4 * m, w);
+                    sp_put_le32(tmp + 4 * m, w);
                 }
                 e |= msgpack_pack_bin_body(pk, tmp, (size_t)m * 4);
             }
@@ -1354,7 +1342,7 @@ static int s_read_field(const s_field_t *f, const msgpack_object *o, void *s, co
                 memcpy(v, src, bytes);
             } else {
                 for (uint32_t k = 0; k < want; k++) {
-                    uint32_t w = s_get_le32(src + 4 * (size_t)k);
+                    uint32_t w = sp_get_le32(src + 4 * (size_t)k);
                     memcpy(&v[k], &w, 4);
                 }
             }
