@@ -21,6 +21,13 @@ uint32_t sp_plan_span(const sp_plan_step_t *s, uint32_t first, uint32_t count)
     return (uint32_t)((end < s->batch ? end : s->batch) - (uint64_t)first * s->partition);
 }
 
+int sp_plan_can_split(const sp_plan_step_t *s, uint32_t first, uint32_t count, uint32_t min_samples)
+{
+    uint32_t l = sp_reduce_split(count);
+    return sp_plan_span(s, first, l) >= min_samples &&
+           sp_plan_span(s, first + l, count - l) >= min_samples;
+}
+
 uint32_t sp_plan_cut(const sp_plan_step_t *s, uint32_t want, uint32_t min_samples, uint32_t *count)
 {
     uint32_t n_parts = s->n_parts;
@@ -34,9 +41,7 @@ uint32_t sp_plan_cut(const sp_plan_step_t *s, uint32_t want, uint32_t min_sample
             if (n < 2 || (best != UINT32_MAX && n <= count[best])) {
                 continue;
             }
-            uint32_t l = sp_reduce_split(n);
-            if (sp_plan_span(s, i, l) >= min_samples &&
-                sp_plan_span(s, i + l, n - l) >= min_samples) {
+            if (sp_plan_can_split(s, i, n, min_samples)) {
                 best = i;
             }
         }

@@ -31,9 +31,14 @@ typedef struct {
 sp_plan_step_t sp_plan_step(uint32_t batch, uint32_t partition);
 /* Samples in partitions [first, first + count) of step s (count >= 1). */
 uint32_t sp_plan_span(const sp_plan_step_t *s, uint32_t first, uint32_t count);
-/* The even cut into count[n_parts]: the root, then the largest node split
- * into its two children until there are `want` nodes or no split would
- * leave both children min_samples samples or more. Returns the nodes. */
+/* True when the node of `count` >= 2 partitions starting at `first` may be
+ * split: both its children hold min_samples samples or more. */
+int sp_plan_can_split(const sp_plan_step_t *s, uint32_t first, uint32_t count,
+                      uint32_t min_samples);
+/* The even cut into count[n_parts]: the root, then the largest node that
+ * may be split (sp_plan_can_split) split into its two children until there
+ * are `want` nodes or none may be. Returns the nodes. So the step is split
+ * at all exactly when its root may be. */
 uint32_t sp_plan_cut(const sp_plan_step_t *s, uint32_t want, uint32_t min_samples, uint32_t *count);
 /* Gives the nodes of an even cut (count[], n_nodes >= 2 of them) to the
  * workers w[0..k) (sorted here, fastest first), and re-cuts the step when

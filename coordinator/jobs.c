@@ -642,14 +642,14 @@ static int s_read_checkpoint(const sp_job_t *job, sp_ckpt_t *ck, sp_network_t **
     if (rc != SP_OK) {
         goto out;
     }
-    if (ck->job != job->id || ck->version == 0) {
-        if (ck->job != job->id) {
-            snprintf(err, errlen, "checkpoint: belongs to job %llu, not %llu",
-                     (unsigned long long)ck->job, (unsigned long long)job->id);
-        } else {
-            snprintf(err, errlen, "checkpoint: model version 0");
-        }
-        rc = SP_E_INPUT;
+    rc = SP_E_INPUT;
+    if (ck->job != job->id) {
+        snprintf(err, errlen, "checkpoint: belongs to job %llu, not %llu",
+                 (unsigned long long)ck->job, (unsigned long long)job->id);
+        goto out;
+    }
+    if (ck->version == 0) {
+        snprintf(err, errlen, "checkpoint: model version 0");
         goto out;
     }
     rc = sp_network_load_buffer(model, model_len, net, err, errlen);
@@ -972,14 +972,13 @@ static uint32_t s_plan(sp_coord_t *c, const sp_run_t *r, const sp_plan_step_t *s
                        sp_part_t *parts, uint32_t want, uint32_t min_node)
 {
     uint32_t n_parts = shape->n_parts;
-    uint32_t *count = malloc(2 * (size_t)n_parts * sizeof *count);
+    uint32_t *count = calloc(2 * (size_t)n_parts, sizeof *count); /* then owner[n_parts] */
     sp_plan_worker_t *w = malloc((c->workers.n + 1) * sizeof *w);
     uint32_t n_nodes = 1;
     if (count == NULL || w == NULL) {
         parts[0].count = n_parts;
     } else {
         uint32_t *owner = count + n_parts;
-        memset(owner, 0, n_parts * sizeof *owner);
         n_nodes = sp_plan_cut(shape, want, min_node, count);
         if (n_nodes >= 2) {
             double node_us =
@@ -1013,16 +1012,9 @@ static int s_sync_due(sp_coord_t *c, const sp_run_t *r, const sp_job_t *job, uin
     if (s_live_workers(c) < 2) {
         return 0;
     }
-    /* sp_plan_cut splits a step at all exactly when it splits the root:
-     * its left child (the largest power of two below n partitions) and the
-     * rest both hold min_node samples or more. */
-    uint32_t batch = s_batch_len(r, job, in_epoch + 1);
-    uint32_t n_parts = (batch + d->partition - 1) / d->partition;
-    if (n_parts < 2) {
-        return 0;
-    }
-    uint64_t left = (uint64_t)sp_reduce_split(n_parts) * d->partition;
-    return left >= min_node && batch - left >= min_node;
+    /* sp_plan_cut splits a step at all exactly when its root may be split */
+    sp_plan_step_t next = sp_plan_step(s_batch_len(r, job, in_epoch + 1), d->partition);
+    return next.n_parts >= 2 && sp_plan_can_split(&next, 0, next.n_parts, min_node);
 }
 
 /* Once every node of the current step is out, and the next step would be

@@ -17,26 +17,15 @@
 
 #define S_MAX_PARTS 128 /* partitions of the largest step below */
 
-/* 1 when [first, first + count) is a node of the tree over [lo, hi). */
-static int s_is_node(uint32_t lo, uint32_t hi, uint32_t first, uint32_t count)
-{
-    if (first == lo && count == hi - lo) {
-        return 1;
-    }
-    if (hi - lo < 2 || first < lo || first + count > hi) {
-        return 0;
-    }
-    uint32_t mid = lo + sp_reduce_split(hi - lo);
-    return s_is_node(lo, mid, first, count) || s_is_node(mid, hi, first, count);
-}
-
 /* Checks that count[] tiles step s with tree nodes; returns how many. */
 static uint32_t s_check_tiling(const sp_plan_step_t *s, const uint32_t *count)
 {
     uint32_t nodes = 0, p = 0;
     while (p < s->n_parts) {
         assert_true(count[p] > 0);
-        assert_true(s_is_node(0, s->n_parts, p, count[p]));
+        uint32_t first[SP_REDUCE_COVER_MAX], n[SP_REDUCE_COVER_MAX];
+        /* a tree node is the one node covering its own range */
+        assert_int_equal(sp_reduce_cover(s->n_parts, p, p + count[p], first, n), 1);
         for (uint32_t q = p + 1; q < p + count[p]; q++) {
             assert_int_equal(count[q], 0);
         }
