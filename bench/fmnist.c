@@ -57,10 +57,11 @@ static int s_load(const char *dir, const char *img, const char *lab, sp_dataset_
     return rc;
 }
 
-static double s_accuracy(sp_network_t *n, const sp_dataset_t *d, float *Y)
+/* Accuracy on d, whose features are X (all rows, from sp_dataset_rows). */
+static double s_accuracy(sp_network_t *n, const sp_dataset_t *d, const float *X, float *Y)
 {
     size_t K = sp_network_n_outputs(n);
-    if (sp_network_forward(n, d->x, d->n_samples, Y) != SP_OK) {
+    if (sp_network_forward(n, X, d->n_samples, Y) != SP_OK) {
         return -1.0;
     }
     uint32_t ok = 0;
@@ -246,11 +247,13 @@ int main(int argc, char **argv)
     float *X = malloc((size_t)o.batch * train.n_features * sizeof(float));
     float *T = malloc((size_t)o.batch * train.n_classes * sizeof(float));
     float *Y = malloc((size_t)test.n_samples * train.n_classes * sizeof(float));
+    float *Xtest = malloc((size_t)test.n_samples * test.n_features * sizeof(float));
     uint32_t *idx = malloc(n_train * sizeof(uint32_t));
-    if (!net || !X || !T || !Y || !idx) {
+    if (!net || !X || !T || !Y || !Xtest || !idx) {
         fprintf(stderr, "spatium-fmnist: out of memory\n");
         return 1;
     }
+    sp_dataset_rows(&test, 0, test.n_samples, Xtest);
     printf("spatium-fmnist: %u-%u-%u, %u bits, %s, %s, lr %g, momentum %g, batch %u, "
            "%u training samples, %d threads\n",
            sizes[0], sizes[1], sizes[2], o.cfg.bits,
@@ -281,7 +284,7 @@ int main(int argc, char **argv)
         }
         double dt = s_now() - t0;
         train_s += dt;
-        double acc = s_accuracy(net, &test, Y);
+        double acc = s_accuracy(net, &test, Xtest, Y);
         sp_network_stats_t st;
         sp_network_stats(net, 0.01f, &st);
         printf("epoch %d  train loss %.4f  test accuracy %.4f  %.1f s  %.0f samples/s  "
@@ -297,6 +300,7 @@ int main(int argc, char **argv)
     free(X);
     free(T);
     free(Y);
+    free(Xtest);
     free(idx);
     sp_network_destroy(&net);
     sp_dataset_fini(&train);

@@ -40,15 +40,20 @@ static int s_run(sp_cli_t *c, sp_network_t *net, const sp_dataset_t *d, s_eval_t
                              "eval: the data has %u classes but the model only %zu outputs",
                              d->n_classes, n_out);
     }
+    float *X = malloc((size_t)S_EVAL_CHUNK * d->n_features * sizeof *X);
     float *Y = malloc((size_t)S_EVAL_CHUNK * n_out * sizeof *Y);
-    if (!Y) {
+    if (!X || !Y) {
+        free(X);
+        free(Y);
         return sp_cli_report(c, SP_EXIT_FAIL, "eval: out of memory");
     }
     memset(ev, 0, sizeof *ev);
     for (size_t at = 0; at < d->n_samples; at += S_EVAL_CHUNK) {
         size_t rows = d->n_samples - at < S_EVAL_CHUNK ? d->n_samples - at : S_EVAL_CHUNK;
-        int rc = sp_network_forward(net, d->x + at * d->n_features, rows, Y);
+        sp_dataset_rows(d, (uint32_t)at, rows, X);
+        int rc = sp_network_forward(net, X, rows, Y);
         if (rc != SP_OK) {
+            free(X);
             free(Y);
             return sp_cli_report(c, SP_EXIT_FAIL, "eval: forward failed: %s", sp_strerror(rc));
         }
@@ -70,6 +75,7 @@ static int s_run(sp_cli_t *c, sp_network_t *net, const sp_dataset_t *d, s_eval_t
         }
         ev->samples += rows;
     }
+    free(X);
     free(Y);
     return SP_EXIT_OK;
 }

@@ -34,6 +34,7 @@ void sp_dataset_fini(sp_dataset_t *d)
         return;
     }
     free(d->x);
+    free(d->xb);
     free(d->y);
     memset(d, 0, sizeof *d);
 }
@@ -713,7 +714,8 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
     const uint8_t *img = NULL, *lab = NULL;
     size_t ilen = 0, llen = 0;
     uint8_t *iown = NULL, *lown = NULL;
-    float *x = NULL, *y = NULL;
+    uint8_t *xb = NULL;
+    float *y = NULL;
     int rc = s_plain("images", 3, images, images_len, &img, &ilen, &iown, err, errlen);
     if (rc == SP_OK) {
         rc = s_plain("labels", 1, labels, labels_len, &lab, &llen, &lown, err, errlen);
@@ -731,20 +733,14 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
         rc = sp_err_input(err, errlen, "images hold %u samples but labels hold %u", ni, nl);
     }
     if (rc == SP_OK) {
-        x = malloc((size_t)ni * per * sizeof(float));
+        xb = malloc((size_t)ni * per);
         y = malloc((size_t)ni * sizeof(float));
-        if (!x || !y) {
+        if (!xb || !y) {
             rc = SP_E_NOMEM;
         }
     }
     if (rc == SP_OK) {
-        const uint8_t *px = img + ihdr;
-        size_t total = (size_t)ni * per;
-        float value[256];
-        s_byte_values(value);
-        for (size_t i = 0; i < total; i++) {
-            x[i] = value[px[i]];
-        }
+        memcpy(xb, img + ihdr, (size_t)ni * per);
         unsigned max_label = 0;
         for (uint32_t i = 0; i < ni; i++) {
             uint8_t l = lab[lhdr + i];
@@ -757,11 +753,12 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
         out->n_features = (uint32_t)per;
         out->n_classes = max_label + 1;
         out->n_targets = out->n_classes;
-        out->x = x;
+        out->xb = xb;
         out->y = y;
-        x = y = NULL;
+        xb = NULL;
+        y = NULL;
     }
-    free(x);
+    free(xb);
     free(y);
     free(iown);
     free(lown);
@@ -789,12 +786,101 @@ void sp_dataset_targets(const sp_dataset_t *d, const uint32_t *idx, size_t n, fl
     }
 }
 
-void sp_dataset_gather(const sp_dataset_t *d, const uint32_t *idx, size_t n, float *X)
+/* Row r of the features into X (n_features floats); value is s_byte_values
+ * when the set is held as bytes. */
+static void s_row(const sp_dataset_t *d, const float value[256], size_t r, float *X)
 {
     size_t nf = d->n_features;
+    SP_ASSERT(r < d->n_samples);
+    if (d->x) {
+        memcpy(X, d->x + r * nf, nf * sizeof(float));
+        return;
+    }
+    const uint8_t *b = d->xb + r * nf;
+    for (size_t j = 0; j < nf; j++) {
+        X[j] = value[b[j]];
+    }
+}
+
+void sp_dataset_gather(const sp_dataset_t *d, const uint32_t *idx, size_t n, float *X)
+{
+    float value[256];
+    if (!d->x) {
+        s_byte_values(value);
+    }
     for (size_t i = 0; i < n; i++) {
-        SP_ASSERT(idx[i] < d->n_samples);
-        memcpy(X + i * nf, d->x + (size_t)idx[i] * nf, nf * sizeof(float));
+        s_row(d, value, idx[i], X + i * d->n_features);
+    }
+}
+
+void sp_dataset_rows(const sp_dataset_t *d, uint32_t first, size_t n, float *X)
+{
+    float value[256];
+    if (!d->x) {
+        s_byte_values(value);
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_row(d, value, (size_t)first + i, X + i * d->n_features);
+    }
+}
+
+int sp_dataset_same(const sp_dataset_t *a, const sp_dataset_t *b)
+{
+    if (a->task != b->task || a->n_samples != b->n_samples || a->n_features != b->n_features ||
+        a->n_classes != b->n_classes || a->n_targets != b->n_targets ||
+        memcmp(a->y, b->y, a->n_samples * sizeof *a->y) != 0) {
+        return 0;
+    }
+    size_t nx = (size_t)a->n_samples * a->n_features;
+    if (a->x && b->x) {
+        return memcmp(a->x, b->x, nx * sizeof *a->x) == 0;
+    }
+    if (a->xb && b->xb) {
+        return memcmp(a->xb, b->xb, nx) == 0;
+    }
+    const sp_dataset_t *f = a->x ? a : b, *h = a->x ? b : a;
+    float value[256];
+    s_byte_values(value);
+    for (size_t i = 0; i < nx; i++) {
+        if (memcmp(&f->x[i], &value[h->xb[i]], sizeof value[0]) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void sp_dataset_feature_range(const sp_dataset_t *d, float *lo, float *hi)
+{
+    size_t nf = d->n_features;
+    if (d->x) {
+        memcpy(lo, d->x, nf * sizeof *lo);
+        memcpy(hi, d->x, nf * sizeof *hi);
+        for (size_t s = 1; s < d->n_samples; s++) {
+            const float *x = d->x + s * nf;
+            for (size_t j = 0; j < nf; j++) {
+                lo[j] = x[j] < lo[j] ? x[j] : lo[j];
+                hi[j] = x[j] > hi[j] ? x[j] : hi[j];
+            }
+        }
+        return;
+    }
+    /* the smallest and largest byte, held exactly as floats, then their
+     * values: bytes order as their values do */
+    for (size_t j = 0; j < nf; j++) {
+        lo[j] = hi[j] = (float)d->xb[j];
+    }
+    for (size_t s = 1; s < d->n_samples; s++) {
+        const uint8_t *b = d->xb + s * nf;
+#pragma omp simd
+        for (size_t j = 0; j < nf; j++) {
+            float v = (float)b[j];
+            lo[j] = v < lo[j] ? v : lo[j];
+            hi[j] = v > hi[j] ? v : hi[j];
+        }
+    }
+    for (size_t j = 0; j < nf; j++) {
+        lo[j] = s_byte_value((uint8_t)lo[j]);
+        hi[j] = s_byte_value((uint8_t)hi[j]);
     }
 }
 
@@ -854,7 +940,8 @@ int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
         return SP_E_RANGE;
     }
     size_t nx = (size_t)d->n_samples * d->n_features;
-    uint32_t version = s_all_bytes(d->x, nx) ? SP_DATASET_VERSION_BYTES : SP_DATASET_VERSION_FLOATS;
+    uint32_t version =
+        !d->x || s_all_bytes(d->x, nx) ? SP_DATASET_VERSION_BYTES : SP_DATASET_VERSION_FLOATS;
     uint64_t total = s_spds_len(version, d->n_samples, d->n_features);
     if (total == 0) {
         return SP_E_RANGE;
@@ -872,7 +959,10 @@ int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
     sp_put_le32(b + 24, d->n_targets);
     sp_put_le32(b + 28, 0);
     uint8_t *p = b + SP_DATASET_HEADER_BYTES;
-    if (version == SP_DATASET_VERSION_BYTES) {
+    if (!d->x) {
+        memcpy(p, d->xb, nx);
+        p += nx;
+    } else if (version == SP_DATASET_VERSION_BYTES) {
         for (size_t i = 0; i < nx; i++) {
             p[i] = (uint8_t)lrintf(d->x[i] * 255.0f);
         }
@@ -961,22 +1051,21 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
         return sp_err_input(err, errlen, "dataset: offset 28: reserved field is not 0");
     }
     size_t nx = (size_t)h.n_samples * h.n_features;
-    float *x = malloc(nx * sizeof(float));
+    int as_bytes = version == SP_DATASET_VERSION_BYTES;
+    float *x = as_bytes ? NULL : malloc(nx * sizeof(float));
+    uint8_t *xb = as_bytes ? malloc(nx) : NULL;
     float *y = malloc((size_t)h.n_samples * sizeof(float));
-    if (!x || !y) {
+    if ((!x && !xb) || !y) {
         free(x);
+        free(xb);
         free(y);
         return SP_E_NOMEM;
     }
     const uint8_t *p = buf + SP_DATASET_HEADER_BYTES;
     size_t y_at = SP_DATASET_HEADER_BYTES; /* offset of y in buf */
     int rc = SP_OK;
-    if (version == SP_DATASET_VERSION_BYTES) {
-        float value[256];
-        s_byte_values(value);
-        for (size_t i = 0; i < nx; i++) {
-            x[i] = value[p[i]];
-        }
+    if (as_bytes) {
+        memcpy(xb, p, nx);
         y_at += nx;
     } else {
         s_get_floats(x, p, nx);
@@ -1001,6 +1090,7 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
     }
     if (rc != SP_OK) {
         free(x);
+        free(xb);
         free(y);
         return rc;
     }
@@ -1011,6 +1101,7 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
     out->n_classes = h.n_classes;
     out->n_targets = h.n_targets;
     out->x = x;
+    out->xb = xb;
     out->y = y;
     return SP_OK;
 }

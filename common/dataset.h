@@ -24,7 +24,12 @@ typedef struct {
     uint32_t n_features;
     uint32_t n_classes; /* classify: labels are 0..n_classes-1; regress: 0 */
     uint32_t n_targets; /* regress: 1 (the label column); classify: n_classes */
-    float *x;           /* n_samples * n_features, row-major, finite */
+    float *x;           /* n_samples * n_features, row-major, finite; or NULL,
+                           and then: */
+    uint8_t *xb;        /* the same as bytes b, each the feature b / 255.0f
+                           (images, a quarter of the memory); exactly one of
+                           x and xb is set. Read rows with sp_dataset_gather
+                           or sp_dataset_rows, which handle both. */
     float *y;           /* classify: label per sample (integral float);
                            regress: target per sample */
 } sp_dataset_t;
@@ -57,7 +62,7 @@ void sp_dataset_fini(sp_dataset_t *d);
  * success (the caller fini's it). */
 int sp_dataset_parse_csv(const char *text, size_t len, const sp_csv_opts_t *o, sp_dataset_t *out,
                          char *err, size_t errlen);
-/* Parses IDX images (magic 0x00000803, ubyte, scaled to [0, 1]) and IDX labels
+/* Parses IDX images (magic 0x00000803, ubyte, held as xb: feature b / 255.0f) and IDX labels
  * (0x00000801); either buffer may be gzip-compressed. Dimensions are bounded
  * (1..SP_DATASET_MAX_SAMPLES samples, rows * cols <= SP_DATASET_MAX_FEATURES)
  * before anything is allocated; a gzip stream is inflated only up to the size
@@ -85,8 +90,16 @@ int sp_gunzip_maybe(const uint8_t *buf, size_t len, size_t max_bytes, uint8_t **
 /* Targets for training: classify -> one-hot rows of n_classes; regress -> the
  * value. T must hold n_samples * n_targets floats. */
 void sp_dataset_targets(const sp_dataset_t *d, const uint32_t *idx, size_t n, float *T);
-/* Rows idx[0..n) of x into X (n * n_features). */
+/* Rows idx[0..n) of the features into X (n * n_features floats). */
 void sp_dataset_gather(const sp_dataset_t *d, const uint32_t *idx, size_t n, float *X);
+/* Rows first..first+n of the features into X (n * n_features floats). */
+void sp_dataset_rows(const sp_dataset_t *d, uint32_t first, size_t n, float *X);
+/* True when a and b hold the same samples (shape, features and labels), bit
+ * for bit, however each holds its features. */
+int sp_dataset_same(const sp_dataset_t *a, const sp_dataset_t *b);
+/* Each feature's smallest and largest value over all samples into lo and hi
+ * (n_features floats each). */
+void sp_dataset_feature_range(const sp_dataset_t *d, float *lo, float *hi);
 
 /* Compact binary form used by the coordinator's state directory and the
  * worker's cache. Every integer and float is little-endian:
@@ -108,7 +121,7 @@ void sp_dataset_gather(const sp_dataset_t *d, const uint32_t *idx, size_t n, flo
  * dataset whose every feature is b / 255.0f for a byte b (bit for bit: the
  * images of an IDX file) is written as version 2, a quarter of the size for
  * the store and for every worker's download; any other as version 1. Both
- * are read. */
+ * are read; version 2 is read into xb, version 1 into x. */
 #define SP_DATASET_MAGIC "SPDS"
 #define SP_DATASET_VERSION_FLOATS 1u
 #define SP_DATASET_VERSION_BYTES 2u

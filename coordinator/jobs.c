@@ -727,15 +727,7 @@ static int s_scale_inputs(sp_run_t *r, char *err, size_t errlen)
     float *off = malloc(F * sizeof *off), *scale = malloc(F * sizeof *scale);
     rc = SP_E_NOMEM;
     if (lo && hi && off && scale && d.n_samples > 0) {
-        memcpy(lo, d.x, F * sizeof *lo);
-        memcpy(hi, d.x, F * sizeof *hi);
-        for (uint32_t s = 1; s < d.n_samples; s++) {
-            const float *x = d.x + (size_t)s * F;
-            for (uint32_t i = 0; i < F; i++) {
-                lo[i] = x[i] < lo[i] ? x[i] : lo[i];
-                hi[i] = x[i] > hi[i] ? x[i] : hi[i];
-            }
-        }
+        sp_dataset_feature_range(&d, lo, hi);
         int any = 0;
         for (uint32_t i = 0; i < F; i++) {
             if (lo[i] >= 0.0f && hi[i] <= 1.0f) {

@@ -53,20 +53,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (memchr(err, 0, sizeof err) == NULL) {
             s_fail("refusal without a terminated message");
         }
-        if (d.x || d.y) {
+        if (d.x || d.xb || d.y) {
             s_fail("refusal touched *out");
         }
     } else {
-        if (d.n_samples == 0 || d.n_features == 0 || !d.x || !d.y ||
+        if (d.n_samples == 0 || d.n_features == 0 || d.x || !d.xb || !d.y ||
             d.task != SP_TASK_CLASSIFY || d.n_targets != d.n_classes) {
             s_fail("accepted set has bad shape");
         }
-        size_t nx = (size_t)d.n_samples * d.n_features;
-        for (size_t i = 0; i < nx; i++) {
-            if (!(d.x[i] >= 0.0f && d.x[i] <= 1.0f)) {
-                s_fail("feature outside [0, 1]");
+        float *row = malloc(d.n_features * sizeof *row);
+        if (!row) {
+            abort();
+        }
+        for (uint32_t s = 0; s < d.n_samples; s++) {
+            sp_dataset_rows(&d, s, 1, row);
+            for (uint32_t i = 0; i < d.n_features; i++) {
+                if (!(row[i] >= 0.0f && row[i] <= 1.0f)) {
+                    s_fail("feature outside [0, 1]");
+                }
             }
         }
+        free(row);
         float max = -1;
         for (uint32_t i = 0; i < d.n_samples; i++) {
             float y = d.y[i];

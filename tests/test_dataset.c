@@ -321,8 +321,13 @@ static void test_dataset_idx_parses_generated_files(void **state)
         assert_int_equal(d.n_features, 12);
         assert_int_equal(d.n_classes, 10);
         assert_int_equal(d.task, SP_TASK_CLASSIFY);
+        /* held as the file's bytes, read as b / 255 */
+        assert_null(d.x);
+        assert_memory_equal(d.xb, img + 16, 30 * 12);
+        float X[30 * 12];
+        sp_dataset_rows(&d, 0, 30, X);
         for (size_t i = 0; i < 30 * 12; i++) {
-            assert_true(d.x[i] == (float)img[16 + i] / 255.0f);
+            assert_true(X[i] == (float)img[16 + i] / 255.0f);
         }
         assert_true(d.y[13] == 3.0f);
         sp_dataset_fini(&d);
@@ -443,10 +448,11 @@ static void test_dataset_fashion_mnist_when_present(void **state)
     for (int c = 0; c < 10; c++) {
         assert_int_equal(counts[c], 1000); /* the test split is balanced */
     }
-    float lo = 1, hi = 0;
-    for (size_t i = 0; i < (size_t)10000 * 784; i++) {
-        lo = d.x[i] < lo ? d.x[i] : lo;
-        hi = d.x[i] > hi ? d.x[i] : hi;
+    float flo[784], fhi[784], lo = 1, hi = 0;
+    sp_dataset_feature_range(&d, flo, fhi);
+    for (size_t i = 0; i < 784; i++) {
+        lo = flo[i] < lo ? flo[i] : lo;
+        hi = fhi[i] > hi ? fhi[i] : hi;
     }
     assert_true(lo == 0.0f && hi == 1.0f);
     sp_dataset_fini(&d);
@@ -572,6 +578,20 @@ static void test_dataset_gunzip_and_file_reading_bounded(void **state)
 
 /* ---- batches and serialized form ---- */
 
+/* A copy of d held as floats (x), for comparing the two ways of holding a
+ * set. */
+static void s_as_floats(const sp_dataset_t *d, sp_dataset_t *f)
+{
+    *f = *d;
+    f->xb = NULL;
+    f->x = malloc((size_t)d->n_samples * d->n_features * sizeof *f->x);
+    f->y = malloc(d->n_samples * sizeof *f->y);
+    assert_non_null(f->x);
+    assert_non_null(f->y);
+    sp_dataset_rows(d, 0, d->n_samples, f->x);
+    memcpy(f->y, d->y, d->n_samples * sizeof *f->y);
+}
+
 static void s_small_set(sp_dataset_t *d, sp_task_t task)
 {
     char err[256];
@@ -600,6 +620,65 @@ static void test_dataset_gather_and_targets(void **state)
     assert_true(T[0] == 1.0f && T[1] == 2.0f);
     sp_dataset_fini(&d);
     sp_dataset_fini(NULL);
+}
+
+/* A set held as bytes (IDX images) gives rows and ranges of b / 255.0f, the
+ * same as the float-held copy of it. */
+static void test_dataset_byte_held_rows_and_ranges(void **state)
+{
+    (void)state;
+    uint8_t *img, *lab;
+    size_t ilen, llen;
+    s_make_idx(30, 3, 4, &img, &ilen, &lab, &llen);
+    sp_dataset_t d, f;
+    char err[256] = "";
+    assert_int_equal(sp_dataset_parse_idx(img, ilen, lab, llen, &d, err, sizeof err), 0);
+    s_as_floats(&d, &f);
+    uint32_t idx[] = {29, 0, 7, 7};
+    float X[4 * 12], Xf[4 * 12];
+    sp_dataset_gather(&d, idx, 4, X);
+    sp_dataset_gather(&f, idx, 4, Xf);
+    assert_memory_equal(X, Xf, sizeof X);
+    for (int r = 0; r < 4; r++) {
+        for (int j = 0; j < 12; j++) {
+            assert_true(X[r * 12 + j] == (float)img[16 + idx[r] * 12 + j] / 255.0f);
+        }
+    }
+    sp_dataset_rows(&d, 26, 4, X);
+    sp_dataset_rows(&f, 26, 4, Xf);
+    assert_memory_equal(X, Xf, sizeof X);
+    assert_memory_equal(Xf, f.x + 26 * 12, sizeof Xf);
+    float lo[12], hi[12], flo[12], fhi[12];
+    sp_dataset_feature_range(&d, lo, hi);
+    sp_dataset_feature_range(&f, flo, fhi);
+    assert_memory_equal(lo, flo, sizeof lo);
+    assert_memory_equal(hi, fhi, sizeof hi);
+    /* the two copies are the same set; one feature or label off is not */
+    assert_true(sp_dataset_same(&d, &f) && sp_dataset_same(&f, &d) && sp_dataset_same(&d, &d));
+    for (int k = 0; k < 3; k++) {
+        size_t at = (size_t)k * 131 % (30 * 12);
+        float keep = f.x[at];
+        f.x[at] = k == 2 ? -f.x[at] : nextafterf(f.x[at], 2.0f);
+        assert_false(sp_dataset_same(&d, &f) || sp_dataset_same(&f, &d));
+        f.x[at] = keep;
+    }
+    f.y[29] += 1.0f;
+    assert_false(sp_dataset_same(&d, &f));
+    f.y[29] -= 1.0f;
+    assert_true(sp_dataset_same(&d, &f));
+    for (int j = 0; j < 12; j++) {
+        uint8_t bl = 255, bh = 0;
+        for (int s = 0; s < 30; s++) {
+            uint8_t b = img[16 + s * 12 + j];
+            bl = b < bl ? b : bl;
+            bh = b > bh ? b : bh;
+        }
+        assert_true(lo[j] == (float)bl / 255.0f && hi[j] == (float)bh / 255.0f);
+    }
+    sp_dataset_fini(&d);
+    sp_dataset_fini(&f);
+    free(img);
+    free(lab);
 }
 
 static void test_dataset_serialize_round_trip(void **state)
@@ -725,29 +804,38 @@ static void test_dataset_byte_features_serialize_as_version_2(void **state)
     assert_int_equal(len, SP_DATASET_HEADER_BYTES + 30 * 12 + 4 * 30 + 4);
     assert_memory_equal(buf + SP_DATASET_HEADER_BYTES, img + 16, 30 * 12); /* the pixels */
     assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
-    assert_memory_equal(e.x, d.x, 30 * 12 * sizeof(float));
+    assert_null(e.x);
+    assert_memory_equal(e.xb, d.xb, 30 * 12);
     assert_memory_equal(e.y, d.y, 30 * sizeof(float));
     assert_int_equal(sp_dataset_serialize(&e, &buf2, &len2), 0);
     assert_int_equal(len2, len);
     assert_memory_equal(buf2, buf, len);
     free(buf2);
     sp_dataset_fini(&e);
+    /* the same values held as floats find the same bytes */
+    sp_dataset_t f;
+    s_as_floats(&d, &f);
+    assert_int_equal(sp_dataset_serialize(&f, &buf2, &len2), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(buf2, buf, len);
+    free(buf2);
     s_check_refusals(buf, len, SP_DATASET_HEADER_BYTES + 30 * 12);
     free(buf);
     /* 0.5 is 127.5 / 255 and -0 is not +0: either keeps version 1 */
     const float odd[2] = {0.5f, -0.0f};
     for (int k = 0; k < 2; k++) {
-        float keep = d.x[7];
-        d.x[7] = odd[k];
-        assert_int_equal(sp_dataset_serialize(&d, &buf, &len), 0);
+        float keep = f.x[7];
+        f.x[7] = odd[k];
+        assert_int_equal(sp_dataset_serialize(&f, &buf, &len), 0);
         assert_int_equal(buf[4], SP_DATASET_VERSION_FLOATS);
         assert_int_equal(len, SP_DATASET_HEADER_BYTES + 4 * (30 * 12 + 30) + 4);
         assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
-        assert_memory_equal(e.x, d.x, 30 * 12 * sizeof(float));
+        assert_memory_equal(e.x, f.x, 30 * 12 * sizeof(float));
         sp_dataset_fini(&e);
         free(buf);
-        d.x[7] = keep;
+        f.x[7] = keep;
     }
+    sp_dataset_fini(&f);
     sp_dataset_fini(&d);
     free(img);
     free(lab);
@@ -770,7 +858,9 @@ static void test_dataset_byte_features_serialize_as_version_2(void **state)
         assert_int_equal(buf[SP_DATASET_HEADER_BYTES + b], b);
     }
     assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
-    assert_memory_equal(e.x, x, sizeof x);
+    float back[256];
+    sp_dataset_rows(&e, 0, 256, back);
+    assert_memory_equal(back, x, sizeof x);
     sp_dataset_fini(&e);
     free(buf);
 }
@@ -786,7 +876,10 @@ static void test_dataset_version_1_images_still_read(void **state)
     s_make_idx(6, 2, 2, &img, &ilen, &lab, &llen);
     sp_dataset_t d, e;
     char err[256] = "";
-    assert_int_equal(sp_dataset_parse_idx(img, ilen, lab, llen, &d, err, sizeof err), 0);
+    sp_dataset_t held;
+    assert_int_equal(sp_dataset_parse_idx(img, ilen, lab, llen, &held, err, sizeof err), 0);
+    s_as_floats(&held, &d);
+    sp_dataset_fini(&held);
     /* version 1 by hand: the header, x and y as float32, the CRC */
     size_t nx = 6 * 4, len = SP_DATASET_HEADER_BYTES + 4 * (nx + 6) + 4;
     uint8_t *v1 = calloc(1, len);
@@ -832,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_dataset_mutated_inputs_parse_or_name_the_error),
         cmocka_unit_test(test_dataset_gunzip_and_file_reading_bounded),
         cmocka_unit_test(test_dataset_gather_and_targets),
+        cmocka_unit_test(test_dataset_byte_held_rows_and_ranges),
         cmocka_unit_test(test_dataset_serialize_round_trip),
         cmocka_unit_test(test_dataset_serialized_flipped_byte_refused),
         cmocka_unit_test(test_dataset_byte_features_serialize_as_version_2),
