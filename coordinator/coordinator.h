@@ -107,7 +107,7 @@ typedef struct {
     uint64_t next_id;
 } sp_uploads_t;
 
-/* --- jobs (jobs.c) ------------------------------------------------------- */
+/* --- jobs (jobs.c, run.c, step.c) --------------------------------------- */
 typedef enum {
     SP_JOB_QUEUED = 0,
     SP_JOB_RUNNING,
@@ -318,7 +318,7 @@ void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_ms
 /* Drops uploads idle for longer than SP_COORD_UPLOAD_IDLE_MS. */
 void sp_uploads_expire(sp_coord_t *c, uint64_t now_ms);
 
-/* --- jobs.c -------------------------------------------------------------- */
+/* --- jobs.c (the job table, its files, client requests) ------------------ */
 /* Loads every job of <state>/jobs; a job that was running is queued to
  * resume from its checkpoint. */
 int sp_jobs_load(sp_coord_t *c);
@@ -335,9 +335,15 @@ void sp_jobs_reply_status(sp_coord_t *c, const uint8_t *id, size_t id_len, uint6
                           uint64_t job);
 void sp_jobs_model_get(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req, uint64_t job);
 void sp_jobs_cancel(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req, uint64_t job);
+
+/* --- run.c (the running job: start, resume, checkpoints, end) ------------ */
 /* Starts the next queued job when none runs, dispatches pending partitions
  * to idle workers, and writes a checkpoint when one is due. */
 void sp_jobs_tick(sp_coord_t *c, uint64_t now_ms);
+/* Checkpoints the running job now (shutdown). */
+void sp_jobs_checkpoint(sp_coord_t *c);
+
+/* --- step.c (the running job's steps: dispatch, results, reduce) --------- */
 /* A RESULT from a registered worker. */
 void sp_jobs_result(sp_coord_t *c, sp_worker_t *wk, sp_msg_result_t *r);
 /* Returns a worker's in-flight partitions to the queue (worker died or left). */
@@ -348,8 +354,6 @@ void sp_jobs_requeue(sp_coord_t *c, sp_worker_t *wk);
 void sp_jobs_worker_error(sp_coord_t *c, sp_worker_t *wk, const sp_msg_error_t *e);
 /* A MODEL from a worker: its copy after a task with sync set. */
 void sp_jobs_worker_model(sp_coord_t *c, sp_worker_t *wk, const sp_msg_model_t *mm);
-/* Checkpoints the running job now (shutdown). */
-void sp_jobs_checkpoint(sp_coord_t *c);
 
 /* --- metrics.c ------------------------------------------------------------ */
 /* Appends a record (index assigned here) to the job's metrics files and
