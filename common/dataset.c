@@ -732,15 +732,23 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
     if (rc == SP_OK && ni != nl) {
         rc = sp_err_input(err, errlen, "images hold %u samples but labels hold %u", ni, nl);
     }
+    size_t nx = (size_t)ni * per;
     if (rc == SP_OK) {
-        xb = malloc((size_t)ni * per);
         y = malloc((size_t)ni * sizeof(float));
+        /* pixels inflated from gzip are ours already: moved to the front of
+         * that buffer, which shrinks to them, instead of copied */
+        xb = iown ? iown : malloc(nx);
         if (!xb || !y) {
             rc = SP_E_NOMEM;
         }
     }
     if (rc == SP_OK) {
-        memcpy(xb, img + ihdr, (size_t)ni * per);
+        memmove(xb, img + ihdr, nx);
+        if (xb == iown) {
+            uint8_t *shrunk = realloc(iown, nx);
+            xb = shrunk ? shrunk : iown;
+            iown = NULL;
+        }
         unsigned max_label = 0;
         for (uint32_t i = 0; i < ni; i++) {
             uint8_t l = lab[lhdr + i];
@@ -758,7 +766,9 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
         xb = NULL;
         y = NULL;
     }
-    free(xb);
+    if (xb != iown) {
+        free(xb);
+    }
     free(y);
     free(iown);
     free(lown);
@@ -988,8 +998,10 @@ uint64_t sp_dataset_key(const uint8_t *buf, size_t len)
     return ((uint64_t)(len & 0xffffffffu) << 32) | sp_crc32(buf, len);
 }
 
-int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, char *err,
-                           size_t errlen)
+/* Checks a serialized dataset whole (header, length, CRC, finite features,
+ * valid labels) without allocating; its header into *h. */
+static int s_spds_check(const uint8_t *buf, size_t len, s_spds_header_t *h, char *err,
+                        size_t errlen)
 {
     if (len < SP_DATASET_HEADER_BYTES + 4) {
         return sp_err_input(err, errlen, "dataset: truncated: %zu bytes, header needs %d", len,
@@ -1005,23 +1017,23 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
                      SP_DATASET_VERSION_FLOATS, SP_DATASET_VERSION_BYTES);
         return SP_E_VERSION;
     }
-    s_spds_header_t h = {0,
-                         version,
-                         sp_get_le32(buf + 8),
-                         sp_get_le32(buf + 12),
-                         sp_get_le32(buf + 16),
-                         sp_get_le32(buf + 20),
-                         sp_get_le32(buf + 24),
-                         sp_get_le32(buf + 28)};
-    if (h.n_samples == 0 || h.n_samples > SP_DATASET_MAX_SAMPLES) {
+    *h = (s_spds_header_t){0,
+                           version,
+                           sp_get_le32(buf + 8),
+                           sp_get_le32(buf + 12),
+                           sp_get_le32(buf + 16),
+                           sp_get_le32(buf + 20),
+                           sp_get_le32(buf + 24),
+                           sp_get_le32(buf + 28)};
+    if (h->n_samples == 0 || h->n_samples > SP_DATASET_MAX_SAMPLES) {
         return sp_err_input(err, errlen, "dataset: offset 12: n_samples %u out of range",
-                            h.n_samples);
+                            h->n_samples);
     }
-    if (h.n_features == 0 || h.n_features > SP_DATASET_MAX_FEATURES) {
+    if (h->n_features == 0 || h->n_features > SP_DATASET_MAX_FEATURES) {
         return sp_err_input(err, errlen, "dataset: offset 16: n_features %u out of range",
-                            h.n_features);
+                            h->n_features);
     }
-    uint64_t want = s_spds_len(version, h.n_samples, h.n_features);
+    uint64_t want = s_spds_len(version, h->n_samples, h->n_features);
     if (want != len) {
         return sp_err_input(err, errlen, "dataset: length %zu bytes, header declares %llu", len,
                             (unsigned long long)want);
@@ -1032,76 +1044,132 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
                             "dataset: offset %zu: CRC-32 mismatch (stored 0x%08x, computed 0x%08x)",
                             len - 4, stored, computed);
     }
-    if (h.task == SP_TASK_CLASSIFY) {
-        if (h.n_classes == 0 || h.n_classes > SP_DATASET_MAX_CLASSES ||
-            h.n_targets != h.n_classes) {
+    if (h->task == SP_TASK_CLASSIFY) {
+        if (h->n_classes == 0 || h->n_classes > SP_DATASET_MAX_CLASSES ||
+            h->n_targets != h->n_classes) {
             return sp_err_input(err, errlen,
                                 "dataset: offset 20: n_classes %u / n_targets %u invalid",
-                                h.n_classes, h.n_targets);
+                                h->n_classes, h->n_targets);
         }
-    } else if (h.task == SP_TASK_REGRESS) {
-        if (h.n_classes != 0 || h.n_targets != 1) {
+    } else if (h->task == SP_TASK_REGRESS) {
+        if (h->n_classes != 0 || h->n_targets != 1) {
             return sp_err_input(err, errlen,
                                 "dataset: offset 20: regression needs n_classes 0 and n_targets 1");
         }
     } else {
-        return sp_err_input(err, errlen, "dataset: offset 8: unknown task %u", h.task);
+        return sp_err_input(err, errlen, "dataset: offset 8: unknown task %u", h->task);
     }
-    if (h.reserved != 0) {
+    if (h->reserved != 0) {
         return sp_err_input(err, errlen, "dataset: offset 28: reserved field is not 0");
     }
-    size_t nx = (size_t)h.n_samples * h.n_features;
-    int as_bytes = version == SP_DATASET_VERSION_BYTES;
-    float *x = as_bytes ? NULL : malloc(nx * sizeof(float));
-    uint8_t *xb = as_bytes ? malloc(nx) : NULL;
-    float *y = malloc((size_t)h.n_samples * sizeof(float));
-    if ((!x && !xb) || !y) {
-        free(x);
-        free(xb);
-        free(y);
-        return SP_E_NOMEM;
-    }
-    const uint8_t *p = buf + SP_DATASET_HEADER_BYTES;
-    size_t y_at = SP_DATASET_HEADER_BYTES; /* offset of y in buf */
-    int rc = SP_OK;
-    if (as_bytes) {
-        memcpy(xb, p, nx);
-        y_at += nx;
-    } else {
-        s_get_floats(x, p, nx);
-        size_t i = sp_kern_first_nonfinite(x, nx);
-        if (i < nx) {
-            rc = sp_err_input(err, errlen, "dataset: offset %zu: x[%zu] is not finite",
-                              SP_DATASET_HEADER_BYTES + 4 * i, i);
+    size_t nx = (size_t)h->n_samples * h->n_features, y_at = SP_DATASET_HEADER_BYTES + nx;
+    if (version == SP_DATASET_VERSION_FLOATS) {
+        y_at += 3 * nx;
+        float chunk[1024];
+        for (size_t at = 0; at < nx; at += 1024) {
+            size_t n = nx - at < 1024 ? nx - at : 1024;
+            s_get_floats(chunk, buf + SP_DATASET_HEADER_BYTES + 4 * at, n);
+            size_t i = sp_kern_first_nonfinite(chunk, n);
+            if (i < n) {
+                return sp_err_input(err, errlen, "dataset: offset %zu: x[%zu] is not finite",
+                                    SP_DATASET_HEADER_BYTES + 4 * (at + i), at + i);
+            }
         }
-        y_at += 4 * nx;
     }
-    s_get_floats(y, buf + y_at, h.n_samples);
-    for (size_t i = 0; i < h.n_samples && rc == SP_OK; i++) {
-        float v = y[i];
+    for (size_t i = 0; i < h->n_samples; i++) {
+        float v;
+        s_get_floats(&v, buf + y_at + 4 * i, 1);
         int bad = !isfinite(v);
-        if (!bad && h.task == SP_TASK_CLASSIFY) {
-            bad = v < 0.0f || v != floorf(v) || v >= (float)h.n_classes;
+        if (!bad && h->task == SP_TASK_CLASSIFY) {
+            bad = v < 0.0f || v != floorf(v) || v >= (float)h->n_classes;
         }
         if (bad) {
-            rc = sp_err_input(err, errlen, "dataset: offset %zu: y[%zu] is not a valid target",
-                              y_at + 4 * i, i);
+            return sp_err_input(err, errlen, "dataset: offset %zu: y[%zu] is not a valid target",
+                                y_at + 4 * i, i);
         }
     }
+    return SP_OK;
+}
+
+/* The checked buffer's labels into a new y, and its shape into *out (x and
+ * xb left for the caller). */
+static int s_spds_begin(const uint8_t *buf, size_t len, const s_spds_header_t *h,
+                        sp_dataset_t *out)
+{
+    float *y = malloc((size_t)h->n_samples * sizeof *y);
+    if (!y) {
+        return SP_E_NOMEM;
+    }
+    s_get_floats(y, buf + len - 4 - 4 * (size_t)h->n_samples, h->n_samples);
+    memset(out, 0, sizeof *out);
+    out->task = (sp_task_t)h->task;
+    out->n_samples = h->n_samples;
+    out->n_features = h->n_features;
+    out->n_classes = h->n_classes;
+    out->n_targets = h->n_targets;
+    out->y = y;
+    return SP_OK;
+}
+
+int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, char *err,
+                           size_t errlen)
+{
+    s_spds_header_t h;
+    int rc = s_spds_check(buf, len, &h, err, errlen);
     if (rc != SP_OK) {
-        free(x);
-        free(xb);
-        free(y);
         return rc;
     }
-    memset(out, 0, sizeof *out);
-    out->task = (sp_task_t)h.task;
-    out->n_samples = h.n_samples;
-    out->n_features = h.n_features;
-    out->n_classes = h.n_classes;
-    out->n_targets = h.n_targets;
-    out->x = x;
-    out->xb = xb;
-    out->y = y;
+    sp_dataset_t d;
+    if (s_spds_begin(buf, len, &h, &d) != SP_OK) {
+        return SP_E_NOMEM;
+    }
+    size_t nx = (size_t)h.n_samples * h.n_features;
+    const uint8_t *p = buf + SP_DATASET_HEADER_BYTES;
+    if (h.version == SP_DATASET_VERSION_BYTES) {
+        d.xb = malloc(nx);
+        if (d.xb) {
+            memcpy(d.xb, p, nx);
+        }
+    } else {
+        d.x = malloc(nx * sizeof *d.x);
+        if (d.x) {
+            s_get_floats(d.x, p, nx);
+        }
+    }
+    if (!d.x && !d.xb) {
+        sp_dataset_fini(&d);
+        return SP_E_NOMEM;
+    }
+    *out = d;
+    return SP_OK;
+}
+
+int sp_dataset_deserialize_take(uint8_t **buf, size_t len, sp_dataset_t *out, char *err,
+                                size_t errlen)
+{
+    s_spds_header_t h;
+    int rc = s_spds_check(*buf, len, &h, err, errlen);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    sp_dataset_t d;
+    if (s_spds_begin(*buf, len, &h, &d) != SP_OK) {
+        return SP_E_NOMEM;
+    }
+    /* the features move to the front of the buffer, which shrinks to them */
+    size_t nx = (size_t)h.n_samples * h.n_features;
+    size_t x_bytes = h.version == SP_DATASET_VERSION_BYTES ? nx : nx * sizeof(float);
+    uint8_t *b = *buf;
+    memmove(b, b + SP_DATASET_HEADER_BYTES, x_bytes);
+    uint8_t *shrunk = realloc(b, x_bytes);
+    b = shrunk ? shrunk : b;
+    if (h.version == SP_DATASET_VERSION_BYTES) {
+        d.xb = b;
+    } else {
+        d.x = (float *)(void *)b;
+        s_get_floats(d.x, b, nx); /* in place: the same bytes on a little-endian host */
+    }
+    *buf = NULL;
+    *out = d;
     return SP_OK;
 }

@@ -134,7 +134,7 @@ int sp_datasets_read(const sp_dsentry_t *e, sp_dataset_t *out, char *err, size_t
         snprintf(err, errlen, "dataset %s: stored file changed (checksum)", e->info.name);
         return SP_E_INPUT;
     }
-    rc = sp_dataset_deserialize(buf, len, out, err, errlen);
+    rc = sp_dataset_deserialize_take(&buf, len, out, err, errlen);
     free(buf);
     return rc;
 }

@@ -19,6 +19,34 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* sp_dataset_deserialize_take on a copy of buf answers as the copying
+ * decoder did (rc, and d when it accepted): a refused copy stays the
+ * caller's and unchanged, an accepted one is taken. */
+static void s_check_take(const uint8_t *buf, size_t len, int rc, const sp_dataset_t *d)
+{
+    uint8_t *copy = malloc(len ? len : 1), *given = copy;
+    if (!copy) {
+        abort();
+    }
+    memcpy(copy, buf, len);
+    sp_dataset_t t;
+    memset(&t, 0, sizeof t);
+    char err[256];
+    int rt = sp_dataset_deserialize_take(&copy, len, &t, err, sizeof err);
+    int ok = rt == rc;
+    if (ok && rc != SP_OK) {
+        ok = copy == given && memcmp(copy, buf, len) == 0 && !t.x && !t.xb && !t.y;
+        free(copy);
+    } else if (ok) {
+        ok = copy == NULL && sp_dataset_same(&t, d);
+        sp_dataset_fini(&t);
+    }
+    if (!ok) {
+        fprintf(stderr, "fuzz_dataset: the taking decoder disagrees with the copying one\n");
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) {
@@ -43,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sp_dataset_t d;
     memset(&d, 0, sizeof d);
     int rc = sp_dataset_deserialize(buf, len, &d, err, sizeof err);
+    s_check_take(buf, len, rc, &d);
     if (rc != SP_OK) {
         if (memchr(err, 0, sizeof err) == NULL || d.x || d.xb || d.y) {
             fprintf(stderr, "fuzz_dataset: refusal without message, or *out touched\n");

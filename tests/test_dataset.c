@@ -578,6 +578,34 @@ static void test_dataset_gunzip_and_file_reading_bounded(void **state)
 
 /* ---- batches and serialized form ---- */
 
+/* sp_dataset_deserialize, checked against sp_dataset_deserialize_take on a
+ * copy of the buffer: the same answer, the same set; a refused buffer left
+ * as it was and still the caller's, an accepted one taken. */
+static int s_decode(const uint8_t *buf, size_t len, sp_dataset_t *out, char *err, size_t errlen)
+{
+    int rc = sp_dataset_deserialize(buf, len, out, err, errlen);
+    uint8_t *copy = malloc(len ? len : 1), *given = copy;
+    assert_non_null(copy);
+    memcpy(copy, buf, len);
+    sp_dataset_t taken;
+    memset(&taken, 0x5a, sizeof taken);
+    char err2[256];
+    assert_int_equal(sp_dataset_deserialize_take(&copy, len, &taken, err2, sizeof err2), rc);
+    if (rc != SP_OK) {
+        assert_ptr_equal(copy, given);
+        assert_memory_equal(copy, buf, len);
+        assert_int_equal(taken.n_samples, 0x5a5a5a5a);
+        assert_string_equal(err2, err);
+        free(copy);
+        return rc;
+    }
+    assert_null(copy);
+    assert_true(sp_dataset_same(&taken, out));
+    assert_true((taken.x == NULL) == (out->x == NULL) && (taken.xb == NULL) == (out->xb == NULL));
+    sp_dataset_fini(&taken);
+    return rc;
+}
+
 /* A copy of d held as floats (x), for comparing the two ways of holding a
  * set. */
 static void s_as_floats(const sp_dataset_t *d, sp_dataset_t *f)
@@ -694,7 +722,7 @@ static void test_dataset_serialize_round_trip(void **state)
         assert_memory_equal(buf, "SPDS", 4);
         assert_int_equal(sp_dataset_checksum(buf, len), crc32(0, buf, (uInt)(len - 4)));
         char err[256] = "";
-        assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
+        assert_int_equal(s_decode(buf, len, &e, err, sizeof err), 0);
         assert_int_equal(e.task, d.task);
         assert_int_equal(e.n_samples, d.n_samples);
         assert_int_equal(e.n_features, d.n_features);
@@ -727,7 +755,7 @@ static void s_check_refusals(uint8_t *buf, size_t len, size_t y0)
         for (int bit = 0; bit < 8; bit += 3) {
             buf[i] ^= (uint8_t)(1u << bit);
             memset(&e, 0x5a, sizeof e);
-            int rc = sp_dataset_deserialize(buf, len, &e, err, sizeof err);
+            int rc = s_decode(buf, len, &e, err, sizeof err);
             assert_true(rc == SP_E_INPUT || rc == SP_E_VERSION);
             assert_int_equal(e.n_samples, 0x5a5a5a5a);
             if (i >= SP_DATASET_HEADER_BYTES) {
@@ -737,21 +765,21 @@ static void s_check_refusals(uint8_t *buf, size_t len, size_t y0)
         }
     }
     for (size_t cut = 0; cut < len; cut++) {
-        assert_int_equal(sp_dataset_deserialize(buf, cut, &e, err, sizeof err), SP_E_INPUT);
+        assert_int_equal(s_decode(buf, cut, &e, err, sizeof err), SP_E_INPUT);
     }
     uint8_t *copy = malloc(len + 1);
     assert_non_null(copy);
     memcpy(copy, buf, len);
     copy[len] = 0;
-    assert_int_equal(sp_dataset_deserialize(copy, len + 1, &e, err, sizeof err), SP_E_INPUT);
+    assert_int_equal(s_decode(copy, len + 1, &e, err, sizeof err), SP_E_INPUT);
     assert_non_null(strstr(err, "length"));
     uint8_t version = copy[4];
     copy[4] = 3;
-    assert_int_equal(sp_dataset_deserialize(copy, len, &e, err, sizeof err), SP_E_VERSION);
+    assert_int_equal(s_decode(copy, len, &e, err, sizeof err), SP_E_VERSION);
     assert_non_null(strstr(err, "version 3"));
     /* the other known version does not fit this file's length */
     copy[4] = version == 1 ? 2 : 1;
-    assert_int_equal(sp_dataset_deserialize(copy, len, &e, err, sizeof err), SP_E_INPUT);
+    assert_int_equal(s_decode(copy, len, &e, err, sizeof err), SP_E_INPUT);
     assert_non_null(strstr(err, "header declares"));
     copy[4] = version;
     float bad_label = 77.0f; /* past n_classes */
@@ -765,8 +793,20 @@ static void s_check_refusals(uint8_t *buf, size_t len, size_t y0)
     for (int k = 0; k < 4; k++) {
         copy[len - 4 + (size_t)k] = (uint8_t)(c >> (8 * k));
     }
-    assert_int_equal(sp_dataset_deserialize(copy, len, &e, err, sizeof err), SP_E_INPUT);
+    assert_int_equal(s_decode(copy, len, &e, err, sizeof err), SP_E_INPUT);
     assert_non_null(strstr(err, "y[0]"));
+    if (version == SP_DATASET_VERSION_FLOATS) {
+        /* a NaN among float features, under a valid CRC */
+        memcpy(copy, buf, len);
+        copy[SP_DATASET_HEADER_BYTES + 4 + 3] = 0x7f;
+        copy[SP_DATASET_HEADER_BYTES + 4 + 2] = 0xc0;
+        c = (uint32_t)crc32(0, copy, (uInt)(len - 4));
+        for (int k = 0; k < 4; k++) {
+            copy[len - 4 + (size_t)k] = (uint8_t)(c >> (8 * k));
+        }
+        assert_int_equal(s_decode(copy, len, &e, err, sizeof err), SP_E_INPUT);
+        assert_non_null(strstr(err, "x[1] is not finite"));
+    }
     free(copy);
 }
 
@@ -803,7 +843,7 @@ static void test_dataset_byte_features_serialize_as_version_2(void **state)
     assert_int_equal(buf[4], SP_DATASET_VERSION_BYTES);
     assert_int_equal(len, SP_DATASET_HEADER_BYTES + 30 * 12 + 4 * 30 + 4);
     assert_memory_equal(buf + SP_DATASET_HEADER_BYTES, img + 16, 30 * 12); /* the pixels */
-    assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
+    assert_int_equal(s_decode(buf, len, &e, err, sizeof err), 0);
     assert_null(e.x);
     assert_memory_equal(e.xb, d.xb, 30 * 12);
     assert_memory_equal(e.y, d.y, 30 * sizeof(float));
@@ -829,7 +869,7 @@ static void test_dataset_byte_features_serialize_as_version_2(void **state)
         assert_int_equal(sp_dataset_serialize(&f, &buf, &len), 0);
         assert_int_equal(buf[4], SP_DATASET_VERSION_FLOATS);
         assert_int_equal(len, SP_DATASET_HEADER_BYTES + 4 * (30 * 12 + 30) + 4);
-        assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
+        assert_int_equal(s_decode(buf, len, &e, err, sizeof err), 0);
         assert_memory_equal(e.x, f.x, 30 * 12 * sizeof(float));
         sp_dataset_fini(&e);
         free(buf);
@@ -857,7 +897,7 @@ static void test_dataset_byte_features_serialize_as_version_2(void **state)
     for (int b = 0; b < 256; b++) {
         assert_int_equal(buf[SP_DATASET_HEADER_BYTES + b], b);
     }
-    assert_int_equal(sp_dataset_deserialize(buf, len, &e, err, sizeof err), 0);
+    assert_int_equal(s_decode(buf, len, &e, err, sizeof err), 0);
     float back[256];
     sp_dataset_rows(&e, 0, 256, back);
     assert_memory_equal(back, x, sizeof x);
@@ -897,7 +937,7 @@ static void test_dataset_version_1_images_still_read(void **state)
     for (int b = 0; b < 4; b++) {
         v1[len - 4 + (size_t)b] = (uint8_t)(c >> (8 * b));
     }
-    assert_int_equal(sp_dataset_deserialize(v1, len, &e, err, sizeof err), 0);
+    assert_int_equal(s_decode(v1, len, &e, err, sizeof err), 0);
     assert_memory_equal(e.x, d.x, nx * sizeof(float));
     assert_memory_equal(e.y, d.y, 6 * sizeof(float));
     uint8_t *buf = NULL;

@@ -194,7 +194,8 @@ int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *
     }
     sp_dataset_t data;
     memset(&data, 0, sizeof data);
-    int rc = sp_dataset_deserialize(dl->buf, (size_t)dl->total, &data, err, errlen);
+    /* the set takes the download's buffer: never held twice */
+    int rc = sp_dataset_deserialize_take(&dl->buf, (size_t)dl->total, &data, err, errlen);
     if (rc != SP_OK) {
         sp_cache_download_abort(c);
         return rc;
