@@ -624,6 +624,40 @@ static double s_dataset_bytes(uint32_t n)
     return bytes;
 }
 
+/* Peak resident size of process pid (VmHWM), MB; NAN when unknown. */
+static double s_peak_mb(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    double mb = NAN;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long kb;
+        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1) {
+            mb = (double)kb / 1024.0;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return mb;
+}
+
+/* Peak resident sizes (MB) of a worker of one thread and of the
+ * coordinator, over storing the batch-8192 shape's dataset and one job on
+ * it: the dataset held by each, and the model. NAN when the job fails. */
+static void s_peaks(const s_shape_t *sh, double *worker_mb, double *coord_mb)
+{
+    s_env_t e;
+    memset(&e, 0, sizeof e);
+    *worker_mb = *coord_mb = NAN;
+    if (s_dist_open(&e, 1, 1, sh, 0) == 0 && !isnan(s_dist_job(&e, sh))) {
+        *worker_mb = s_peak_mb(e.workers[0]);
+        *coord_mb = s_peak_mb(e.coord);
+    }
+    s_env_stop(&e);
+}
+
 /* Bytes one step puts on the wire, as the codec encodes them (header +
  * body), kept whole on one worker (nodes = 1: a task and a result without
  * gradient; the worker applies the step itself and its next task was sent
@@ -954,7 +988,7 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         "dist_ratio_1w_b8192", "dist_speedup_2w_b8192", "dist_ceiling_2p_1t_b8192",
         "dist_bytes_per_step_b8192", "dist_bytes_per_step_2w_b8192", "dist_curve_1w_1t_sps_b512",
         "dist_curve_cost_1w_b512", "dist_curve_2w_1t_sps_b2048", "dist_curve_cost_2w_b2048",
-        "dist_dataset_bytes", NULL};
+        "dist_dataset_bytes", "dist_worker_peak_mb", "dist_coordinator_peak_mb", NULL};
     if (!s_want_any(ctx, all)) {
         return;
     }
@@ -974,6 +1008,13 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
     if (sp_bench_wanted(ctx, "dist_dataset_bytes")) {
         /* what the coordinator stores and each worker downloads once */
         sp_bench_report("dist_dataset_bytes", s_dataset_bytes(S_SAMPLES), "bytes");
+    }
+    if (sp_bench_wanted(ctx, "dist_worker_peak_mb") ||
+        sp_bench_wanted(ctx, "dist_coordinator_peak_mb")) {
+        double wmb, cmb;
+        s_peaks(&b8192, &wmb, &cmb);
+        sp_bench_report("dist_worker_peak_mb", wmb, "MB");
+        sp_bench_report("dist_coordinator_peak_mb", cmb, "MB");
     }
     if (sp_bench_wanted(ctx, "dist_model_update_us") || sp_bench_wanted(ctx, "dist_model_load_us") ||
         sp_bench_wanted(ctx, "dist_model_save_us")) {
