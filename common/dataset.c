@@ -735,20 +735,19 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
     size_t nx = (size_t)ni * per;
     if (rc == SP_OK) {
         y = malloc((size_t)ni * sizeof(float));
-        /* pixels inflated from gzip are ours already: moved to the front of
-         * that buffer, which shrinks to them, instead of copied */
+        /* pixels inflated from gzip are ours already: they move to the
+         * front of that buffer, which shrinks to them, instead of being
+         * copied */
         xb = iown ? iown : malloc(nx);
+        iown = NULL;
         if (!xb || !y) {
             rc = SP_E_NOMEM;
         }
     }
     if (rc == SP_OK) {
         memmove(xb, img + ihdr, nx);
-        if (xb == iown) {
-            uint8_t *shrunk = realloc(iown, nx);
-            xb = shrunk ? shrunk : iown;
-            iown = NULL;
-        }
+        uint8_t *shrunk = realloc(xb, nx);
+        xb = shrunk ? shrunk : xb;
         unsigned max_label = 0;
         for (uint32_t i = 0; i < ni; i++) {
             uint8_t l = lab[lhdr + i];
@@ -766,9 +765,7 @@ int sp_dataset_parse_idx(const uint8_t *images, size_t images_len, const uint8_t
         xb = NULL;
         y = NULL;
     }
-    if (xb != iown) {
-        free(xb);
-    }
+    free(xb);
     free(y);
     free(iown);
     free(lown);
@@ -998,6 +995,12 @@ uint64_t sp_dataset_key(const uint8_t *buf, size_t len)
     return ((uint64_t)(len & 0xffffffffu) << 32) | sp_crc32(buf, len);
 }
 
+/* Offset of the labels in a serialized dataset of len bytes (after x). */
+static size_t s_spds_y_at(const s_spds_header_t *h, size_t len)
+{
+    return len - 4 - 4 * (size_t)h->n_samples;
+}
+
 /* Checks a serialized dataset whole (header, length, CRC, finite features,
  * valid labels) without allocating; its header into *h. */
 static int s_spds_check(const uint8_t *buf, size_t len, s_spds_header_t *h, char *err,
@@ -1062,9 +1065,8 @@ static int s_spds_check(const uint8_t *buf, size_t len, s_spds_header_t *h, char
     if (h->reserved != 0) {
         return sp_err_input(err, errlen, "dataset: offset 28: reserved field is not 0");
     }
-    size_t nx = (size_t)h->n_samples * h->n_features, y_at = SP_DATASET_HEADER_BYTES + nx;
+    size_t nx = (size_t)h->n_samples * h->n_features, y_at = s_spds_y_at(h, len);
     if (version == SP_DATASET_VERSION_FLOATS) {
-        y_at += 3 * nx;
         float chunk[1024];
         for (size_t at = 0; at < nx; at += 1024) {
             size_t n = nx - at < 1024 ? nx - at : 1024;
@@ -1093,14 +1095,13 @@ static int s_spds_check(const uint8_t *buf, size_t len, s_spds_header_t *h, char
 
 /* The checked buffer's labels into a new y, and its shape into *out (x and
  * xb left for the caller). */
-static int s_spds_begin(const uint8_t *buf, size_t len, const s_spds_header_t *h,
-                        sp_dataset_t *out)
+static int s_spds_begin(const uint8_t *buf, size_t len, const s_spds_header_t *h, sp_dataset_t *out)
 {
     float *y = malloc((size_t)h->n_samples * sizeof *y);
     if (!y) {
         return SP_E_NOMEM;
     }
-    s_get_floats(y, buf + len - 4 - 4 * (size_t)h->n_samples, h->n_samples);
+    s_get_floats(y, buf + s_spds_y_at(h, len), h->n_samples);
     memset(out, 0, sizeof *out);
     out->task = (sp_task_t)h->task;
     out->n_samples = h->n_samples;
@@ -1158,7 +1159,7 @@ int sp_dataset_deserialize_take(uint8_t **buf, size_t len, sp_dataset_t *out, ch
     }
     /* the features move to the front of the buffer, which shrinks to them */
     size_t nx = (size_t)h.n_samples * h.n_features;
-    size_t x_bytes = h.version == SP_DATASET_VERSION_BYTES ? nx : nx * sizeof(float);
+    size_t x_bytes = s_spds_y_at(&h, len) - SP_DATASET_HEADER_BYTES;
     uint8_t *b = *buf;
     memmove(b, b + SP_DATASET_HEADER_BYTES, x_bytes);
     uint8_t *shrunk = realloc(b, x_bytes);
