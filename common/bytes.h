@@ -9,6 +9,9 @@
 
 /* zlib's CRC-32 of p[0..n), for any n (zlib takes at most 4 GB a call). */
 uint32_t sp_crc32(const uint8_t *p, size_t n);
+/* The CRC-32 of earlier bytes whose CRC-32 is crc followed by p[0..n):
+ * sp_crc32 of a buffer computed piece by piece, starting from 0. */
+uint32_t sp_crc32_update(uint32_t crc, const uint8_t *p, size_t n);
 
 static inline void sp_put_le32(uint8_t *p, uint32_t v)
 {

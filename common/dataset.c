@@ -19,6 +19,7 @@
 
 #include "common/bytes.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/kernels.h"
 
 void sp_csv_opts_default(sp_csv_opts_t *o)
@@ -940,49 +941,135 @@ static int s_all_bytes(const float *x, size_t n)
     return 1;
 }
 
-int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
+/* The serialized form's version for d and its length; SP_E_RANGE for an
+ * empty or oversized set. */
+static int s_spds_plan(const sp_dataset_t *d, uint32_t *version, size_t *total)
 {
     if (d->n_samples == 0 || d->n_samples > SP_DATASET_MAX_SAMPLES || d->n_features == 0 ||
         d->n_features > SP_DATASET_MAX_FEATURES) {
         return SP_E_RANGE;
     }
     size_t nx = (size_t)d->n_samples * d->n_features;
-    uint32_t version =
+    *version =
         !d->x || s_all_bytes(d->x, nx) ? SP_DATASET_VERSION_BYTES : SP_DATASET_VERSION_FLOATS;
-    uint64_t total = s_spds_len(version, d->n_samples, d->n_features);
-    if (total == 0) {
-        return SP_E_RANGE;
+    uint64_t n = s_spds_len(*version, d->n_samples, d->n_features);
+    *total = (size_t)n;
+    return n == 0 ? SP_E_RANGE : SP_OK;
+}
+
+/* Where the serialized form goes, piece by piece. */
+typedef struct {
+    int (*put)(void *arg, const uint8_t *p, size_t n);
+    void *arg;
+    uint32_t crc; /* CRC-32 of every byte put so far */
+} s_sink_t;
+
+static int s_put(s_sink_t *k, const uint8_t *p, size_t n)
+{
+    k->crc = sp_crc32_update(k->crc, p, n);
+    return k->put(k->arg, p, n);
+}
+
+#define S_EMIT_CHUNK 4096 /* floats converted at a time */
+
+/* n floats as little-endian bytes, a chunk at a time. */
+static int s_put_float_run(s_sink_t *k, const float *v, size_t n)
+{
+    uint8_t chunk[4 * S_EMIT_CHUNK];
+    int rc = SP_OK;
+    for (size_t at = 0; at < n && rc == SP_OK; at += S_EMIT_CHUNK) {
+        size_t m = n - at < S_EMIT_CHUNK ? n - at : S_EMIT_CHUNK;
+        s_put_floats(chunk, v + at, m);
+        rc = s_put(k, chunk, 4 * m);
     }
-    uint8_t *b = malloc((size_t)total);
+    return rc;
+}
+
+/* The serialized form of d in the given version, CRC-32 trailer included:
+ * the one writer of the layout, for memory and for files. */
+static int s_emit(const sp_dataset_t *d, uint32_t version, s_sink_t *k)
+{
+    uint8_t head[SP_DATASET_HEADER_BYTES];
+    memcpy(head, SP_DATASET_MAGIC, 4);
+    sp_put_le32(head + 4, version);
+    sp_put_le32(head + 8, (uint32_t)d->task);
+    sp_put_le32(head + 12, d->n_samples);
+    sp_put_le32(head + 16, d->n_features);
+    sp_put_le32(head + 20, d->n_classes);
+    sp_put_le32(head + 24, d->n_targets);
+    sp_put_le32(head + 28, 0);
+    int rc = s_put(k, head, sizeof head);
+    size_t nx = (size_t)d->n_samples * d->n_features;
+    if (rc == SP_OK && !d->x) {
+        rc = s_put(k, d->xb, nx);
+    } else if (rc == SP_OK && version == SP_DATASET_VERSION_BYTES) {
+        uint8_t chunk[S_EMIT_CHUNK];
+        for (size_t at = 0; at < nx && rc == SP_OK; at += S_EMIT_CHUNK) {
+            size_t m = nx - at < S_EMIT_CHUNK ? nx - at : S_EMIT_CHUNK;
+            for (size_t i = 0; i < m; i++) {
+                chunk[i] = (uint8_t)lrintf(d->x[at + i] * 255.0f);
+            }
+            rc = s_put(k, chunk, m);
+        }
+    } else if (rc == SP_OK) {
+        rc = s_put_float_run(k, d->x, nx);
+    }
+    if (rc == SP_OK) {
+        rc = s_put_float_run(k, d->y, d->n_samples);
+    }
+    uint8_t crc[4];
+    sp_put_le32(crc, k->crc);
+    return rc == SP_OK ? s_put(k, crc, sizeof crc) : rc;
+}
+
+static int s_put_memory(void *arg, const uint8_t *p, size_t n)
+{
+    uint8_t **at = arg;
+    memcpy(*at, p, n);
+    *at += n;
+    return SP_OK;
+}
+
+static int s_put_fd(void *arg, const uint8_t *p, size_t n)
+{
+    return sp_file_write_all(*(const int *)arg, p, n);
+}
+
+int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len)
+{
+    uint32_t version;
+    size_t total;
+    int rc = s_spds_plan(d, &version, &total);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    uint8_t *b = malloc(total);
     if (!b) {
         return SP_E_NOMEM;
     }
-    memcpy(b, SP_DATASET_MAGIC, 4);
-    sp_put_le32(b + 4, version);
-    sp_put_le32(b + 8, (uint32_t)d->task);
-    sp_put_le32(b + 12, d->n_samples);
-    sp_put_le32(b + 16, d->n_features);
-    sp_put_le32(b + 20, d->n_classes);
-    sp_put_le32(b + 24, d->n_targets);
-    sp_put_le32(b + 28, 0);
-    uint8_t *p = b + SP_DATASET_HEADER_BYTES;
-    if (!d->x) {
-        memcpy(p, d->xb, nx);
-        p += nx;
-    } else if (version == SP_DATASET_VERSION_BYTES) {
-        for (size_t i = 0; i < nx; i++) {
-            p[i] = (uint8_t)lrintf(d->x[i] * 255.0f);
-        }
-        p += nx;
-    } else {
-        s_put_floats(p, d->x, nx);
-        p += 4 * nx;
-    }
-    s_put_floats(p, d->y, d->n_samples);
-    sp_put_le32(b + total - 4, sp_crc32(b, (size_t)total - 4));
+    uint8_t *at = b;
+    s_sink_t k = {s_put_memory, &at, 0};
+    (void)s_emit(d, version, &k); /* memory takes every piece */
     *buf = b;
-    *len = (size_t)total;
+    *len = total;
     return SP_OK;
+}
+
+int sp_dataset_write(const sp_dataset_t *d, int fd, size_t *len, uint64_t *key)
+{
+    uint32_t version;
+    size_t total;
+    int rc = s_spds_plan(d, &version, &total);
+    if (rc != SP_OK) {
+        return rc;
+    }
+    s_sink_t k = {s_put_fd, &fd, 0};
+    rc = s_emit(d, version, &k);
+    if (rc == SP_OK) {
+        *len = total;
+        *key = ((uint64_t)(total & 0xffffffffu) << 32) | k.crc;
+    }
+    return rc;
 }
 
 uint32_t sp_dataset_checksum(const uint8_t *buf, size_t len)

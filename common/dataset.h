@@ -129,6 +129,10 @@ void sp_dataset_feature_range(const sp_dataset_t *d, float *lo, float *hi);
 /* Serializes a valid dataset into a malloc'ed *buf of *len bytes (caller
  * frees). SP_E_RANGE for an empty or oversized dataset, SP_E_NOMEM. */
 int sp_dataset_serialize(const sp_dataset_t *d, uint8_t **buf, size_t *len);
+/* Writes the same bytes to fd, a piece at a time (no copy of the whole
+ * set in memory), and gives their length and sp_dataset_key. SP_E_RANGE as
+ * above, SP_E_IO (errno kept) when a write fails. */
+int sp_dataset_write(const sp_dataset_t *d, int fd, size_t *len, uint64_t *key);
 /* Strict inverse of either version: magic, version (SP_E_VERSION), exact
  * length, CRC, header ranges, finite values and valid labels are all checked
  * before *out is set; any failure is SP_E_INPUT with a message naming the

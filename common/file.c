@@ -51,7 +51,24 @@ static int s_fsync_dir_of(const char *path)
     return rc == 0 ? SP_OK : SP_E_IO;
 }
 
+typedef struct {
+    const void *data;
+    size_t len;
+} s_bytes_t;
+
+static int s_fill_bytes(int fd, void *arg)
+{
+    const s_bytes_t *b = arg;
+    return sp_file_write_all(fd, b->data, b->len);
+}
+
 int sp_file_write_atomic(const char *path, const void *data, size_t len)
+{
+    s_bytes_t b = {data, len};
+    return sp_file_write_atomic_with(path, s_fill_bytes, &b);
+}
+
+int sp_file_write_atomic_with(const char *path, int (*fill)(int fd, void *arg), void *arg)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp) {
@@ -62,7 +79,7 @@ int sp_file_write_atomic(const char *path, const void *data, size_t len)
     if (fd < 0) {
         return SP_E_IO;
     }
-    int rc = sp_file_write_all(fd, data, len);
+    int rc = fill(fd, arg);
     if (rc == SP_OK && fsync(fd) != 0) {
         rc = SP_E_IO;
     }

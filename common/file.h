@@ -13,5 +13,9 @@ int sp_file_write_all(int fd, const void *data, size_t len);
 /* Replaces path with len bytes of data as above. SP_OK, or SP_E_IO with
  * errno kept (ENAMETOOLONG for a path too long to add the suffix to). */
 int sp_file_write_atomic(const char *path, const void *data, size_t len);
+/* The same with the contents written by fill(fd, arg) to the sibling's fd,
+ * for contents made piece by piece; fill returns SP_OK or an error code,
+ * which is returned (the sibling removed, path untouched). */
+int sp_file_write_atomic_with(const char *path, int (*fill)(int fd, void *arg), void *arg);
 
 #endif

@@ -50,9 +50,10 @@ int sp_datasets_add(sp_datasets_t *d, const sp_dsentry_t *e)
     return SP_OK;
 }
 
-/* Fills info from a deserialized dataset and its serialized bytes. */
+/* Fills info from a dataset and the length and sp_dataset_key of its
+ * serialized form. */
 static void s_fill_info(sp_dataset_info_t *info, const char *name, const sp_dataset_t *ds,
-                        const uint8_t *buf, size_t len)
+                        uint64_t key, size_t len)
 {
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "%s", name);
@@ -61,7 +62,7 @@ static void s_fill_info(sp_dataset_info_t *info, const char *name, const sp_data
     info->samples = ds->n_samples;
     info->features = ds->n_features;
     info->classes = ds->n_classes;
-    info->checksum = sp_dataset_key(buf, len);
+    info->checksum = key;
     info->bytes = len;
 }
 
@@ -108,7 +109,7 @@ int sp_datasets_load(sp_coord_t *c)
             free(buf);
             continue;
         }
-        s_fill_info(&ent.info, name, &ds, buf, len);
+        s_fill_info(&ent.info, name, &ds, sp_dataset_key(buf, len), len);
         sp_dataset_fini(&ds);
         free(buf);
         if (sp_datasets_add(&c->datasets, &ent) != SP_OK) {
@@ -202,6 +203,19 @@ void sp_datasets_serve(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp
     free(buf);
 }
 
+/* The set to write to a stored file, and what the write found. */
+typedef struct {
+    const sp_dataset_t *ds;
+    size_t len;
+    uint64_t key;
+} s_write_t;
+
+static int s_write(int fd, void *arg)
+{
+    s_write_t *w = arg;
+    return sp_dataset_write(w->ds, fd, &w->len, &w->key);
+}
+
 int sp_datasets_store(sp_coord_t *c, const char *name, const sp_dataset_t *ds,
                       sp_dataset_info_t *info, char *err, size_t errlen)
 {
@@ -213,23 +227,20 @@ int sp_datasets_store(sp_coord_t *c, const char *name, const sp_dataset_t *ds,
         snprintf(err, errlen, "too many datasets (%d)", SP_COORD_MAX_DATASETS);
         return SP_E_RANGE;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rc = sp_dataset_serialize(ds, &buf, &len);
-    if (rc != SP_OK) {
-        snprintf(err, errlen, "cannot serialize the dataset (%s)", sp_strerror(rc));
-        return rc;
-    }
     sp_dsentry_t ent;
     memset(&ent, 0, sizeof ent);
     snprintf(ent.path, sizeof ent.path, "%s/datasets/%s.spds", c->cfg.state_dir, name);
-    s_fill_info(&ent.info, name, ds, buf, len);
-    rc = sp_file_write_atomic(ent.path, buf, len);
-    free(buf);
+    s_write_t w = {ds, 0, 0};
+    int rc = sp_file_write_atomic_with(ent.path, s_write, &w);
+    if (rc == SP_E_RANGE) {
+        snprintf(err, errlen, "cannot serialize the dataset (%s)", sp_strerror(rc));
+        return rc;
+    }
     if (rc != SP_OK) {
         snprintf(err, errlen, "cannot store the dataset: %s", strerror(errno));
         return rc;
     }
+    s_fill_info(&ent.info, name, ds, w.key, w.len);
     rc = sp_datasets_add(&c->datasets, &ent);
     if (rc != SP_OK) {
         snprintf(err, errlen, "cannot register the dataset");

@@ -8,6 +8,7 @@
 
 #include <cmocka.h> /* after the four headers it needs */
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -747,6 +748,62 @@ static void test_dataset_serialize_round_trip(void **state)
  * SP_E_VERSION in the version field; past the header, the CRC says so), any
  * cut, one byte more, an unknown version, and an invalid label under a valid
  * CRC. *out is never touched. */
+/* sp_dataset_write puts into a file exactly the bytes of
+ * sp_dataset_serialize, and gives their length and key. */
+static void s_check_write(const sp_dataset_t *d)
+{
+    uint8_t *want = NULL, *got = NULL;
+    size_t want_len = 0, got_len = 0, len = 0;
+    assert_int_equal(sp_dataset_serialize(d, &want, &want_len), SP_OK);
+    char path[] = "/tmp/sp_test_dataset_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    uint64_t key = 0;
+    assert_int_equal(sp_dataset_write(d, fd, &len, &key), SP_OK);
+    close(fd);
+    char err[256];
+    assert_int_equal(sp_file_read_all(path, want_len + 1, &got, &got_len, err, sizeof err), 0);
+    unlink(path);
+    assert_int_equal(got_len, want_len);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(got, want, want_len);
+    assert_true(key == sp_dataset_key(want, want_len));
+    free(want);
+    free(got);
+}
+
+static void test_dataset_write_is_the_serialized_form(void **state)
+{
+    (void)state;
+    sp_dataset_t small, held, f;
+    s_small_set(&small, SP_TASK_REGRESS);
+    s_check_write(&small); /* version 1 */
+    /* 9000 features: more than one chunk of conversion */
+    uint8_t *img, *lab;
+    size_t ilen, llen;
+    s_make_idx(100, 9, 10, &img, &ilen, &lab, &llen);
+    char err[256] = "";
+    assert_int_equal(sp_dataset_parse_idx(img, ilen, lab, llen, &held, err, sizeof err), 0);
+    s_check_write(&held); /* version 2 from bytes */
+    s_as_floats(&held, &f);
+    s_check_write(&f); /* version 2 from floats */
+    f.x[8999] = 0.5f;
+    s_check_write(&f); /* version 1, long */
+    size_t len = 0;
+    uint64_t key = 0;
+    errno = 0;
+    assert_int_equal(sp_dataset_write(&f, -1, &len, &key), SP_E_IO);
+    assert_int_equal(errno, EBADF);
+    f.n_samples = 0;
+    assert_int_equal(sp_dataset_write(&f, -1, &len, &key), SP_E_RANGE);
+    f.n_samples = 100;
+    sp_dataset_fini(&f);
+    sp_dataset_fini(&held);
+    sp_dataset_fini(&small);
+    free(img);
+    free(lab);
+}
+
 static void s_check_refusals(uint8_t *buf, size_t len, size_t y0)
 {
     sp_dataset_t e;
@@ -967,6 +1024,7 @@ int main(void)
         cmocka_unit_test(test_dataset_gather_and_targets),
         cmocka_unit_test(test_dataset_byte_held_rows_and_ranges),
         cmocka_unit_test(test_dataset_serialize_round_trip),
+        cmocka_unit_test(test_dataset_write_is_the_serialized_form),
         cmocka_unit_test(test_dataset_serialized_flipped_byte_refused),
         cmocka_unit_test(test_dataset_byte_features_serialize_as_version_2),
         cmocka_unit_test(test_dataset_version_1_images_still_read),

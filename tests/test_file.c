@@ -74,10 +74,38 @@ static void test_file_write_replaces_whole(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* Writes "made " then fails with the code in arg (SP_OK: succeeds). */
+static int s_fill(int fd, void *arg)
+{
+    int rc = sp_file_write_all(fd, "made ", 5);
+    return rc == SP_OK ? *(const int *)arg : rc;
+}
+
+/* Contents made by a callback: written whole, or, when it fails, its code
+ * returned, the old file untouched and no sibling left. */
+static void test_file_write_with_a_filler(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/spfile-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/f", dir);
+    int code = SP_OK;
+    assert_int_equal(sp_file_write_atomic_with(path, s_fill, &code), SP_OK);
+    s_expect_content(path, "made ");
+    assert_int_equal(sp_file_write_atomic(path, "kept", 4), SP_OK);
+    code = SP_E_NOMEM;
+    assert_int_equal(sp_file_write_atomic_with(path, s_fill, &code), SP_E_NOMEM);
+    s_expect_content(path, "kept");
+    assert_int_equal(s_entries(dir), 1);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_write_replaces_whole),
+        cmocka_unit_test(test_file_write_with_a_filler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
