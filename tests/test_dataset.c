@@ -708,6 +708,26 @@ static void test_dataset_byte_held_rows_and_ranges(void **state)
     sp_dataset_fini(&f);
     free(img);
     free(lab);
+    /* every byte in one row, where rows are converted many lanes at a time:
+     * each is the scalar division's bits */
+    uint8_t all[256];
+    float y0 = 0.0f, row[256];
+    for (int b = 0; b < 256; b++) {
+        all[b] = (uint8_t)b;
+    }
+    sp_dataset_t one = {.task = SP_TASK_CLASSIFY,
+                        .n_samples = 1,
+                        .n_features = 256,
+                        .n_classes = 1,
+                        .n_targets = 1,
+                        .xb = all,
+                        .y = &y0};
+    sp_dataset_rows(&one, 0, 1, row);
+    for (int b = 0; b < 256; b++) {
+        volatile float num = (float)b, den = 255.0f;
+        float want = num / den;
+        assert_memory_equal(&row[b], &want, sizeof want);
+    }
 }
 
 static void test_dataset_serialize_round_trip(void **state)
