@@ -103,15 +103,15 @@ int sp_datasets_load(sp_coord_t *c)
         sp_dataset_t ds;
         memset(&ds, 0, sizeof ds);
         char err[SP_TEXT_MAX];
-        int rc = sp_dataset_deserialize(buf, len, &ds, err, sizeof err);
+        uint64_t key = sp_dataset_key(buf, len);
+        int rc = sp_dataset_deserialize_take(&buf, len, &ds, err, sizeof err);
+        free(buf);
         if (rc != SP_OK) {
             sp_log(SP_LOG_ERROR, "dataset %s: %s is corrupt (%s), skipped", name, ent.path, err);
-            free(buf);
             continue;
         }
-        s_fill_info(&ent.info, name, &ds, sp_dataset_key(buf, len), len);
+        s_fill_info(&ent.info, name, &ds, key, len);
         sp_dataset_fini(&ds);
-        free(buf);
         if (sp_datasets_add(&c->datasets, &ent) != SP_OK) {
             sp_log(SP_LOG_ERROR, "dataset %s: registry full, skipped", name);
         }
