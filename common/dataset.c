@@ -665,14 +665,6 @@ static float s_byte_value(uint8_t b)
     return (float)b / 255.0f;
 }
 
-/* s_byte_value of every byte, for reading many. */
-static void s_byte_values(float value[256])
-{
-    for (int b = 0; b < 256; b++) {
-        value[b] = s_byte_value((uint8_t)b);
-    }
-}
-
 /* Points *data at the plain bytes of an IDX buffer, inflating into *owned when
  * gzip. A gzip stream is inflated only up to the size its own IDX header
  * declares (checked first), so a small bomb cannot make us allocate more. */
@@ -841,10 +833,9 @@ int sp_dataset_same(const sp_dataset_t *a, const sp_dataset_t *b)
         return memcmp(a->xb, b->xb, nx) == 0;
     }
     const sp_dataset_t *f = a->x ? a : b, *h = a->x ? b : a;
-    float value[256];
-    s_byte_values(value);
     for (size_t i = 0; i < nx; i++) {
-        if (memcmp(&f->x[i], &value[h->xb[i]], sizeof value[0]) != 0) {
+        float v = s_byte_value(h->xb[i]);
+        if (memcmp(&f->x[i], &v, sizeof v) != 0) {
             return 0;
         }
     }
