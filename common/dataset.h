@@ -24,12 +24,12 @@ typedef struct {
     uint32_t n_features;
     uint32_t n_classes; /* classify: labels are 0..n_classes-1; regress: 0 */
     uint32_t n_targets; /* regress: 1 (the label column); classify: n_classes */
-    float *x;           /* n_samples * n_features, row-major, finite; or NULL,
-                           and then: */
-    uint8_t *xb;        /* the same as bytes b, each the feature b / 255.0f
-                           (images, a quarter of the memory); exactly one of
-                           x and xb is set. Read rows with sp_dataset_gather
-                           or sp_dataset_rows, which handle both. */
+    float *x;           /* n_samples * n_features, row-major, finite; NULL
+                           when xb holds the features */
+    uint8_t *xb;        /* or the features as bytes b, each b / 255.0f
+                           (images: a quarter of the memory). Exactly one of
+                           x and xb is set; sp_dataset_gather and
+                           sp_dataset_rows read either. */
     float *y;           /* classify: label per sample (integral float);
                            regress: target per sample */
 } sp_dataset_t;
@@ -62,8 +62,8 @@ void sp_dataset_fini(sp_dataset_t *d);
  * success (the caller fini's it). */
 int sp_dataset_parse_csv(const char *text, size_t len, const sp_csv_opts_t *o, sp_dataset_t *out,
                          char *err, size_t errlen);
-/* Parses IDX images (magic 0x00000803, ubyte, held as xb: feature b / 255.0f) and IDX labels
- * (0x00000801); either buffer may be gzip-compressed. Dimensions are bounded
+/* Parses IDX images (magic 0x00000803, ubyte; held as xb, feature b / 255.0f)
+ * and IDX labels (0x00000801); either buffer may be gzip-compressed. Dimensions are bounded
  * (1..SP_DATASET_MAX_SAMPLES samples, rows * cols <= SP_DATASET_MAX_FEATURES)
  * before anything is allocated; a gzip stream is inflated only up to the size
  * its own IDX header declares; the data length must be exactly that size.
