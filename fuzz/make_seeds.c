@@ -159,11 +159,25 @@ static void s_dataset_seeds(void)
     float x[6] = {0.5f, -1.0f, 2.0f, 0.0f, 1e-3f, 3.0f};
     float yc[3] = {0, 2, 1};
     float yr[3] = {0.25f, -7.5f, 1e6f};
-    /* pixels: every feature a byte's value, so the set is written as version 2 */
-    float px[6] = {0.0f, 1.0f / 255.0f, 128.0f / 255.0f, 1.0f, 7.0f / 255.0f, 254.0f / 255.0f};
-    sp_dataset_t c = {SP_TASK_CLASSIFY, 3, 2, 3, 3, x, yc};
-    sp_dataset_t r = {SP_TASK_REGRESS, 3, 2, 0, 1, x, yr};
-    sp_dataset_t im = {SP_TASK_CLASSIFY, 3, 2, 3, 3, px, yc};
+    /* pixels held as bytes, as the IDX reader holds them: written as version 2 */
+    uint8_t px[6] = {0, 1, 128, 255, 7, 254};
+    sp_dataset_t c = {.task = SP_TASK_CLASSIFY,
+                      .n_samples = 3,
+                      .n_features = 2,
+                      .n_classes = 3,
+                      .n_targets = 3,
+                      .x = x,
+                      .y = yc};
+    sp_dataset_t r = {.task = SP_TASK_REGRESS,
+                      .n_samples = 3,
+                      .n_features = 2,
+                      .n_classes = 0,
+                      .n_targets = 1,
+                      .x = x,
+                      .y = yr};
+    sp_dataset_t im = c;
+    im.x = NULL;
+    im.xb = px;
     const sp_dataset_t *sets[3] = {&c, &r, &im};
     static const char *const names[3] = {"classify", "regress", "images"};
     for (int i = 0; i < 3; i++) {
