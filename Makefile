@@ -30,6 +30,7 @@ WORKER_SRC := $(wildcard worker/*.c)
 CLIENT_SRC := $(wildcard client/*.c)
 BENCH_SRC  := $(filter-out bench/fmnist.c,$(wildcard bench/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
+FUZZ_SRC   := $(wildcard fuzz/*.c)
 TESTSUP_SRC:= $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -56,7 +57,10 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all test sanitize bench clean deps fmnist check-learning
 .SECONDARY:
-all: $(PROGRAMS) $(TESTS)
+# The fuzz harnesses and the seed maker are compiled here too (not linked:
+# libFuzzer needs clang; see `make fuzz`), so a change that breaks them
+# fails `make` and `make test`.
+all: $(PROGRAMS) $(TESTS) $(call obj,$(FUZZ_SRC))
 
 # Every target first makes sure the Debian packages are there (installs them as root).
 $(DEPS_STAMP): deploy/install-deps.sh

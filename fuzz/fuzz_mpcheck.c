@@ -125,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lim.max_depth = 1 + (b0 & 31);
         lim.max_bytes_per_item = (b1 & 0x0f) * 3u;
         lim.max_items = (b1 >> 4) & 7;
-        lim.max_total_items = (b0 & 0x40) ? 1 + (b1 & 31) : UINT64_MAX;
+        lim.max_total_items = (b0 & 0x40) ? 1u + (b1 & 31u) : UINT64_MAX;
         limp = &lim;
     }
     size_t errlen = 1 + (size_t)(b1 % 97); /* tiny buffers check truncation */
