@@ -99,6 +99,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TESTSUP_SRC)) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# A unit test of a program's module links that module's object too.
+$(BUILD)/tests/test_cache: $(BUILD)/obj/tests/test_cache.o $(call obj,worker/cache.c $(TESTSUP_SRC)) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 # Suites run one after another; every one runs even when an earlier one fails.
 # Tests that start programs find them through SPATIUM_BIN.
 test: all

@@ -926,6 +926,12 @@ static int s_all_bytes(const float *x, size_t n)
     return 1;
 }
 
+/* sp_dataset_key of len bytes whose CRC-32 (of all of them) is crc. */
+static uint64_t s_key(size_t len, uint32_t crc)
+{
+    return ((uint64_t)(len & 0xffffffffu) << 32) | crc;
+}
+
 /* The serialized form's version for d and its length; SP_E_RANGE for an
  * empty or oversized set. */
 static int s_spds_plan(const sp_dataset_t *d, uint32_t *version, size_t *total)
@@ -1052,7 +1058,7 @@ int sp_dataset_write(const sp_dataset_t *d, int fd, size_t *len, uint64_t *key)
     rc = s_emit(d, version, &k);
     if (rc == SP_OK) {
         *len = total;
-        *key = ((uint64_t)(total & 0xffffffffu) << 32) | k.crc;
+        *key = s_key(total, k.crc);
     }
     return rc;
 }
@@ -1064,7 +1070,7 @@ uint32_t sp_dataset_checksum(const uint8_t *buf, size_t len)
 
 uint64_t sp_dataset_key(const uint8_t *buf, size_t len)
 {
-    return ((uint64_t)(len & 0xffffffffu) << 32) | sp_crc32(buf, len);
+    return s_key(len, sp_crc32(buf, len));
 }
 
 /* Offset of the labels in a serialized dataset of len bytes (after x). */
@@ -1074,9 +1080,11 @@ static size_t s_spds_y_at(const s_spds_header_t *h, size_t len)
 }
 
 /* Checks a serialized dataset whole (header, length, CRC, finite features,
- * valid labels) without allocating; its header into *h. */
-static int s_spds_check(const uint8_t *buf, size_t len, s_spds_header_t *h, char *err,
-                        size_t errlen)
+ * valid labels) without allocating; its header into *h and, when key is not
+ * NULL, its sp_dataset_key into *key (from the one CRC pass the check
+ * makes). */
+static int s_spds_check(const uint8_t *buf, size_t len, s_spds_header_t *h, uint64_t *key,
+                        char *err, size_t errlen)
 {
     if (len < SP_DATASET_HEADER_BYTES + 4) {
         return sp_err_input(err, errlen, "dataset: truncated: %zu bytes, header needs %d", len,
@@ -1118,6 +1126,9 @@ static int s_spds_check(const uint8_t *buf, size_t len, s_spds_header_t *h, char
         return sp_err_input(err, errlen,
                             "dataset: offset %zu: CRC-32 mismatch (stored 0x%08x, computed 0x%08x)",
                             len - 4, stored, computed);
+    }
+    if (key) {
+        *key = s_key(len, sp_crc32_update(computed, buf + len - 4, 4));
     }
     if (h->task == SP_TASK_CLASSIFY) {
         if (h->n_classes == 0 || h->n_classes > SP_DATASET_MAX_CLASSES ||
@@ -1188,7 +1199,7 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
                            size_t errlen)
 {
     s_spds_header_t h;
-    int rc = s_spds_check(buf, len, &h, err, errlen);
+    int rc = s_spds_check(buf, len, &h, NULL, err, errlen);
     if (rc != SP_OK) {
         return rc;
     }
@@ -1217,11 +1228,11 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
     return SP_OK;
 }
 
-int sp_dataset_deserialize_take(uint8_t **buf, size_t len, sp_dataset_t *out, char *err,
-                                size_t errlen)
+int sp_dataset_deserialize_take(uint8_t **buf, size_t len, sp_dataset_t *out, uint64_t *key,
+                                char *err, size_t errlen)
 {
     s_spds_header_t h;
-    int rc = s_spds_check(*buf, len, &h, err, errlen);
+    int rc = s_spds_check(*buf, len, &h, key, err, errlen);
     if (rc != SP_OK) {
         return rc;
     }

@@ -141,10 +141,12 @@ int sp_dataset_deserialize(const uint8_t *buf, size_t len, sp_dataset_t *out, ch
                            size_t errlen);
 /* The same for a malloc'ed *buf that the dataset may take over: on success
  * the features are moved to the front of the buffer, which becomes x or xb
- * (shrunk by realloc), and *buf is set to NULL, so a large set is never held
- * twice; on failure *buf is left as it was, unchanged. */
-int sp_dataset_deserialize_take(uint8_t **buf, size_t len, sp_dataset_t *out, char *err,
-                                size_t errlen);
+ * (shrunk by realloc), *buf is set to NULL, so a large set is never held
+ * twice, and *key (when key is not NULL) is the bytes' sp_dataset_key, got
+ * from the CRC pass the check makes anyway; on failure *buf is left as it
+ * was, unchanged. */
+int sp_dataset_deserialize_take(uint8_t **buf, size_t len, sp_dataset_t *out, uint64_t *key,
+                                char *err, size_t errlen);
 /* CRC-32 stored at the end of a serialized dataset (0 when len < 4). */
 uint32_t sp_dataset_checksum(const uint8_t *buf, size_t len);
 /* The 64-bit checksum the trainer names a serialized dataset by (its

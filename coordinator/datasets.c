@@ -103,8 +103,8 @@ int sp_datasets_load(sp_coord_t *c)
         sp_dataset_t ds;
         memset(&ds, 0, sizeof ds);
         char err[SP_TEXT_MAX];
-        uint64_t key = sp_dataset_key(buf, len);
-        int rc = sp_dataset_deserialize_take(&buf, len, &ds, err, sizeof err);
+        uint64_t key = 0;
+        int rc = sp_dataset_deserialize_take(&buf, len, &ds, &key, err, sizeof err);
         free(buf);
         if (rc != SP_OK) {
             sp_log(SP_LOG_ERROR, "dataset %s: %s is corrupt (%s), skipped", name, ent.path, err);
@@ -130,13 +130,14 @@ int sp_datasets_read(const sp_dsentry_t *e, sp_dataset_t *out, char *err, size_t
         snprintf(err, errlen, "dataset %s: cannot read %s", e->info.name, e->path);
         return rc;
     }
-    if (sp_dataset_key(buf, len) != e->info.checksum) {
-        free(buf);
+    uint64_t key = 0;
+    rc = sp_dataset_deserialize_take(&buf, len, out, &key, err, errlen);
+    free(buf);
+    if (rc == SP_OK && key != e->info.checksum) {
+        sp_dataset_fini(out);
         snprintf(err, errlen, "dataset %s: stored file changed (checksum)", e->info.name);
         return SP_E_INPUT;
     }
-    rc = sp_dataset_deserialize_take(&buf, len, out, err, errlen);
-    free(buf);
     return rc;
 }
 

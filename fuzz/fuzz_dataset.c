@@ -32,13 +32,14 @@ static void s_check_take(const uint8_t *buf, size_t len, int rc, const sp_datase
     sp_dataset_t t;
     memset(&t, 0, sizeof t);
     char err[256];
-    int rt = sp_dataset_deserialize_take(&copy, len, &t, err, sizeof err);
+    uint64_t key = 0;
+    int rt = sp_dataset_deserialize_take(&copy, len, &t, &key, err, sizeof err);
     int ok = rt == rc;
     if (ok && rc != SP_OK) {
         ok = copy == given && memcmp(copy, buf, len) == 0 && !t.x && !t.xb && !t.y;
         free(copy);
     } else if (ok) {
-        ok = copy == NULL && sp_dataset_same(&t, d);
+        ok = copy == NULL && key == sp_dataset_key(buf, len) && sp_dataset_same(&t, d);
         sp_dataset_fini(&t);
     }
     if (!ok) {

@@ -591,7 +591,8 @@ static int s_decode(const uint8_t *buf, size_t len, sp_dataset_t *out, char *err
     sp_dataset_t taken;
     memset(&taken, 0x5a, sizeof taken);
     char err2[256];
-    assert_int_equal(sp_dataset_deserialize_take(&copy, len, &taken, err2, sizeof err2), rc);
+    uint64_t key = 0;
+    assert_int_equal(sp_dataset_deserialize_take(&copy, len, &taken, &key, err2, sizeof err2), rc);
     if (rc != SP_OK) {
         assert_ptr_equal(copy, given);
         assert_memory_equal(copy, buf, len);
@@ -601,6 +602,7 @@ static int s_decode(const uint8_t *buf, size_t len, sp_dataset_t *out, char *err
         return rc;
     }
     assert_null(copy);
+    assert_true(key == sp_dataset_key(buf, len));
     assert_true(sp_dataset_same(&taken, out));
     assert_true((taken.x == NULL) == (out->x == NULL) && (taken.xb == NULL) == (out->xb == NULL));
     sp_dataset_fini(&taken);

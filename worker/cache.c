@@ -187,15 +187,16 @@ int sp_cache_download_chunk(sp_cache_t *c, const sp_msg_data_chunk_t *ch, char *
     if (dl->received < dl->total) {
         return 0;
     }
-    if (sp_dataset_key(dl->buf, (size_t)dl->total) != dl->checksum) {
-        sp_cache_download_abort(c);
-        return sp_err_input(err, errlen, "dataset '%s': bytes do not match checksum %016" PRIx64,
-                            ch->dataset, ch->checksum);
-    }
     sp_dataset_t data;
     memset(&data, 0, sizeof data);
     /* the set takes the download's buffer: never held twice */
-    int rc = sp_dataset_deserialize_take(&dl->buf, (size_t)dl->total, &data, err, errlen);
+    uint64_t key = 0;
+    int rc = sp_dataset_deserialize_take(&dl->buf, (size_t)dl->total, &data, &key, err, errlen);
+    if (rc == SP_OK && key != dl->checksum) {
+        sp_dataset_fini(&data);
+        rc = sp_err_input(err, errlen, "dataset '%s': bytes do not match checksum %016" PRIx64,
+                          ch->dataset, ch->checksum);
+    }
     if (rc != SP_OK) {
         sp_cache_download_abort(c);
         return rc;
