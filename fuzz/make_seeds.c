@@ -168,13 +168,11 @@ static void s_dataset_seeds(void)
                       .n_targets = 3,
                       .x = x,
                       .y = yc};
-    sp_dataset_t r = {.task = SP_TASK_REGRESS,
-                      .n_samples = 3,
-                      .n_features = 2,
-                      .n_classes = 0,
-                      .n_targets = 1,
-                      .x = x,
-                      .y = yr};
+    sp_dataset_t r = c;
+    r.task = SP_TASK_REGRESS;
+    r.n_classes = 0;
+    r.n_targets = 1;
+    r.y = yr;
     sp_dataset_t im = c;
     im.x = NULL;
     im.xb = px;
