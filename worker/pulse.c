@@ -4,7 +4,6 @@
  * the main thread gets the socket back with no send in progress. */
 #include "worker/pulse.h"
 
-#include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
@@ -12,40 +11,48 @@
 #include "common/error.h"
 #include "proto/messages.h"
 
-static void s_deadline(struct timespec *ts, uint32_t ms)
+static uint64_t s_now_ns(void)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static struct timespec s_at(uint64_t ns)
+{
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
+                             .tv_nsec = (long)(ns % 1000000000u)};
+}
+
+/* The thread is never woken to start or end a computation (a worker starts
+ * one per task, hundreds a second, and each wake-up would take a core from
+ * the computation it is there for): it sleeps one interval at a time and,
+ * when it wakes, beats if the computation has lasted a full interval since
+ * it began or since the last beat. */
 static void *s_run(void *arg)
 {
     sp_pulse_t *p = arg;
     pthread_mutex_lock(&p->lock);
     while (!p->stop) {
+        uint64_t now = s_now_ns(), every = (uint64_t)p->heartbeat_ms * 1000000u;
         if (p->sock == NULL) {
-            pthread_cond_wait(&p->wake, &p->lock);
+            /* idle: a computation that begins while this sleeps is seen
+             * within one interval of its start, in time for its first beat */
+            struct timespec due = s_at(now + (every ? every : 1000000000u));
+            pthread_cond_timedwait(&p->wake, &p->lock, &due);
             continue;
         }
-        /* A computation started: beat after each full interval it lasts. */
-        struct timespec due;
-        s_deadline(&due, p->heartbeat_ms);
-        int rc = 0;
-        while (!p->stop && p->sock != NULL && rc != ETIMEDOUT) {
-            rc = pthread_cond_timedwait(&p->wake, &p->lock, &due);
-        }
-        if (!p->stop && p->sock != NULL) {
+        if (now - p->since_ns >= every) {
             sp_msg_t m;
             sp_msg_init(&m, SP_MSG_HEARTBEAT);
             if (sp_msg_send(p->sock, NULL, 0, &m) == SP_OK) {
                 p->beats++;
             }
+            p->since_ns = now;
+            continue;
         }
+        struct timespec due = s_at(p->since_ns + every);
+        pthread_cond_timedwait(&p->wake, &p->lock, &due);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -91,9 +98,14 @@ void sp_pulse_begin(sp_pulse_t *p, void *sock, uint32_t heartbeat_ms)
         return;
     }
     pthread_mutex_lock(&p->lock);
+    uint32_t every = heartbeat_ms < 10 ? 10 : heartbeat_ms;
     p->sock = sock;
-    p->heartbeat_ms = heartbeat_ms < 10 ? 10 : heartbeat_ms;
-    pthread_cond_signal(&p->wake);
+    p->since_ns = s_now_ns();
+    if (p->heartbeat_ms != every) {
+        /* its sleep may be longer than the new interval: only then wake it */
+        p->heartbeat_ms = every;
+        pthread_cond_signal(&p->wake);
+    }
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -104,6 +116,5 @@ void sp_pulse_end(sp_pulse_t *p)
     }
     pthread_mutex_lock(&p->lock);
     p->sock = NULL;
-    pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
 }

@@ -17,7 +17,8 @@ typedef struct {
     pthread_mutex_t lock;  /* guards every field below and the socket's hand-over */
     pthread_cond_t wake;
     void *sock;            /* socket lent to the pulse thread, NULL when not computing */
-    uint32_t heartbeat_ms; /* interval while computing, 10..60000 */
+    uint32_t heartbeat_ms; /* interval while computing, 10..60000 (0 before the first) */
+    uint64_t since_ns;     /* CLOCK_MONOTONIC of the computation's start or its last beat */
     uint64_t beats;        /* heartbeats sent while computing (for tests and logs) */
     int stop;
     int started;
