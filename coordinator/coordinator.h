@@ -34,6 +34,8 @@
 #define SP_COORD_WORKER_SPEEDS 5    /* results a worker's own speed is the median of */
 #define SP_COORD_PLAN_DROP 8        /* slowest workers a split step's plan may leave out */
 #define SP_COORD_SPEED_STALE 64     /* steps after which a worker's speed is taken as unknown */
+#define SP_COORD_RUN_AHEAD_US 10000 /* compute sent ahead to a lone worker (a lone run) */
+#define SP_COORD_RUN_MAX 64         /* steps of a lone run at most */
 #define SP_COORD_NODE_NS_PER_BYTE 0.7 /* what a second node of a step costs its worker per
                                          byte of its gradient and hits: encoding one more
                                          result and handing it to ZeroMQ (0.3 ms for the 400 KB
@@ -192,6 +194,12 @@ typedef struct {
     uint64_t n_results;    /* results noted in us_recent since the job started here */
     uint32_t n_ahead;      /* nodes sent ahead */
     sp_ahead_t *ahead;     /* n_ahead nodes, by first partition */
+    /* a lone run: a worker that holds the next step whole, while no other
+     * worker could share the steps after it, is sent those steps too, up to
+     * SP_COORD_RUN_AHEAD_US of its compute past the current one, so it can
+     * send its results in bursts (docs/COORDINATOR.md, "Lone runs") */
+    uint64_t run_end;    /* steps ahead_step + 1 .. run_end - 1 are out whole, 0 = none */
+    uint32_t run_worker; /* the worker holding them */
     /* accumulators */
     double ep_loss;
     uint64_t ep_correct, ep_samples;

@@ -281,12 +281,12 @@ static int s_sync_due(sp_coord_t *c, const sp_run_t *r, const sp_job_t *job, uin
  * themselves (APPLY, or applying a whole step they computed) and go straight
  * on. Not across an epoch (new permutation), nor before a step after which
  * growth or pruning may change the topology. */
-static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
+static void s_send_next(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
 {
     const sp_msg_train_t *d = &job->def;
     uint64_t next = r->global_step + 1; /* steps completed once this one is */
-    if (r->ahead_step == next || r->step_in_epoch + 1 >= r->steps_per_epoch ||
-        sp_run_topology_due(job, next) || r->sync_pending) {
+    if (r->step_in_epoch + 1 >= r->steps_per_epoch || sp_run_topology_due(job, next) ||
+        r->sync_pending) {
         return;
     }
     uint32_t holders[64], n_holders = 0;
@@ -359,6 +359,87 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
     r->ahead_step = next;
 }
 
+/* Steps past the current one a lone worker is sent: SP_COORD_RUN_AHEAD_US
+ * of compute at the run's measured speed, 1 before any result. */
+static uint64_t s_run_depth(const sp_run_t *r, const sp_job_t *job)
+{
+    double step_us = s_us_per_sample(r) * job->def.batch;
+    if (!(step_us > 0)) {
+        return 1;
+    }
+    double n = ceil(SP_COORD_RUN_AHEAD_US / step_us);
+    return n < 1 ? 1 : (n > SP_COORD_RUN_MAX ? SP_COORD_RUN_MAX : (uint64_t)n);
+}
+
+/* When the next step is out whole at one worker (lone steps), sends that
+ * worker the whole steps after it, up to s_run_depth past the current one.
+ * A step goes only where the one before it needs no sync and it needs none
+ * itself (s_sync_due: the epoch's end, growth or pruning, a checkpoint
+ * that is due, a step that would be split): a run never crosses a point
+ * where the coordinator needs its own copy, and every step in it is sent
+ * exactly as it would be when it begins. The worker holds them in order and
+ * runs each once its own steps reach the version. */
+static void s_extend_run(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
+{
+    uint64_t g = r->global_step;
+    if (r->ahead_step != g + 1 || r->n_ahead != 1 || r->ahead[0].worker == 0) {
+        return;
+    }
+    sp_worker_t *wk = sp_workers_find(&c->workers, r->ahead[0].worker);
+    if (wk == NULL || !wk->alive || !sp_run_lagging(r) || r->solo_worker != wk->id) {
+        /* Only the worker holding the steps the master lacks: should it be
+         * forgotten, the run goes back to its checkpoint, and the MODEL it is
+         * sent then makes it drop every task it still holds. */
+        return;
+    }
+    if (r->run_worker != wk->id || r->run_end < g + 2) {
+        r->run_worker = wk->id;
+        r->run_end = g + 2;
+    }
+    uint64_t last = g + s_run_depth(r, job);
+    uint32_t min_node = s_min_node(r, job);
+    for (uint64_t k = r->run_end; k <= last; k++) {
+        uint64_t ahead = k - g;
+        if (s_sync_due(c, r, job, ahead - 1, min_node) || s_sync_due(c, r, job, ahead, min_node)) {
+            return;
+        }
+        sp_part_t whole = {
+            .count = sp_plan_step(s_batch_len(r, job, r->step_in_epoch + ahead), job->def.partition)
+                         .n_parts};
+        if (s_send_task(c, r, job, wk, &whole, 0, (int)ahead, 0) != SP_OK) {
+            return; /* the steps from k on are handed out when they begin */
+        }
+        r->run_end = k + 1;
+    }
+}
+
+static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
+{
+    if (r->ahead_step != r->global_step + 1) {
+        s_send_next(c, r, job);
+    }
+    s_extend_run(c, r, job);
+}
+
+/* When the step after the one being begun is out in a lone run, it becomes
+ * the step sent ahead, whole at the run's worker (r->ahead, just claimed,
+ * has room for its one node). */
+static void s_claim_run(sp_coord_t *c, sp_run_t *r)
+{
+    uint64_t next = r->global_step + 1;
+    sp_worker_t *wk = r->run_end > next ? sp_workers_find(&c->workers, r->run_worker) : NULL;
+    if (wk == NULL || !wk->alive) {
+        r->run_end = 0; /* none; or its worker is gone, and the run with it */
+        return;
+    }
+    const sp_job_t *job = sp_run_job(c);
+    sp_plan_step_t shape =
+        sp_plan_step(s_batch_len(r, job, r->step_in_epoch + 1), job->def.partition);
+    r->ahead[0] = (sp_ahead_t){.first = 0, .count = shape.n_parts, .worker = wk->id};
+    r->n_ahead = 1;
+    r->ahead_step = next;
+}
+
 /* When the step being begun (parts laid out) was sent ahead: its nodes are
  * the ones recorded then, in flight at their workers if still alive,
  * pending otherwise. Returns 1 then, 0 when the step is still to be cut. */
@@ -367,6 +448,7 @@ static int s_claim_ahead(sp_coord_t *c, sp_run_t *r)
     uint64_t step = r->ahead_step;
     r->ahead_step = 0;
     if (step != r->global_step || r->n_ahead == 0) {
+        r->run_end = 0; /* a run goes on only through the step sent ahead */
         return 0;
     }
     for (uint32_t i = 0; i < r->shape.n_parts; i++) {
@@ -389,6 +471,7 @@ static int s_claim_ahead(sp_coord_t *c, sp_run_t *r)
     }
     SP_ASSERT(covered == r->shape.n_parts);
     r->n_nodes = r->n_ahead;
+    s_claim_run(c, r);
     return 1;
 }
 
@@ -458,6 +541,9 @@ static void s_forget(sp_coord_t *c, sp_worker_t *wk)
     sp_run_t *r = c->run;
     if (r != NULL && sp_run_lagging(r) && wk->id == r->solo_worker) {
         r->rollback = 1;
+    }
+    if (r != NULL && r->run_worker == wk->id) {
+        r->run_end = 0;
     }
 }
 

@@ -1187,6 +1187,29 @@ static void s_expect(s_fake_t *f, sp_msg_type_t type, uint8_t *id, size_t *id_le
     }
 }
 
+/* Nothing of the given type (nor an ERROR) arrives within ms. */
+static void s_expect_none(s_fake_t *f, sp_msg_type_t type, uint64_t ms)
+{
+    uint64_t end = s_now_ms() + ms;
+    while (s_now_ms() < end) {
+        zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) <= 0) {
+            continue;
+        }
+        uint8_t id[256];
+        size_t id_len = sizeof id;
+        char err[256];
+        sp_msg_t m;
+        assert_int_equal(sp_msg_recv(f->sock, ZMQ_DONTWAIT, id, &id_len, &m, err, sizeof err),
+                         SP_OK);
+        sp_msg_type_t got = m.type;
+        sp_msg_fini(&m);
+        if (got == type || got == SP_MSG_ERROR) {
+            fail_msg("unexpected %s", sp_msg_type_name(got));
+        }
+    }
+}
+
 /* What the fake coordinator sends a worker: job 1's model at a version, a
  * task for one node of a step, and the summed gradient of a step. */
 static void s_send_model(s_fake_t *f, const uint8_t *id, size_t id_len, uint64_t version,
@@ -1277,8 +1300,9 @@ static void test_client_worker_computes_like_in_process(void **state)
     sp_msg_t out;
     sp_msg_init(&out, SP_MSG_WELCOME);
     out.u.welcome.worker_id = 1;
-    out.u.welcome.heartbeat_ms = 100;
-    out.u.welcome.liveness = 50;
+    /* beats far apart: nothing the worker holds may wait for a heartbeat */
+    out.u.welcome.heartbeat_ms = 60000;
+    out.u.welcome.liveness = 10;
     s_reply(&f, id, id_len, &out);
 
     /* a dataset of 40 samples and a model */
@@ -1471,6 +1495,40 @@ static void test_client_worker_computes_like_in_process(void **state)
     assert_int_equal(m.u.result.version, 2);
     assert_int_equal(m.u.result.n_samples, 10);
     sp_msg_fini(&m);
+
+    /* A lone run. Tasks for versions 5 and 6 on other samples, which the
+     * worker cannot reach yet, then the MODEL of version 1: a coordinator
+     * sends a model only to a worker whose state it no longer counts on, so
+     * the tasks queued before it are void. Then the whole steps of versions
+     * 7 and 8 and then 1: the worker holds version 1's result while later
+     * tasks wait, and sends it once none of them can run (not with the next
+     * heartbeat, a minute away). Then versions 2 to 6: results 2 to 8 follow, in
+     * order, each on the steps before it, none from the void tasks. */
+    uint32_t other[10] = {0, 2, 6, 7, 10, 11, 12, 13, 14, 16};
+    s_send_task(&f, id, id_len, "toy", sum, 5, 0, 1, 10, 10, other, 10, 0);
+    s_send_task(&f, id, id_len, "toy", sum, 6, 0, 1, 10, 10, other, 10, 0);
+    s_send_model(&f, id, id_len, 1, model, model_len);
+    const uint64_t order[] = {7, 8, 1, 2, 3, 4, 5, 6};
+    assert_int_equal(sp_network_load_buffer(model, model_len, &orig, err, sizeof err), SP_OK);
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
+        s_send_task(&f, id, id_len, "toy", sum, order[k], 0, 1, 10, 10, idx, 10, 0);
+        if (k != 2 && k != 7) {
+            continue; /* results now for version 1, then for 2 to 8 */
+        }
+        for (uint64_t v = k == 2 ? 1 : 2; v <= (k == 2 ? 1 : 8); v++) {
+            memset(grad, 0, n_params * sizeof *grad);
+            memset(hits, 0, (n_hits ? n_hits : 1) * sizeof *hits);
+            assert_int_equal(sp_network_gradient(orig, X, T, 10, grad, hits, &ob), SP_OK);
+            assert_int_equal(sp_network_apply_gradient(orig, grad, 10, hits), SP_OK);
+            id_len = sizeof id;
+            s_expect(&f, SP_MSG_RESULT, id, &id_len, &m);
+            assert_int_equal(m.u.result.version, v);
+            assert_true(m.u.result.loss_sum == ob.loss_sum);
+            sp_msg_fini(&m);
+        }
+    }
+    sp_network_destroy(&orig);
+    s_expect_none(&f, SP_MSG_RESULT, 500);
 
     /* SIGTERM: BYE and exit 0 */
     kill(pid, SIGTERM);

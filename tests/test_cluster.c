@@ -820,6 +820,24 @@ static void test_cluster_much_slower_worker_left_out(void **state)
     }
 }
 
+/* A fake worker that says hello (to a coordinator whose HELLO answer and
+ * first tasks it reads itself), with a receive timeout of 100 ms. */
+static void *s_fake_worker(s_fix_t *f)
+{
+    void *fake = zmq_socket(f->cl.zctx, ZMQ_DEALER);
+    assert_non_null(fake);
+    int linger = 0, rcv_ms = 100;
+    zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fake, ZMQ_RCVTIMEO, &rcv_ms, sizeof rcv_ms);
+    assert_int_equal(zmq_connect(fake, f->cl.wep), 0);
+    sp_msg_t m;
+    sp_msg_init(&m, SP_MSG_HELLO);
+    snprintf(m.u.hello.name, sizeof m.u.hello.name, "fake");
+    m.u.hello.threads = 1;
+    assert_int_equal(sp_msg_send(fake, NULL, 0, &m), SP_OK);
+    return fake;
+}
+
 /* A worker that computes whole steps sends its model back when asked
  * (sync); one whose model cannot be taken (here: bytes that are no model
  * file) is refused, the steps only it held are lost, and the run goes back
@@ -832,17 +850,8 @@ static void test_cluster_bad_synced_model_rolls_back(void **state)
     uint64_t job = s_start_long_job(f, 0);
     char err[SP_TEXT_MAX] = "";
     int rollbacks = s_rollbacks(f), refusals = s_log_count(f, "refused: ");
-    void *fake = zmq_socket(f->cl.zctx, ZMQ_DEALER);
-    assert_non_null(fake);
-    int linger = 0, rcv_ms = 100;
-    zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(fake, ZMQ_RCVTIMEO, &rcv_ms, sizeof rcv_ms);
-    assert_int_equal(zmq_connect(fake, f->cl.wep), 0);
+    void *fake = s_fake_worker(f);
     sp_msg_t m;
-    sp_msg_init(&m, SP_MSG_HELLO);
-    snprintf(m.u.hello.name, sizeof m.u.hello.name, "fake");
-    m.u.hello.threads = 1;
-    assert_int_equal(sp_msg_send(fake, NULL, 0, &m), SP_OK);
     uint64_t end = sp_cu_now_ms() + 10000, beat = 0;
     int steps = 0, synced = 0;
     while (!synced && sp_cu_now_ms() < end) {
@@ -901,6 +910,80 @@ static void test_cluster_bad_synced_model_rolls_back(void **state)
     assert_true(steps >= 1);
     assert_true(rolled_back);
     assert_int_equal(s_log_count(f, "refused: "), refusals + 1);
+    s_start_workers(f, 1, NULL);
+    s_expect_reference_model(f, job);
+    s_stop_workers(f);
+}
+
+/* A lone worker is sent the steps after the next one too, a lone run of
+ * SP_COORD_RUN_AHEAD_US (10 ms) of the compute it reports, so it can send
+ * its results in bursts. A fake worker answers only the first task of the
+ * long job (batch 32, 13 steps an epoch), saying it took 100 us a sample:
+ * 3.2 ms a step, so four steps past the current one. It must get the whole
+ * steps 0 to 5 and no more: consecutive versions, no sync, no sample twice.
+ * Then it goes silent; the run goes back to its checkpoint and a real
+ * worker ends the job with the reference model. */
+static void test_cluster_lone_worker_gets_a_run(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    uint64_t job = s_start_long_job(f, 0);
+    void *fake = s_fake_worker(f);
+    char err[SP_TEXT_MAX] = "";
+    enum { MAX_TASKS = 16 };
+    uint64_t step[MAX_TASKS], version[MAX_TASKS];
+    uint8_t seen[S_SAMPLES] = {0};
+    int n = 0, answered = 0, whole = 1, synced = 0, twice = 0;
+    uint64_t end = sp_cu_now_ms() + 10000, beat = 0, last_task = 0;
+    /* until 1 s passes without a task after the first answer */
+    while (sp_cu_now_ms() < end && (!answered || sp_cu_now_ms() - last_task < 1000)) {
+        if (sp_cu_now_ms() - beat >= S_HEARTBEAT_MS) {
+            sp_msg_t hb;
+            sp_msg_init(&hb, SP_MSG_HEARTBEAT);
+            (void)sp_msg_send(fake, NULL, 0, &hb);
+            beat = sp_cu_now_ms();
+        }
+        sp_msg_t m;
+        if (sp_msg_recv(fake, 0, NULL, NULL, &m, err, sizeof err) != SP_OK) {
+            continue;
+        }
+        const sp_msg_task_t *tk = &m.u.task;
+        if (m.type == SP_MSG_TASK && n < MAX_TASKS) {
+            last_task = sp_cu_now_ms();
+            step[n] = tk->step;
+            version[n++] = tk->version;
+            whole &= tk->partition == 0 && tk->n_indices == tk->batch;
+            synced |= tk->sync;
+            for (uint32_t i = 0; i < tk->n_indices; i++) {
+                twice |= tk->indices[i] >= S_SAMPLES || seen[tk->indices[i]]++;
+            }
+            if (!answered) {
+                sp_msg_t res;
+                sp_msg_init(&res, SP_MSG_RESULT);
+                res.u.result.job = tk->job;
+                res.u.result.version = tk->version;
+                res.u.result.step = tk->step;
+                res.u.result.n_partitions = tk->n_partitions;
+                res.u.result.n_samples = tk->n_indices;
+                res.u.result.loss_sum = 1.0;
+                res.u.result.compute_us = 100u * tk->n_indices;
+                assert_int_equal(sp_msg_send(fake, NULL, 0, &res), SP_OK);
+                answered = 1;
+            }
+        }
+        sp_msg_fini(&m);
+    }
+    zmq_close(fake); /* gone without a word: declared dead after its liveness */
+    if (n != 6) {
+        sp_cluster_dump_logs(&f->cl);
+        fail_msg("the fake worker got %d tasks, not steps 0 to 5", n);
+    }
+    for (int k = 0; k < n; k++) {
+        assert_int_equal(step[k], k);
+        assert_int_equal(version[k], version[0] + (uint64_t)k);
+    }
+    assert_true(whole);
+    assert_false(synced);
+    assert_false(twice);
     s_start_workers(f, 1, NULL);
     s_expect_reference_model(f, job);
     s_stop_workers(f);
@@ -1507,6 +1590,7 @@ int main(void)
         S_TEST(test_cluster_slow_worker_gets_smaller_share),
         S_TEST(test_cluster_much_slower_worker_left_out),
         S_TEST(test_cluster_bad_synced_model_rolls_back),
+        S_TEST(test_cluster_lone_worker_gets_a_run),
         S_TEST(test_cluster_lone_worker_paused_resyncs),
         S_TEST(test_cluster_coordinator_killed_resumes_same_model),
         S_TEST(test_cluster_coordinator_sigterm_checkpoints_and_resumes),

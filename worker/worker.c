@@ -51,6 +51,10 @@ struct sp_worker {
     sp_cache_t cache;
     sp_msg_task_t *tasks; /* FIFO queue, n_tasks used, each owns indices */
     size_t n_tasks;
+    /* results of whole steps not sent yet (no gradient: nothing to own),
+     * oldest first; every other message goes out after them */
+    sp_msg_result_t held[SP_WORKER_MAX_HELD];
+    size_t n_held;
     /* scratch buffers of the computation, grown as needed */
     float *X, *T, *grad;
     uint32_t *hits;
@@ -123,12 +127,15 @@ sp_worker_t *sp_worker_new(const sp_worker_config_t *cfg, volatile sig_atomic_t 
     return w;
 }
 
+/* Forgets every task queued and every result held: the coordinator no
+ * longer counts on them (a new connection). */
 static void s_clear_tasks(sp_worker_t *w)
 {
     for (size_t i = 0; i < w->n_tasks; i++) {
         free(w->tasks[i].indices);
     }
     w->n_tasks = 0;
+    w->n_held = 0;
 }
 
 static void s_close(sp_worker_t *w)
@@ -168,17 +175,54 @@ void sp_worker_destroy(sp_worker_t **wp)
     *wp = NULL;
 }
 
-static int s_send(sp_worker_t *w, const sp_msg_t *m)
+static int s_send_now(sp_worker_t *w, const sp_msg_t *m)
 {
-    if (!w->sock) {
-        return SP_E_STATE;
-    }
     int rc = sp_msg_send(w->sock, NULL, 0, m);
     if (rc != SP_OK) {
         s_log_bad(w, "could not send %s to the coordinator: %s", sp_msg_type_name(m->type),
                   sp_strerror(rc));
     }
     return rc;
+}
+
+/* Sends the held results, oldest first. */
+static void s_flush(sp_worker_t *w)
+{
+    for (size_t i = 0; i < w->n_held && w->sock; i++) {
+        sp_msg_t m;
+        sp_msg_init(&m, SP_MSG_RESULT);
+        m.u.result = w->held[i];
+        s_send_now(w, &m);
+    }
+    w->n_held = 0;
+}
+
+/* Sends m after any held results, so the coordinator reads everything in
+ * the order it happened. */
+static int s_send(sp_worker_t *w, const sp_msg_t *m)
+{
+    if (!w->sock) {
+        return SP_E_STATE;
+    }
+    s_flush(w);
+    return s_send_now(w, m);
+}
+
+/* An ERROR to the coordinator (code: an SP_E_* code or its negation, as
+ * sp_msg_send_error takes it), after any held results. */
+static void s_send_error(sp_worker_t *w, int code, sp_msg_type_t ref_type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void s_send_error(sp_worker_t *w, int code, sp_msg_type_t ref_type, const char *fmt, ...)
+{
+    char text[SP_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (w->sock) {
+        s_flush(w);
+        sp_msg_send_error(w->sock, NULL, 0, code, 0, ref_type, "%s", text);
+    }
 }
 
 static void s_send_hello(sp_worker_t *w)
@@ -270,6 +314,22 @@ static void s_drop_task(sp_worker_t *w, size_t i)
 
 static void s_apply(sp_worker_t *w, const sp_msg_apply_t *a);
 
+/* A MODEL of (job, version) arrived. The coordinator sends one only to a
+ * worker whose state it no longer counts on (a new job, a topology change,
+ * a worker it forgot or sent back to a checkpoint), just before that
+ * worker's next task: the tasks queued before it for other jobs or other
+ * versions are void, and so are the results held (the coordinator would
+ * drop them). A task of this very version waits for this model: it stays. */
+static void s_void_before(sp_worker_t *w, uint64_t job, uint64_t version)
+{
+    w->n_held = 0;
+    for (size_t i = w->n_tasks; i-- > 0;) {
+        if (w->tasks[i].job != job || w->tasks[i].version != version) {
+            s_drop_task(w, i);
+        }
+    }
+}
+
 static void s_handle(sp_worker_t *w, sp_msg_t *m)
 {
     char err[512] = "";
@@ -292,6 +352,7 @@ static void s_handle(sp_worker_t *w, sp_msg_t *m)
         s_reconnect_later(w, SP_WORKER_BACKOFF_MIN_MS);
         break;
     case SP_MSG_MODEL: {
+        s_void_before(w, m->u.model.job, m->u.model.version);
         int rc = sp_cache_put_model(&w->cache, m->u.model.job, m->u.model.version,
                                     m->u.model.model.data, m->u.model.model.len, err, sizeof err);
         if (rc != SP_OK && err[0] == '\0') {
@@ -300,9 +361,9 @@ static void s_handle(sp_worker_t *w, sp_msg_t *m)
         if (rc != SP_OK) {
             s_log_bad(w, "model of job %" PRIu64 " version %" PRIu64 " refused: %s", m->u.model.job,
                       m->u.model.version, err);
-            sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_MODEL,
-                              "model of job %" PRIu64 " version %" PRIu64 " refused: %s",
-                              m->u.model.job, m->u.model.version, err);
+            s_send_error(w, SP_E_INPUT, SP_MSG_MODEL,
+                         "model of job %" PRIu64 " version %" PRIu64 " refused: %s", m->u.model.job,
+                         m->u.model.version, err);
         }
         break;
     }
@@ -470,10 +531,9 @@ static int s_advance(sp_worker_t *w, uint64_t job, uint64_t version, sp_network_
          * out of range: either way the training diverged, and every worker
          * would find the same (the coordinator fails the job on SP_E_RANGE). */
         int diverged = rc == SP_E_RANGE || (rc == SP_E_INPUT && via == SP_MSG_TASK);
-        sp_msg_send_error(w->sock, NULL, 0, diverged ? -SP_E_RANGE : (rc < 0 ? -rc : rc), 0, via,
-                          "job %" PRIu64 ": step to version %" PRIu64 " failed (%s)%s", job,
-                          version, sp_strerror(rc),
-                          diverged ? ": training diverged; try a smaller --lr" : "");
+        s_send_error(w, diverged ? -SP_E_RANGE : (rc < 0 ? -rc : rc), via,
+                     "job %" PRIu64 ": step to version %" PRIu64 " failed (%s)%s", job, version,
+                     sp_strerror(rc), diverged ? ": training diverged; try a smaller --lr" : "");
         return rc;
     }
     sp_cache_set_version(&w->cache, job, version);
@@ -506,11 +566,22 @@ static void s_send_state(sp_worker_t *w, uint64_t job, uint64_t version, const s
                   sp_strerror(rc));
     }
     if (rc != SP_OK) {
-        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, SP_MSG_TASK,
-                          "job %" PRIu64 ": cannot send the model of version %" PRIu64 " (%s)%s",
-                          job, version, sp_strerror(rc),
-                          rc == SP_E_RANGE ? ": it is larger than one message may be" : "");
+        s_send_error(w, rc < 0 ? -rc : rc, SP_MSG_TASK,
+                     "job %" PRIu64 ": cannot send the model of version %" PRIu64 " (%s)%s", job,
+                     version, sp_strerror(rc),
+                     rc == SP_E_RANGE ? ": it is larger than one message may be" : "");
     }
+}
+
+/* Queued tasks of t's job for later versions than t's: the steps this
+ * worker will run after it. */
+static size_t s_later_tasks(const sp_worker_t *w, const sp_msg_task_t *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_tasks; i++) {
+        n += w->tasks[i].job == t->job && w->tasks[i].version > t->version;
+    }
+    return n;
 }
 
 /* Computes task t (one node of its step's reduction tree) on net and d and
@@ -536,9 +607,9 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
     if (problem) {
         s_log_bad(w, "task of job %" PRIu64 " step %" PRIu64 " refused: %s", t->job, t->step,
                   problem);
-        sp_msg_send_error(w->sock, NULL, 0, SP_E_INPUT, 0, SP_MSG_TASK,
-                          "task of job %" PRIu64 " step %" PRIu64 " partition %u: %s", t->job,
-                          t->step, t->partition, problem);
+        s_send_error(w, SP_E_INPUT, SP_MSG_TASK,
+                     "task of job %" PRIu64 " step %" PRIu64 " partition %u: %s", t->job, t->step,
+                     t->partition, problem);
         return;
     }
     size_t n_params = sp_network_n_params(net), n_hits = sp_network_n_hits(net);
@@ -548,9 +619,10 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         s_grow((void **)&w->grad, &w->grad_cap, n_params, sizeof *w->grad) ||
         s_grow((void **)&w->hits, &w->hits_cap, n_hits, sizeof *w->hits)) {
         s_log_bad(w, "out of memory for a task of %zu samples", n);
-        sp_msg_send_error(w->sock, NULL, 0, SP_E_NOMEM, 0, SP_MSG_TASK,
-                          "task of job %" PRIu64 " step %" PRIu64 " partition %u: worker out "
-                          "of memory for %zu samples", t->job, t->step, t->partition, n);
+        s_send_error(w, SP_E_NOMEM, SP_MSG_TASK,
+                     "task of job %" PRIu64 " step %" PRIu64 " partition %u: worker out "
+                     "of memory for %zu samples",
+                     t->job, t->step, t->partition, n);
         return;
     }
     uint64_t t0 = s_now_us();
@@ -567,18 +639,18 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
          * job after repeated errors, with this text). */
         s_log_bad(w, "job %" PRIu64 " step %" PRIu64 ": non-finite loss, training diverged",
                   t->job, t->step);
-        sp_msg_send_error(w->sock, NULL, 0, -SP_E_RANGE, 0, SP_MSG_TASK,
-                          "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite loss "
-                          "(training diverged; try a smaller --lr)", t->job, t->step,
-                          t->partition);
+        s_send_error(w, -SP_E_RANGE, SP_MSG_TASK,
+                     "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite loss "
+                     "(training diverged; try a smaller --lr)",
+                     t->job, t->step, t->partition);
         return;
     }
     if (rc != SP_OK) {
         s_log_bad(w, "gradient of job %" PRIu64 " step %" PRIu64 " failed: %s", t->job, t->step,
                   sp_strerror(rc));
-        sp_msg_send_error(w->sock, NULL, 0, rc < 0 ? -rc : rc, 0, SP_MSG_TASK,
-                          "gradient of job %" PRIu64 " step %" PRIu64 " failed: %s", t->job,
-                          t->step, sp_strerror(rc));
+        s_send_error(w, rc < 0 ? -rc : rc, SP_MSG_TASK,
+                     "gradient of job %" PRIu64 " step %" PRIu64 " failed: %s", t->job, t->step,
+                     sp_strerror(rc));
         return;
     }
     /* A whole step is applied here first, and its RESULT carries no
@@ -607,13 +679,24 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         r->n_hits = (uint32_t)n_hits;
         r->hits = w->hits;
     }
+    if (whole && !t->sync && w->n_held < SP_WORKER_MAX_HELD &&
+        s_later_tasks(w, t) > w->n_held + 1) {
+        /* More of this worker's steps wait in the queue than results would
+         * be held with this one: it goes out with the others once the
+         * queue is down to as many, so the coordinator has sent more by the
+         * time the queue runs dry, and wakes for a burst of results instead
+         * of every step (docs/COORDINATOR.md, "Lone runs"). */
+        w->held[w->n_held++] = *r;
+        w->tasks_done++;
+        return;
+    }
     if (s_send(w, &m) == SP_E_RANGE) {
         /* The codec refused the result (a non-finite gradient): tell the
          * coordinator rather than leave the partition in flight. */
-        sp_msg_send_error(w->sock, NULL, 0, -SP_E_RANGE, 0, SP_MSG_TASK,
-                          "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite gradient "
-                          "(training diverged; try a smaller --lr)", t->job, t->step,
-                          t->partition);
+        s_send_error(w, -SP_E_RANGE, SP_MSG_TASK,
+                     "job %" PRIu64 " step %" PRIu64 " partition %u: non-finite gradient "
+                     "(training diverged; try a smaller --lr)",
+                     t->job, t->step, t->partition);
         return;
     }
     w->tasks_done++;
@@ -646,9 +729,10 @@ static void s_apply(sp_worker_t *w, const sp_msg_apply_t *a)
         if (net != NULL && have < a->version) {
             sp_cache_drop_model(&w->cache, a->job);
         }
-        sp_msg_send_error(w->sock, NULL, 0, SP_E_STATE, 0, SP_MSG_APPLY,
-                          "apply of job %" PRIu64 " version %" PRIu64 ": %s (worker holds "
-                          "version %" PRIu64 ")", a->job, a->version, problem, have);
+        s_send_error(w, SP_E_STATE, SP_MSG_APPLY,
+                     "apply of job %" PRIu64 " version %" PRIu64 ": %s (worker holds "
+                     "version %" PRIu64 ")",
+                     a->job, a->version, problem, have);
         return;
     }
     s_advance(w, a->job, a->version, net, a->grad, a->n_samples, a->hits, SP_MSG_APPLY);
@@ -668,10 +752,10 @@ static long s_next_task(sp_worker_t *w, sp_network_t **net, const sp_dataset_t *
              * saying so makes the coordinator send the model again. */
             s_log_bad(w, "task of job %" PRIu64 " step %" PRIu64 " needs version %" PRIu64
                          ", this worker holds %" PRIu64, t->job, t->step, t->version, have);
-            sp_msg_send_error(w->sock, NULL, 0, SP_E_STATE, 0, SP_MSG_TASK,
-                              "task of job %" PRIu64 " step %" PRIu64 " partition %u: stale "
-                              "version %" PRIu64 " (worker holds version %" PRIu64 ")",
-                              t->job, t->step, t->partition, t->version, have);
+            s_send_error(w, SP_E_STATE, SP_MSG_TASK,
+                         "task of job %" PRIu64 " step %" PRIu64 " partition %u: stale "
+                         "version %" PRIu64 " (worker holds version %" PRIu64 ")",
+                         t->job, t->step, t->partition, t->version, have);
             s_drop_task(w, i);
             continue;
         }
@@ -790,6 +874,9 @@ int sp_worker_run(sp_worker_t *w)
         const sp_dataset_t *d = NULL;
         long ti = w->state == S_READY ? s_next_task(w, &net, &d) : -1;
         long timeout = 200; /* ms; bounds how late a stop request is seen */
+        if (ti < 0) {
+            s_flush(w); /* nothing to run before they would go */
+        }
         if (ti >= 0) {
             timeout = 0;
         } else if (w->state == S_READY && w->next_beat_ms > now &&

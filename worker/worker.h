@@ -18,6 +18,7 @@
 #define SP_WORKER_BACKOFF_MAX_MS 4000
 #define SP_WORKER_HELLO_WAIT_MS 2000 /* plus the backoff: wait for WELCOME, then reconnect */
 #define SP_WORKER_MAX_QUEUED 4096    /* tasks waiting for their model or dataset */
+#define SP_WORKER_MAX_HELD 64        /* results of whole steps held to go out together */
 #define SP_WORKER_HANDSHAKE_LOG_MS 10000 /* a failing security handshake is logged this often */
 #define SP_WORKER_HANDSHAKE_TRIES 3      /* failed handshakes without a reason before one is logged */
 
