@@ -988,7 +988,8 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         "dist_ratio_1w_b8192", "dist_speedup_2w_b8192", "dist_ceiling_2p_1t_b8192",
         "dist_bytes_per_step_b8192", "dist_bytes_per_step_2w_b8192", "dist_curve_1w_1t_sps_b512",
         "dist_curve_cost_1w_b512", "dist_curve_2w_1t_sps_b2048", "dist_curve_cost_2w_b2048",
-        "dist_dataset_bytes", "dist_worker_peak_mb", "dist_coordinator_peak_mb", NULL};
+        "dist_dataset_bytes", "dist_worker_peak_mb", "dist_coordinator_peak_mb",
+        "dist_1w_ratio_b64p64", NULL};
     if (!s_want_any(ctx, all)) {
         return;
     }
@@ -1032,6 +1033,14 @@ void sp_bench_dist(const sp_bench_ctx_t *ctx)
         sp_bench_report("dist_inprocess_sps", s_sps(&c[1]), "samples/s");
         sp_bench_report("dist_1w_sps", s_sps(&c[0]), "samples/s");
         sp_bench_report("dist_1w_ratio", s_ratio("dist_1w_ratio", &c[0], &c[1]), "x");
+    }
+    /* all cores, batch 64 in one leaf: the same step without the tree's
+     * second parallel region */
+    if (sp_bench_wanted(ctx, "dist_1w_ratio_b64p64")) {
+        s_config_t c[2] = {{.workers = 1, .threads = cores},
+                           {.workers = S_INPROCESS, .threads = cores}};
+        s_rounds(c, 2, &b64p);
+        sp_bench_report("dist_1w_ratio_b64p64", s_ratio("dist_1w_ratio_b64p64", &c[0], &c[1]), "x");
     }
     /* one thread per process (the coordinator is a third process): batch 64
      * under the original names and the new ones, then batch 512 */
