@@ -20,6 +20,9 @@
 
 #define S_CKPT_MAX_BYTES ((size_t)SP_MSG_MAX_BYTES * 4)
 #define S_STEP_RECORDS_PER_EPOCH 50 /* at most this many step records per epoch */
+#define S_STEP_RECORD_MIN_MS 50     /* and each over at least this long: results of a lone
+                                       run come in bursts, and a rate over a few ms of
+                                       them says little */
 #define S_VAL_CHUNK 256             /* validation rows per forward call */
 
 /* --- the running job ----------------------------------------------------- */
@@ -671,7 +674,7 @@ void sp_run_step_tail(sp_coord_t *c)
         s_sizes(r);
     }
     uint64_t every = (r->steps_per_epoch + S_STEP_RECORDS_PER_EPOCH - 1) / S_STEP_RECORDS_PER_EPOCH;
-    if (r->rec_steps >= every) {
+    if (r->rec_steps >= every && now - r->rec_t0_ms >= S_STEP_RECORD_MIN_MS) {
         s_step_record(c, r, job, now);
     }
     int epoch_done = r->step_in_epoch == r->steps_per_epoch;

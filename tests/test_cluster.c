@@ -349,9 +349,19 @@ static void test_cluster_job_end_to_end_two_workers(void **state)
     assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
     assert_int_equal(rep.type, SP_MSG_R_METRICS);
     uint32_t epochs = 0;
+    const sp_metric_t *rec = rep.u.r_metrics.records, *prev_step = NULL;
     for (uint32_t i = 0; i < rep.u.r_metrics.n; i++) {
-        assert_int_equal(rep.u.r_metrics.records[i].index, i);
-        epochs += strcmp(rep.u.r_metrics.records[i].kind, "epoch") == 0;
+        assert_int_equal(rec[i].index, i);
+        int is_epoch = strcmp(rec[i].kind, "epoch") == 0;
+        epochs += is_epoch;
+        /* A step record spans at least 50 ms of training (its samples per
+         * second over more than a burst of results), but for the one that
+         * closes an epoch. */
+        int closes = i + 1 < rep.u.r_metrics.n && strcmp(rec[i + 1].kind, "epoch") == 0;
+        if (!is_epoch && !closes && prev_step != NULL) {
+            assert_true(rec[i].time_ms >= prev_step->time_ms + 50);
+        }
+        prev_step = is_epoch ? prev_step : &rec[i];
     }
     assert_int_equal(epochs, 20);
     uint32_t n_records = rep.u.r_metrics.n;
