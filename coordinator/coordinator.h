@@ -194,8 +194,8 @@ typedef struct {
     uint64_t n_results;    /* results noted in us_recent since the job started here */
     uint32_t n_ahead;      /* nodes sent ahead */
     sp_ahead_t *ahead;     /* n_ahead nodes, by first partition */
-    /* a lone run: a worker that holds the next step whole, while no other
-     * worker could share the steps after it, is sent those steps too, up to
+    /* a lone run: while the master lags, the solo worker holding the next
+     * step whole is sent the whole steps after it too, up to
      * SP_COORD_RUN_AHEAD_US of its compute past the current one, so it can
      * send its results in bursts (docs/COORDINATOR.md, "Lone runs") */
     uint64_t run_end;    /* steps ahead_step + 1 .. run_end - 1 are out whole, 0 = none */
