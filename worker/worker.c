@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ struct sp_worker {
     float *tree[S_TREE_DEPTH]; /* right-child sums of the reduction tree, one per depth */
     size_t tree_cap;           /* floats in each allocated tree buffer */
     uint64_t tasks_done;
+    uint64_t spin_until_us; /* poll without sleeping until then (0: no): an APPLY is due */
     sp_pulse_t pulse; /* heartbeats while a partition is being computed */
 };
 
@@ -700,6 +702,7 @@ static void s_compute(sp_worker_t *w, const sp_msg_task_t *t, sp_network_t *net,
         return;
     }
     w->tasks_done++;
+    w->spin_until_us = whole ? 0 : s_now_us() + SP_WORKER_APPLY_SPIN_US;
     if (whole && t->sync) {
         s_send_state(w, t->job, t->version + 1, net);
     }
@@ -884,7 +887,18 @@ int sp_worker_run(sp_worker_t *w)
             timeout = (long)(w->next_beat_ms - now);
         }
         zmq_pollitem_t items[2] = {{w->sock, 0, ZMQ_POLLIN, 0}, {w->watch, 0, ZMQ_POLLIN, 0}};
-        int pr = zmq_poll(items, w->watch ? 2 : 1, timeout);
+        int n_items = w->watch ? 2 : 1, pr = 0;
+        if (ti < 0 && w->spin_until_us != 0) {
+            /* waiting for the APPLY of a step it computed part of: see
+             * SP_WORKER_APPLY_SPIN_US */
+            while ((pr = zmq_poll(items, n_items, 0)) == 0 && s_now_us() < w->spin_until_us) {
+                sched_yield();
+            }
+            w->spin_until_us = 0;
+        }
+        if (pr == 0) {
+            pr = zmq_poll(items, n_items, timeout);
+        }
         if (pr < 0 && errno != EINTR) {
             s_log_bad(w, "poll failed: %s", zmq_strerror(errno));
         }
