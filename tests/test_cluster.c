@@ -848,6 +848,33 @@ static void *s_fake_worker(s_fix_t *f)
     return fake;
 }
 
+/* A heartbeat from the fake when S_HEARTBEAT_MS have passed since *beat. */
+static void s_fake_beat(void *fake, uint64_t *beat)
+{
+    if (sp_cu_now_ms() - *beat >= S_HEARTBEAT_MS) {
+        sp_msg_t hb;
+        sp_msg_init(&hb, SP_MSG_HEARTBEAT);
+        (void)sp_msg_send(fake, NULL, 0, &hb);
+        *beat = sp_cu_now_ms();
+    }
+}
+
+/* The fake's result for whole-step task tk: a loss of 1, no gradient (it
+ * "applied" the step), compute_us as given. */
+static void s_fake_result(void *fake, const sp_msg_task_t *tk, uint64_t compute_us)
+{
+    sp_msg_t res;
+    sp_msg_init(&res, SP_MSG_RESULT);
+    res.u.result.job = tk->job;
+    res.u.result.version = tk->version;
+    res.u.result.step = tk->step;
+    res.u.result.n_partitions = tk->n_partitions;
+    res.u.result.n_samples = tk->n_indices;
+    res.u.result.loss_sum = 1.0;
+    res.u.result.compute_us = compute_us;
+    assert_int_equal(sp_msg_send(fake, NULL, 0, &res), SP_OK);
+}
+
 /* A worker that computes whole steps sends its model back when asked
  * (sync); one whose model cannot be taken (here: bytes that are no model
  * file) is refused, the steps only it held are lost, and the run goes back
@@ -865,26 +892,13 @@ static void test_cluster_bad_synced_model_rolls_back(void **state)
     uint64_t end = sp_cu_now_ms() + 10000, beat = 0;
     int steps = 0, synced = 0;
     while (!synced && sp_cu_now_ms() < end) {
-        if (sp_cu_now_ms() - beat >= S_HEARTBEAT_MS) {
-            sp_msg_t hb;
-            sp_msg_init(&hb, SP_MSG_HEARTBEAT);
-            (void)sp_msg_send(fake, NULL, 0, &hb);
-            beat = sp_cu_now_ms();
-        }
+        s_fake_beat(fake, &beat);
         if (sp_msg_recv(fake, 0, NULL, NULL, &m, err, sizeof err) != SP_OK) {
             continue;
         }
         const sp_msg_task_t *tk = &m.u.task;
         if (m.type == SP_MSG_TASK && tk->partition == 0 && tk->n_indices == tk->batch) {
-            sp_msg_t res;
-            sp_msg_init(&res, SP_MSG_RESULT);
-            res.u.result.job = tk->job;
-            res.u.result.version = tk->version;
-            res.u.result.step = tk->step;
-            res.u.result.n_partitions = tk->n_partitions;
-            res.u.result.n_samples = tk->n_indices;
-            res.u.result.loss_sum = 1.0;
-            assert_int_equal(sp_msg_send(fake, NULL, 0, &res), SP_OK);
+            s_fake_result(fake, tk, 0);
             steps++;
             if (tk->sync) {
                 uint8_t junk[64] = "this is not a model file";
@@ -946,12 +960,7 @@ static void test_cluster_lone_worker_gets_a_run(void **state)
     uint64_t end = sp_cu_now_ms() + 10000, beat = 0, last_task = 0;
     /* until 1 s passes without a task after the first answer */
     while (sp_cu_now_ms() < end && (!answered || sp_cu_now_ms() - last_task < 1000)) {
-        if (sp_cu_now_ms() - beat >= S_HEARTBEAT_MS) {
-            sp_msg_t hb;
-            sp_msg_init(&hb, SP_MSG_HEARTBEAT);
-            (void)sp_msg_send(fake, NULL, 0, &hb);
-            beat = sp_cu_now_ms();
-        }
+        s_fake_beat(fake, &beat);
         sp_msg_t m;
         if (sp_msg_recv(fake, 0, NULL, NULL, &m, err, sizeof err) != SP_OK) {
             continue;
@@ -967,16 +976,7 @@ static void test_cluster_lone_worker_gets_a_run(void **state)
                 twice |= tk->indices[i] >= S_SAMPLES || seen[tk->indices[i]]++;
             }
             if (!answered) {
-                sp_msg_t res;
-                sp_msg_init(&res, SP_MSG_RESULT);
-                res.u.result.job = tk->job;
-                res.u.result.version = tk->version;
-                res.u.result.step = tk->step;
-                res.u.result.n_partitions = tk->n_partitions;
-                res.u.result.n_samples = tk->n_indices;
-                res.u.result.loss_sum = 1.0;
-                res.u.result.compute_us = 100u * tk->n_indices;
-                assert_int_equal(sp_msg_send(fake, NULL, 0, &res), SP_OK);
+                s_fake_result(fake, tk, 100u * tk->n_indices);
                 answered = 1;
             }
         }
