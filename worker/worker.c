@@ -877,14 +877,14 @@ int sp_worker_run(sp_worker_t *w)
         const sp_dataset_t *d = NULL;
         long ti = w->state == S_READY ? s_next_task(w, &net, &d) : -1;
         long timeout = 200; /* ms; bounds how late a stop request is seen */
-        if (ti < 0) {
-            s_flush(w); /* nothing to run before they would go */
-        }
         if (ti >= 0) {
             timeout = 0;
-        } else if (w->state == S_READY && w->next_beat_ms > now &&
-                   (long)(w->next_beat_ms - now) < timeout) {
-            timeout = (long)(w->next_beat_ms - now);
+        } else {
+            s_flush(w); /* nothing runs before held results would go */
+            if (w->state == S_READY && w->next_beat_ms > now &&
+                (long)(w->next_beat_ms - now) < timeout) {
+                timeout = (long)(w->next_beat_ms - now);
+            }
         }
         zmq_pollitem_t items[2] = {{w->sock, 0, ZMQ_POLLIN, 0}, {w->watch, 0, ZMQ_POLLIN, 0}};
         int n_items = w->watch ? 2 : 1, pr = 0;
