@@ -198,8 +198,8 @@ typedef struct {
      * step whole is sent the whole steps after it too, up to
      * SP_COORD_RUN_AHEAD_US of its compute past the current one, so it can
      * send its results in bursts (docs/COORDINATOR.md, "Lone runs") */
-    uint64_t run_end;    /* steps ahead_step + 1 .. run_end - 1 are out whole, 0 = none */
-    uint32_t run_worker; /* the worker holding them */
+    uint64_t run_end; /* steps ahead_step + 1 .. run_end - 1 are out whole at
+                         solo_worker; 0 = none */
     /* accumulators */
     double ep_loss;
     uint64_t ep_correct, ep_samples;

@@ -392,8 +392,7 @@ static void s_extend_run(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
          * sent then makes it drop every task it still holds. */
         return;
     }
-    if (r->run_worker != wk->id || r->run_end < g + 2) {
-        r->run_worker = wk->id;
+    if (r->run_end < g + 2) {
         r->run_end = g + 2;
     }
     uint64_t last = g + s_run_depth(r, job);
@@ -427,7 +426,7 @@ static void s_send_ahead(sp_coord_t *c, sp_run_t *r, const sp_job_t *job)
 static void s_claim_run(sp_coord_t *c, sp_run_t *r)
 {
     uint64_t next = r->global_step + 1;
-    sp_worker_t *wk = r->run_end > next ? sp_workers_find(&c->workers, r->run_worker) : NULL;
+    sp_worker_t *wk = r->run_end > next ? sp_workers_find(&c->workers, r->solo_worker) : NULL;
     if (wk == NULL || !wk->alive) {
         r->run_end = 0; /* none; or its worker is gone, and the run with it */
         return;
@@ -542,7 +541,7 @@ static void s_forget(sp_coord_t *c, sp_worker_t *wk)
     if (r != NULL && sp_run_lagging(r) && wk->id == r->solo_worker) {
         r->rollback = 1;
     }
-    if (r != NULL && r->run_worker == wk->id) {
+    if (r != NULL && r->solo_worker == wk->id) {
         r->run_end = 0;
     }
 }
