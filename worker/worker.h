@@ -23,7 +23,7 @@
  * without sleeping (yielding its core to any thread that wants it) for up to
  * this long: the APPLY comes back within a few ms, and a worker woken from
  * sleep on a VM whose idle vCPUs halt took longer to start the next step
- * (docs/COORDINATOR.md, "A worker that does not sleep for its APPLY"). */
+ * (docs/PERFORMANCE.md, "A worker that does not sleep for its APPLY"). */
 #define SP_WORKER_APPLY_SPIN_US 3000
 #define SP_WORKER_HANDSHAKE_LOG_MS 10000 /* a failing security handshake is logged this often */
 #define SP_WORKER_HANDSHAKE_TRIES 3      /* failed handshakes without a reason before one is logged */
