@@ -20,7 +20,6 @@
  * ratio, so the spread is in the output too. The coordinator runs on the
  * same machine as the workers: on 2 cores, 2 workers of 1 thread plus the
  * coordinator are 3 processes on 2 cores. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,8 +37,10 @@
 #include <zmq.h>
 
 #include "bench/bench.h"
+#include "common/child.h"
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/network.h"
 #include "common/rng.h"
 #include "proto/curve.h"
@@ -55,6 +56,7 @@
 #define S_MAX_WORKERS 2
 #define S_REFRESH_ITERS 200 /* model update / load timings: iterations */
 #define S_REPS 9 /* rounds: each configuration runs once a round (noisy machine) */
+#define S_STOP_MS 5000 /* SIGTERM, then SIGKILL after this */
 
 /* Batch and partition of one comparison. */
 typedef struct {
@@ -101,46 +103,6 @@ static pid_t s_spawn(char *const argv[], const char *log)
         _exit(127);
     }
     return pid;
-}
-
-static void s_stop(pid_t *pid)
-{
-    if (*pid <= 0) {
-        return;
-    }
-    kill(*pid, SIGTERM);
-    for (int i = 0; i < 1000; i++) {
-        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-            *pid = 0;
-            return;
-        }
-        s_nap_ms(5);
-    }
-    kill(*pid, SIGKILL);
-    waitpid(*pid, NULL, 0);
-    *pid = 0;
-}
-
-static void s_rmrf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-                continue;
-            }
-            char p[PATH_MAX];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            if (e->d_type == DT_DIR) {
-                s_rmrf(p);
-            } else {
-                unlink(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(path);
 }
 
 /* One request, one reply (matched by req id); 0 or -1 on timeout. */
@@ -265,9 +227,11 @@ static int s_env_start(s_env_t *e, int curve)
 static void s_env_stop(s_env_t *e)
 {
     for (int i = 0; i < S_MAX_WORKERS; i++) {
-        s_stop(&e->workers[i]);
+        (void)sp_child_stop(e->workers[i], S_STOP_MS);
+        e->workers[i] = 0;
     }
-    s_stop(&e->coord);
+    (void)sp_child_stop(e->coord, S_STOP_MS);
+    e->coord = 0;
     if (e->dealer) {
         zmq_close(e->dealer);
     }
@@ -275,7 +239,7 @@ static void s_env_stop(s_env_t *e)
         zmq_ctx_term(e->zctx);
     }
     if (e->dir[0]) {
-        s_rmrf(e->dir);
+        (void)sp_file_remove_tree(e->dir);
     }
     memset(e, 0, sizeof *e);
 }

@@ -5,7 +5,6 @@
  * blobs), trains with a live progress display, prints the final accuracy,
  * and always stops every child and removes the directory, Ctrl-C included. */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -23,8 +22,10 @@
 #include "client/jobs.h"
 #include "client/json.h"
 #include "client/submit.h"
+#include "common/child.h"
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/network.h"
 #include "common/rng.h"
 
@@ -77,44 +78,6 @@ static pid_t s_spawn(const char *bin, char *const args[], const char *log)
     _exit(127);
 }
 
-/* Waits for pid up to ms; 1 when it exited (and was reaped). */
-static int s_wait_exit(pid_t pid, int ms)
-{
-    for (int waited = 0;; waited += 20) {
-        int st = 0;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid || (r < 0 && errno == ECHILD)) {
-            return 1;
-        }
-        if (waited >= ms) {
-            return 0;
-        }
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static void s_stop_child(pid_t *pid)
-{
-    if (*pid <= 0) {
-        return;
-    }
-    kill(*pid, SIGTERM);
-    if (!s_wait_exit(*pid, S_STOP_WAIT_MS)) {
-        kill(*pid, SIGKILL);
-        s_wait_exit(*pid, S_STOP_WAIT_MS);
-    }
-    *pid = 0;
-}
-
-static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* Prints the last lines of a child's log (why it failed). */
 static void s_show_log(const s_demo_t *d, const char *name)
 {
@@ -145,11 +108,13 @@ static void s_cleanup(s_demo_t *d, int keep_dir)
         kill(d->workers[i], SIGTERM);
     }
     for (int i = 0; i < d->n_workers; i++) {
-        s_stop_child(&d->workers[i]);
+        (void)sp_child_stop(d->workers[i], S_STOP_WAIT_MS);
+        d->workers[i] = 0;
     }
-    s_stop_child(&d->coordinator);
+    (void)sp_child_stop(d->coordinator, S_STOP_WAIT_MS);
+    d->coordinator = 0;
     if (d->dir[0] && !keep_dir) {
-        nftw(d->dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        (void)sp_file_remove_tree(d->dir);
     }
 }
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,4 +99,19 @@ int sp_file_write_atomic_with(const char *path, int (*fill)(int fd, void *arg), 
         return rc;
     }
     return s_fsync_dir_of(path);
+}
+
+static int s_remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 ? 0 : -1;
+}
+
+int sp_file_remove_tree(const char *path)
+{
+    /* depth first, so a directory is empty when its turn comes; FTW_PHYS:
+     * a link is removed as a link, and what it points to is left alone */
+    return nftw(path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? SP_OK : SP_E_IO;
 }

@@ -17,5 +17,9 @@ int sp_file_write_atomic(const char *path, const void *data, size_t len);
  * for contents made piece by piece; fill returns SP_OK or an error code,
  * which is returned (the sibling removed, path untouched). */
 int sp_file_write_atomic_with(const char *path, int (*fill)(int fd, void *arg), void *arg);
+/* Removes path and, when it is a directory, everything below it (symbolic
+ * links are removed, never followed). SP_OK, or SP_E_IO at the first entry
+ * that cannot be removed or when path is absent. */
+int sp_file_remove_tree(const char *path);
 
 #endif

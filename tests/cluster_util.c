@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "proto/curve.h"
 
 uint64_t sp_cu_now_ms(void)
@@ -81,45 +82,11 @@ pid_t sp_cu_spawn(char *const argv[], const char *log_path)
     return pid;
 }
 
-int sp_cu_wait(pid_t pid, int timeout_ms, int *status)
-{
-    uint64_t end = sp_cu_now_ms() + (uint64_t)timeout_ms;
-    int st = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid || (r < 0 && errno == ECHILD)) {
-            if (status != NULL) {
-                *status = st;
-            }
-            return 0;
-        }
-        if (sp_cu_now_ms() >= end) {
-            return -1;
-        }
-        sp_cu_nap(5);
-    }
-}
-
-int sp_cu_stop(pid_t pid, int timeout_ms)
-{
-    if (pid <= 0) {
-        return 0;
-    }
-    kill(pid, SIGTERM);
-    int status = 0;
-    if (sp_cu_wait(pid, timeout_ms, &status) != 0) {
-        kill(pid, SIGKILL);
-        (void)sp_cu_wait(pid, 5000, NULL);
-        return -1;
-    }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
 void sp_cu_kill9(pid_t pid)
 {
     if (pid > 0) {
         kill(pid, SIGKILL);
-        (void)sp_cu_wait(pid, 5000, NULL);
+        (void)sp_child_wait(pid, 5000, NULL);
     }
 }
 
@@ -177,7 +144,7 @@ int sp_cu_run(char *const argv[], int timeout_ms, char *out, size_t outlen)
         }
         if (sp_cu_now_ms() >= end) {
             kill(pid, SIGKILL);
-            (void)sp_cu_wait(pid, 5000, NULL);
+            (void)sp_child_wait(pid, 5000, NULL);
             close(fds[0]);
             if (out != NULL && outlen > 0) {
                 out[got] = '\0';
@@ -223,29 +190,6 @@ int sp_cu_write_file(const char *path, const void *data, size_t len)
     int ok = fwrite(data, 1, len, f) == len;
     ok &= fclose(f) == 0;
     return ok ? 0 : -1;
-}
-
-static void s_rmrf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-                continue;
-            }
-            char p[PATH_MAX];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            struct stat st;
-            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-                s_rmrf(p);
-            } else {
-                unlink(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(path);
 }
 
 static int s_open_dealer(sp_cluster_t *cl)
@@ -356,7 +300,7 @@ int sp_cluster_start_coord(sp_cluster_t *cl)
         if (sp_cluster_n_datasets(cl) >= 0) {
             return 0;
         }
-        if (sp_cu_wait(cl->coord, 0, NULL) == 0) {
+        if (sp_child_wait(cl->coord, 0, NULL) == 0) {
             cl->coord = 0;
             return -1; /* it exited */
         }
@@ -400,7 +344,7 @@ void sp_cluster_stop_worker(sp_cluster_t *cl, int slot, int sig)
     }
     if (sig == SIGKILL) {
         sp_cu_kill9(cl->workers[slot]);
-    } else if (sp_cu_stop(cl->workers[slot], 5000) != 0) {
+    } else if (sp_child_stop(cl->workers[slot], 5000) != 0) {
         fprintf(stderr, "cluster: worker %d did not exit cleanly\n", slot);
         cl->unclean++;
     }
@@ -436,7 +380,7 @@ int sp_cluster_fini(sp_cluster_t *cl)
         sp_cluster_stop_worker(cl, i, SIGTERM);
     }
     if (cl->coord > 0) {
-        if (sp_cu_stop(cl->coord, 10000) != 0) {
+        if (sp_child_stop(cl->coord, 10000) != 0) {
             fprintf(stderr, "cluster: the coordinator did not exit cleanly\n");
             cl->unclean++;
         }
@@ -454,7 +398,7 @@ int sp_cluster_fini(sp_cluster_t *cl)
         cl->zctx = NULL;
     }
     if (cl->dir[0] != '\0' && getenv("SPATIUM_KEEP_TMP") == NULL) {
-        s_rmrf(cl->dir);
+        (void)sp_file_remove_tree(cl->dir);
     }
     cl->dir[0] = '\0';
     return cl->unclean;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/child.h"
 #include "proto/messages.h"
 
 #define SP_CU_MAX_WORKERS 8
@@ -37,11 +38,6 @@ int sp_cu_bin(const char *prog, char *out, size_t outlen);
 /* Starts argv[0] (a full path) with stdin from /dev/null and stdout+stderr
  * appended to log_path (or /dev/null); returns its pid or -1. */
 pid_t sp_cu_spawn(char *const argv[], const char *log_path);
-/* Waits up to timeout_ms for pid to exit; 0 and *status on exit, -1 on timeout. */
-int sp_cu_wait(pid_t pid, int timeout_ms, int *status);
-/* SIGTERM, up to timeout_ms for it to exit, then SIGKILL; reaps it.
- * Returns 0 when it exited by itself with status 0, else -1. */
-int sp_cu_stop(pid_t pid, int timeout_ms);
 /* SIGKILL and reap. */
 void sp_cu_kill9(pid_t pid);
 /* Runs argv to completion (at most timeout_ms; killed after that), stdout

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -29,6 +28,7 @@
 #include "client/inspect.h"
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/layer.h"
 #include "common/morton.h"
 #include "common/network.h"
@@ -85,24 +85,11 @@ static void s_untrack_child(pid_t pid)
     }
 }
 
-static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void s_mkdtemp(char dir[64])
 {
     snprintf(dir, 64, "/tmp/sp-test-client-XXXXXX");
     assert_non_null(mkdtemp(dir));
     s_track_dir(dir);
-}
-
-static void s_rmdir(const char *dir)
-{
-    nftw(dir, s_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static void s_read_file(const char *path, char *buf, size_t cap)
@@ -232,7 +219,7 @@ static void s_fake_fini(s_fake_t *f)
 {
     zmq_close(f->sock);
     zmq_ctx_term(f->ctx);
-    s_rmdir(f->dir);
+    (void)sp_file_remove_tree(f->dir);
 }
 
 static void s_reply(s_fake_t *f, const uint8_t *id, size_t id_len, sp_msg_t *m)
@@ -516,7 +503,7 @@ static void test_client_usage_errors_exit_2(void **state)
             free(r);
         }
     }
-    s_rmdir(dir);
+    (void)sp_file_remove_tree(dir);
 }
 
 static void test_client_help_exits_0(void **state)
@@ -556,7 +543,7 @@ static void test_client_help_exits_0(void **state)
     assert_int_equal(s_wait_child(pid, &st), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     free(r);
-    s_rmdir(dir);
+    (void)sp_file_remove_tree(dir);
 }
 
 static void test_client_no_coordinator_exits_3(void **state)
@@ -588,7 +575,7 @@ static void test_client_no_coordinator_exits_3(void **state)
     assert_int_equal(r->status, 3);
     assert_non_null(strstr(r->err, "tcp://127.0.0.1:9"));
     free(r);
-    s_rmdir(dir);
+    (void)sp_file_remove_tree(dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -720,7 +707,7 @@ static void test_client_eval_on_saved_model(void **state)
     free(X);
     free(labels);
     free(Y);
-    s_rmdir(dir);
+    (void)sp_file_remove_tree(dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1029,7 +1016,7 @@ static void test_client_inspect_model(void **state)
     assert_int_equal(r->status, 1);
     free(r);
     sp_network_destroy(&net);
-    s_rmdir(dir);
+    (void)sp_file_remove_tree(dir);
 }
 
 static void test_client_train_sends_job(void **state)
@@ -1743,7 +1730,7 @@ static int s_teardown(void **state)
     }
     for (size_t i = 0; i < 8; i++) {
         if (s_dirs[i][0]) {
-            s_rmdir(s_dirs[i]);
+            (void)sp_file_remove_tree(s_dirs[i]);
             s_dirs[i][0] = '\0';
         }
     }

@@ -1118,7 +1118,7 @@ static uint64_t s_job_stopped_by_sigterm(s_fix_t *f, char *path, size_t cap)
                      0);
     kill(f->cl.coord, SIGTERM);
     int status = -1;
-    assert_int_equal(sp_cu_wait(f->cl.coord, 20000, &status), 0);
+    assert_int_equal(sp_child_wait(f->cl.coord, 20000, &status), 0);
     f->cl.coord = 0;
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     snprintf(path, cap, "%s/jobs/%llu/checkpoint.bin", f->cl.state, (unsigned long long)job);

@@ -14,13 +14,13 @@
 
 #include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "proto/curve.h"
 
 #define S_WAIT_MS 5000 /* bound on every wait for a handshake */
@@ -28,29 +28,6 @@
 typedef struct {
     char dir[64];
 } s_tmp_t;
-
-static void s_rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-                continue;
-            }
-            char p[512];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            struct stat st;
-            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-                s_rm_tree(p);
-            } else {
-                unlink(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
 
 static int s_setup(void **state)
 {
@@ -70,7 +47,7 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     s_tmp_t *t = *state;
-    s_rm_tree(t->dir);
+    (void)sp_file_remove_tree(t->dir);
     free(t);
     return 0;
 }

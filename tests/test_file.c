@@ -1,5 +1,6 @@
 /* test_file: sp_file_write_atomic replaces a file whole or not at all and
- * leaves no temporary sibling behind either way. */
+ * leaves no temporary sibling behind either way; sp_file_remove_tree removes
+ * a tree without following its links. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,11 +102,60 @@ static void test_file_write_with_a_filler(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+static void s_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_file_remove_tree(void **state)
+{
+    (void)state;
+    char outside[] = "/tmp/spfile-out-XXXXXX", root[] = "/tmp/spfile-tree-XXXXXX";
+    char p[160], kept[96];
+    assert_non_null(mkdtemp(outside));
+    assert_non_null(mkdtemp(root));
+    snprintf(kept, sizeof kept, "%s/kept", outside);
+    s_write(kept, "stays");
+    /* root/a, root/sub/b, root/sub/deeper/c, root/sub/empty/, and a link to
+     * the outside directory that must not be followed */
+    snprintf(p, sizeof p, "%s/a", root);
+    s_write(p, "a");
+    snprintf(p, sizeof p, "%s/sub", root);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/sub/b", root);
+    s_write(p, "b");
+    snprintf(p, sizeof p, "%s/sub/deeper", root);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/sub/deeper/c", root);
+    s_write(p, "c");
+    snprintf(p, sizeof p, "%s/sub/empty", root);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/sub/link", root);
+    assert_int_equal(symlink(outside, p), 0);
+
+    assert_int_equal(sp_file_remove_tree(root), SP_OK);
+    struct stat st;
+    assert_int_equal(lstat(root, &st), -1);
+    assert_int_equal(errno, ENOENT);
+    s_expect_content(kept, "stays");
+    assert_int_equal(s_entries(outside), 1);
+    /* gone already: an error, nothing else */
+    assert_int_equal(sp_file_remove_tree(root), SP_E_IO);
+    /* a plain file is removed too */
+    assert_int_equal(sp_file_remove_tree(kept), SP_OK);
+    assert_int_equal(s_entries(outside), 0);
+    assert_int_equal(rmdir(outside), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_write_replaces_whole),
         cmocka_unit_test(test_file_write_with_a_filler),
+        cmocka_unit_test(test_file_remove_tree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
