@@ -45,11 +45,25 @@ static void s_on_signal(int sig)
 }
 
 typedef struct {
+    /* the command line */
+    uint32_t want_workers; /* --workers */
+    uint32_t epochs;       /* --epochs, 0: the dataset's default */
+    int keep;              /* --keep */
+    int builtin;           /* --builtin */
+    /* what runs */
     char dir[64];          /* private temporary directory, /tmp/spatium-demo-* */
     char bindir[PATH_MAX]; /* where spatium-coordinator / -worker live */
+    char ep_workers[128];
+    char ep_clients[128];
     pid_t coordinator;
     pid_t workers[S_MAX_WORKERS];
     int n_workers;
+    uint32_t threads; /* each worker's */
+    /* the datasets */
+    int fmnist; /* Fashion-MNIST, else the generated blobs */
+    const char *train_name;
+    const char *val_name;
+    sp_dataset_info_t info, vinfo;
 } s_demo_t;
 
 /* Starts bin with args; its output goes to log. Returns the pid or -1. */
@@ -190,10 +204,10 @@ static const char s_demo_usage[] =
     "--json: {\"job\",\"dataset\",\"workers\",\"epochs\",\"val_accuracy\",\"accuracy\",\n"
     "\"samples\",\"seconds\"}.\n";
 
-int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
+/* Reads the demo's flags into d. -1 to go on, else the exit status. */
+static int s_parse(sp_cli_t *c, int argc, char **argv, s_demo_t *d)
 {
-    uint32_t n_workers = 2, epochs = 0;
-    int keep = 0, builtin = 0;
+    d->want_workers = 2;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m;
@@ -202,21 +216,21 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
             return SP_EXIT_OK;
         }
         if (strcmp(argv[i], "--keep") == 0) {
-            keep = 1;
+            d->keep = 1;
             continue;
         }
         if (strcmp(argv[i], "--builtin") == 0) {
-            builtin = 1;
+            d->builtin = 1;
             continue;
         }
         if ((m = sp_args_value(c, argc, argv, &i, "--workers", &v)) != 0) {
-            if (m < 0 || sp_args_u32(c, "--workers", v, 1, S_MAX_WORKERS, &n_workers) != 0) {
+            if (m < 0 || sp_args_u32(c, "--workers", v, 1, S_MAX_WORKERS, &d->want_workers) != 0) {
                 return SP_EXIT_USAGE;
             }
             continue;
         }
         if ((m = sp_args_value(c, argc, argv, &i, "--epochs", &v)) != 0) {
-            if (m < 0 || sp_args_u32(c, "--epochs", v, 1, 1000, &epochs) != 0) {
+            if (m < 0 || sp_args_u32(c, "--epochs", v, 1, 1000, &d->epochs) != 0) {
                 return SP_EXIT_USAGE;
             }
             continue;
@@ -229,9 +243,12 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
             return sp_cli_report(c, SP_EXIT_USAGE, "demo: unknown argument '%s'", argv[i]);
         }
     }
+    return -1;
+}
 
-    s_demo_t d;
-    memset(&d, 0, sizeof d);
+/* Finds the daemons beside this binary and makes the private directory. */
+static int s_prepare(sp_cli_t *c, s_demo_t *d)
+{
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) {
@@ -240,84 +257,88 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
     self[len] = '\0';
     char *slash = strrchr(self, '/');
     *slash = '\0';
-    snprintf(d.bindir, sizeof d.bindir, "%s", self);
+    snprintf(d->bindir, sizeof d->bindir, "%s", self);
     char coord_bin[PATH_MAX + 32], worker_bin[PATH_MAX + 32];
-    snprintf(coord_bin, sizeof coord_bin, "%s/spatium-coordinator", d.bindir);
-    snprintf(worker_bin, sizeof worker_bin, "%s/spatium-worker", d.bindir);
+    snprintf(coord_bin, sizeof coord_bin, "%s/spatium-coordinator", d->bindir);
+    snprintf(worker_bin, sizeof worker_bin, "%s/spatium-worker", d->bindir);
     if (access(coord_bin, X_OK) != 0 || access(worker_bin, X_OK) != 0) {
         return sp_cli_report(c, SP_EXIT_FAIL,
                              "demo: spatium-coordinator and spatium-worker must sit next to "
                              "spatium in %s (run make)",
-                             d.bindir);
+                             d->bindir);
     }
     /* ipc paths are limited to about 100 bytes: stay in /tmp */
-    snprintf(d.dir, sizeof d.dir, "/tmp/spatium-demo-XXXXXX");
-    if (!mkdtemp(d.dir)) {
+    snprintf(d->dir, sizeof d->dir, "/tmp/spatium-demo-XXXXXX");
+    if (!mkdtemp(d->dir)) {
+        d->dir[0] = '\0';
         return sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot create a temporary directory: %s",
                              strerror(errno));
     }
+    return SP_EXIT_OK;
+}
 
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    c->interrupt = &s_interrupted;
-
-    char ep_workers[128], ep_clients[128], ep_metrics[128];
-    char state[128], log[128];
-    snprintf(ep_workers, sizeof ep_workers, "ipc://%s/workers", d.dir);
-    snprintf(ep_clients, sizeof ep_clients, "ipc://%s/clients", d.dir);
-    snprintf(ep_metrics, sizeof ep_metrics, "ipc://%s/metrics", d.dir);
-    snprintf(state, sizeof state, "%s/state", d.dir);
-    snprintf(log, sizeof log, "%s/coordinator.log", d.dir);
-    char *cargs[] = {coord_bin,   "--workers", ep_workers,    "--clients", ep_clients,
+/* Starts the coordinator and the workers, and points the client at them. */
+static int s_start(sp_cli_t *c, s_demo_t *d)
+{
+    char coord_bin[PATH_MAX + 32], worker_bin[PATH_MAX + 32];
+    snprintf(coord_bin, sizeof coord_bin, "%s/spatium-coordinator", d->bindir);
+    snprintf(worker_bin, sizeof worker_bin, "%s/spatium-worker", d->bindir);
+    char ep_metrics[128], state[128], log[128];
+    snprintf(d->ep_workers, sizeof d->ep_workers, "ipc://%s/workers", d->dir);
+    snprintf(d->ep_clients, sizeof d->ep_clients, "ipc://%s/clients", d->dir);
+    snprintf(ep_metrics, sizeof ep_metrics, "ipc://%s/metrics", d->dir);
+    snprintf(state, sizeof state, "%s/state", d->dir);
+    snprintf(log, sizeof log, "%s/coordinator.log", d->dir);
+    char *cargs[] = {coord_bin,   "--workers", d->ep_workers, "--clients", d->ep_clients,
                      "--metrics", ep_metrics,  "--state-dir", state,       NULL};
-    int rc = SP_EXIT_OK;
-    d.coordinator = s_spawn(coord_bin, cargs, log);
-    if (d.coordinator < 0) {
-        rc = sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot start the coordinator");
+    d->coordinator = s_spawn(coord_bin, cargs, log);
+    if (d->coordinator < 0) {
+        return sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot start the coordinator");
     }
     long procs = sysconf(_SC_NPROCESSORS_ONLN);
-    uint32_t threads = procs > (long)n_workers ? (uint32_t)(procs / (long)n_workers) : 1;
+    uint32_t n = d->want_workers;
+    d->threads = procs > (long)n ? (uint32_t)(procs / (long)n) : 1;
     char threads_s[16];
-    snprintf(threads_s, sizeof threads_s, "%u", threads);
-    for (uint32_t i = 0; i < n_workers && rc == SP_EXIT_OK; i++) {
+    snprintf(threads_s, sizeof threads_s, "%u", d->threads);
+    for (uint32_t i = 0; i < n; i++) {
         char name[32], wlog[128];
         snprintf(name, sizeof name, "demo-worker-%u", i + 1);
-        snprintf(wlog, sizeof wlog, "%s/%s.log", d.dir, name);
-        char *wargs[] = {worker_bin, "--coordinator", ep_workers, "--threads",
-                         threads_s,  "--name",        name,       NULL};
-        d.workers[d.n_workers] = s_spawn(worker_bin, wargs, wlog);
-        if (d.workers[d.n_workers] < 0) {
-            rc = sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot start a worker");
-        } else {
-            d.n_workers++;
+        snprintf(wlog, sizeof wlog, "%s/%s.log", d->dir, name);
+        char *wargs[] = {worker_bin, "--coordinator", d->ep_workers, "--threads",
+                         threads_s,  "--name",        name,          NULL};
+        pid_t pid = s_spawn(worker_bin, wargs, wlog);
+        if (pid < 0) {
+            return sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot start a worker");
         }
+        d->workers[d->n_workers++] = pid;
     }
-    snprintf(c->endpoint, sizeof c->endpoint, "%s", ep_clients);
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", d->ep_clients);
     c->curve_server = c->curve_secret = NULL; /* the demo's own coordinator runs without CURVE */
     if (c->timeout_ms < 10000) {
         c->timeout_ms = 10000; /* the demo's coordinator also parses what we upload */
     }
-    if (rc == SP_EXIT_OK && !c->json) {
-        printf("spatium demo: a coordinator and %u worker%s (%u thread%s each) in %s\n", n_workers,
-               n_workers > 1 ? "s" : "", threads, threads > 1 ? "s" : "", d.dir);
+    if (!c->json) {
+        printf("spatium demo: a coordinator and %u worker%s (%u thread%s each) in %s\n", n,
+               n > 1 ? "s" : "", d->threads, d->threads > 1 ? "s" : "", d->dir);
         fflush(stdout);
     }
+    return SP_EXIT_OK;
+}
 
-    /* the dataset */
-    int fmnist = !builtin && s_file_exists(S_FMNIST_DIR "/train-images-idx3-ubyte.gz") &&
-                 s_file_exists(S_FMNIST_DIR "/train-labels-idx1-ubyte.gz") &&
-                 s_file_exists(S_FMNIST_DIR "/t10k-images-idx3-ubyte.gz") &&
-                 s_file_exists(S_FMNIST_DIR "/t10k-labels-idx1-ubyte.gz");
-    const char *train_name = fmnist ? "fashion-mnist" : "blobs";
-    const char *val_name = fmnist ? "fashion-mnist-test" : "blobs-validation";
+/* Uploads the training and validation sets: Fashion-MNIST when installed
+ * (and not --builtin), else the blobs, generated into the directory. */
+static int s_upload(sp_cli_t *c, s_demo_t *d)
+{
+    d->fmnist = !d->builtin && s_file_exists(S_FMNIST_DIR "/train-images-idx3-ubyte.gz") &&
+                s_file_exists(S_FMNIST_DIR "/train-labels-idx1-ubyte.gz") &&
+                s_file_exists(S_FMNIST_DIR "/t10k-images-idx3-ubyte.gz") &&
+                s_file_exists(S_FMNIST_DIR "/t10k-labels-idx1-ubyte.gz");
+    d->train_name = d->fmnist ? "fashion-mnist" : "blobs";
+    d->val_name = d->fmnist ? "fashion-mnist-test" : "blobs-validation";
     sp_datafile_opts_t o;
     sp_datafile_opts_default(&o);
     char train_a[128], train_b[128], val_a[128], val_b[128];
-    if (fmnist) {
+    if (d->fmnist) {
         strcpy(o.format, "idx");
         snprintf(train_a, sizeof train_a, "%s", S_FMNIST_DIR "/train-images-idx3-ubyte.gz");
         snprintf(train_b, sizeof train_b, "%s", S_FMNIST_DIR "/train-labels-idx1-ubyte.gz");
@@ -326,41 +347,38 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
     } else {
         strcpy(o.format, "csv");
         o.header = 0;
-        snprintf(train_a, sizeof train_a, "%s/blobs.csv", d.dir);
-        snprintf(val_a, sizeof val_a, "%s/blobs-validation.csv", d.dir);
-        if (rc == SP_EXIT_OK &&
-            (s_write_blobs(train_a, 4000, 1) != 0 || s_write_blobs(val_a, 1000, 2) != 0)) {
-            rc = sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot write the generated dataset");
+        snprintf(train_a, sizeof train_a, "%s/blobs.csv", d->dir);
+        snprintf(val_a, sizeof val_a, "%s/blobs-validation.csv", d->dir);
+        if (s_write_blobs(train_a, 4000, 1) != 0 || s_write_blobs(val_a, 1000, 2) != 0) {
+            return sp_cli_report(c, SP_EXIT_FAIL, "demo: cannot write the generated dataset");
         }
     }
-    sp_dataset_info_t info, vinfo;
-    memset(&info, 0, sizeof info);
-    memset(&vinfo, 0, sizeof vinfo);
+    int rc = sp_submit_upload(c, d->train_name, &o, train_a, d->fmnist ? train_b : NULL, &d->info);
     if (rc == SP_EXIT_OK) {
-        rc = sp_submit_upload(c, train_name, &o, train_a, fmnist ? train_b : NULL, &info);
-    }
-    if (rc == SP_EXIT_OK) {
-        rc = sp_submit_upload(c, val_name, &o, val_a, fmnist ? val_b : NULL, &vinfo);
+        rc = sp_submit_upload(c, d->val_name, &o, val_a, d->fmnist ? val_b : NULL, &d->vinfo);
     }
     if (rc == SP_EXIT_OK && !c->json) {
         printf("dataset %s: %u training samples, %u features, %u classes; %u validation "
                "samples\n",
-               fmnist ? "Fashion-MNIST" : "generated blobs", info.samples, info.features,
-               info.classes, vinfo.samples);
+               d->fmnist ? "Fashion-MNIST" : "generated blobs", d->info.samples, d->info.features,
+               d->info.classes, d->vinfo.samples);
     }
+    return rc;
+}
 
-    /* the job */
-    sp_msg_t req;
-    sp_msg_init(&req, SP_MSG_TRAIN);
-    sp_msg_train_t *t = &req.u.train;
-    snprintf(t->dataset, sizeof t->dataset, "%s", train_name);
-    snprintf(t->validation, sizeof t->validation, "%s", val_name);
+/* The demo's job, as `spatium train` would send it. */
+static void s_job_request(const s_demo_t *d, sp_msg_t *req)
+{
+    sp_msg_init(req, SP_MSG_TRAIN);
+    sp_msg_train_t *t = &req->u.train;
+    snprintf(t->dataset, sizeof t->dataset, "%s", d->train_name);
+    snprintf(t->validation, sizeof t->validation, "%s", d->val_name);
     t->n_layers = 3;
-    t->layers[0] = fmnist ? 784 : S_BLOB_FEATURES;
-    t->layers[1] = fmnist ? 128 : 32;
+    t->layers[0] = d->fmnist ? 784 : S_BLOB_FEATURES;
+    t->layers[1] = d->fmnist ? 128 : 32;
     t->layers[2] = 10;
     t->bits = 4;
-    t->epochs = epochs ? epochs : fmnist ? 3 : 5;
+    t->epochs = d->epochs ? d->epochs : d->fmnist ? 3 : 5;
     t->batch = 64;
     t->partition = 64; /* one leaf a step: see spatium train --help, --partition */
     t->lr = 0.02;
@@ -370,68 +388,112 @@ int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
     strcpy(t->loss, "xent");
     t->growth_threshold = 0.9;
     t->prune_threshold = 0.01;
-    uint32_t batch = t->batch, partition = t->partition;
-    uint64_t job = 0;
+}
+
+/* Starts the job and follows it to its end with the live display, then
+ * prints what it reached. */
+static int s_train(sp_cli_t *c, const s_demo_t *d)
+{
+    sp_msg_t req, rep;
+    s_job_request(d, &req);
+    const sp_msg_train_t *t = &req.u.train;
     sp_job_status_t s;
     memset(&s, 0, sizeof s);
     uint64_t t0 = sp_cli_now_ms();
-    if (rc == SP_EXIT_OK) {
-        sp_msg_t rep;
-        rc = sp_cli_call(c, &req, SP_MSG_R_JOB, &rep);
-        if (rc == SP_EXIT_OK) {
-            job = rep.u.r_job.job;
-            sp_msg_fini(&rep);
-            if (!c->json) {
-                printf("job %" PRIu64 ": %u-%u-%u, %u bits, %u epochs, batch %u, %s\n", job,
-                       t->layers[0], t->layers[1], t->layers[2], t->bits, t->epochs, t->batch,
-                       t->mode);
-                fflush(stdout);
-            }
-            rc = sp_jobs_follow(c, job, 0, &s, NULL, NULL);
-        }
+    int rc = sp_cli_call(c, &req, SP_MSG_R_JOB, &rep);
+    if (rc != SP_EXIT_OK) {
+        return rc;
     }
+    uint64_t job = rep.u.r_job.job;
+    sp_msg_fini(&rep);
+    if (!c->json) {
+        printf("job %" PRIu64 ": %u-%u-%u, %u bits, %u epochs, batch %u, %s\n", job, t->layers[0],
+               t->layers[1], t->layers[2], t->bits, t->epochs, t->batch, t->mode);
+        fflush(stdout);
+    }
+    rc = sp_jobs_follow(c, job, 0, &s, NULL, NULL);
     double seconds = (double)(sp_cli_now_ms() - t0) / 1000.0;
-    if (rc == SP_EXIT_OK) {
-        if (c->json) {
-            sp_json_t j;
-            sp_json_init(&j, stdout);
-            sp_json_obj_begin(&j);
-            sp_json_ku64(&j, "job", job);
-            sp_json_kstr(&j, "dataset", train_name);
-            sp_json_ku64(&j, "workers", n_workers);
-            sp_json_ku64(&j, "epochs", s.epochs);
-            sp_json_knum(&j, "val_accuracy", s.val_accuracy);
-            sp_json_knum(&j, "accuracy", s.accuracy);
-            sp_json_ku64(&j, "samples", s.samples_seen);
-            sp_json_knum(&j, "seconds", seconds);
-            sp_json_obj_end(&j);
-        } else {
-            printf("job %" PRIu64 " done in %.1f s: %" PRIu64 " samples, training loss %.4f, "
-                   "accuracy %.4f\n",
-                   job, seconds, s.samples_seen, s.loss, s.accuracy);
-            if (isfinite(s.val_accuracy)) {
-                printf("final validation accuracy: %.4f (%u samples of %s)\n", s.val_accuracy,
-                       vinfo.samples, val_name);
-            }
-            s_show_workers(c, n_workers, batch, partition);
+    if (rc != SP_EXIT_OK) {
+        if (s.state[0] && !s_interrupted) {
+            sp_cli_report(c, rc, "demo: job %" PRIu64 " %s%s%s", job, s.state,
+                          s.error[0] ? ": " : "", s.error);
         }
-    } else if (s.state[0] && !s_interrupted) {
-        sp_cli_report(c, rc, "demo: job %" PRIu64 " %s%s%s", job, s.state, s.error[0] ? ": " : "",
-                      s.error);
+        return rc;
+    }
+    if (c->json) {
+        sp_json_t j;
+        sp_json_init(&j, stdout);
+        sp_json_obj_begin(&j);
+        sp_json_ku64(&j, "job", job);
+        sp_json_kstr(&j, "dataset", d->train_name);
+        sp_json_ku64(&j, "workers", d->want_workers);
+        sp_json_ku64(&j, "epochs", s.epochs);
+        sp_json_knum(&j, "val_accuracy", s.val_accuracy);
+        sp_json_knum(&j, "accuracy", s.accuracy);
+        sp_json_ku64(&j, "samples", s.samples_seen);
+        sp_json_knum(&j, "seconds", seconds);
+        sp_json_obj_end(&j);
+        return SP_EXIT_OK;
+    }
+    printf("job %" PRIu64 " done in %.1f s: %" PRIu64 " samples, training loss %.4f, "
+           "accuracy %.4f\n",
+           job, seconds, s.samples_seen, s.loss, s.accuracy);
+    if (isfinite(s.val_accuracy)) {
+        printf("final validation accuracy: %.4f (%u samples of %s)\n", s.val_accuracy,
+               d->vinfo.samples, d->val_name);
+    }
+    s_show_workers(c, d->want_workers, t->batch, t->partition);
+    return SP_EXIT_OK;
+}
+
+/* After a failure: why the coordinator stopped, if it did, and its log. */
+static void s_explain_failure(s_demo_t *d)
+{
+    int st = 0;
+    if (d->coordinator > 0 && waitpid(d->coordinator, &st, WNOHANG) == d->coordinator) {
+        d->coordinator = 0;
+        fprintf(stderr, "spatium: demo: the coordinator stopped unexpectedly (%s %d)\n",
+                WIFSIGNALED(st) ? "signal" : "exit status",
+                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    }
+    s_show_log(d, "coordinator");
+}
+
+int sp_cmd_demo(sp_cli_t *c, int argc, char **argv)
+{
+    s_demo_t d;
+    memset(&d, 0, sizeof d);
+    int rc = s_parse(c, argc, argv, &d);
+    if (rc >= 0) {
+        return rc;
+    }
+    rc = s_prepare(c, &d);
+    if (rc != SP_EXIT_OK) {
+        return rc;
+    }
+    /* from here on every child is stopped and the directory removed, on
+     * Ctrl-C as on any failure */
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    c->interrupt = &s_interrupted;
+
+    rc = s_start(c, &d);
+    if (rc == SP_EXIT_OK) {
+        rc = s_upload(c, &d);
+    }
+    if (rc == SP_EXIT_OK) {
+        rc = s_train(c, &d);
     }
     if (rc != SP_EXIT_OK && !s_interrupted) {
-        int st = 0;
-        if (d.coordinator > 0 && waitpid(d.coordinator, &st, WNOHANG) == d.coordinator) {
-            d.coordinator = 0;
-            fprintf(stderr, "spatium: demo: the coordinator stopped unexpectedly (%s %d)\n",
-                    WIFSIGNALED(st) ? "signal" : "exit status",
-                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-        }
-        s_show_log(&d, "coordinator");
+        s_explain_failure(&d);
     }
     sp_cli_fini(c);
-    s_cleanup(&d, keep);
-    if (keep && !c->json) {
+    s_cleanup(&d, d.keep);
+    if (d.keep && !c->json) {
         printf("kept %s (logs, state directory, data)\n", d.dir);
     }
     sigaction(SIGINT, &old_int, NULL);
