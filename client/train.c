@@ -255,11 +255,10 @@ static const char s_train_usage[] =
     "                          exit 1 if it failed or was cancelled\n"
     "--json: {\"job\": N}; with --wait the final status object.\n";
 
-int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
+/* Reads train's flags into t (defaults first) and *wait. -1 to go on, else
+ * the exit status (help, or a usage error already reported). */
+static int s_train_flags(sp_cli_t *c, int argc, char **argv, sp_msg_train_t *t, int *wait)
 {
-    sp_msg_t req;
-    sp_msg_init(&req, SP_MSG_TRAIN);
-    sp_msg_train_t *t = &req.u.train;
     t->bits = 4;
     t->epochs = 5;
     t->batch = 64;
@@ -270,7 +269,7 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
     strcpy(t->mode, "backprop");
     t->growth_threshold = 0.9;
     t->prune_threshold = 0.01;
-    int wait = 0, have_layers = 0;
+    int have_layers = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int m = 0;
@@ -279,7 +278,7 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
             return SP_EXIT_OK;
         }
         if (strcmp(a, "--wait") == 0) {
-            wait = 1;
+            *wait = 1;
             continue;
         }
 #define S_OPT(name) ((m = sp_args_value(c, argc, argv, &i, name, &v)) != 0)
@@ -366,25 +365,45 @@ int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
         return sp_cli_report(c, SP_EXIT_USAGE, "bad value for --partition: %u (at most --batch %u)",
                              t->partition, t->batch);
     }
-    if (!t->loss[0]) {
-        /* classification trains best on softmax cross-entropy, regression on MSE */
-        strcpy(t->loss, "xent");
-        sp_msg_t dreq, drep;
-        sp_msg_init(&dreq, SP_MSG_DATASETS);
-        int rc = sp_cli_call(c, &dreq, SP_MSG_R_DATASETS, &drep);
-        if (rc != SP_EXIT_OK) {
-            return rc;
+    return -1;
+}
+
+/* Without --loss: softmax cross-entropy for a classification set, MSE for
+ * a regression set, which only the coordinator's list of datasets says. */
+static int s_default_loss(sp_cli_t *c, sp_msg_train_t *t)
+{
+    strcpy(t->loss, "xent");
+    sp_msg_t dreq, drep;
+    sp_msg_init(&dreq, SP_MSG_DATASETS);
+    int rc = sp_cli_call(c, &dreq, SP_MSG_R_DATASETS, &drep);
+    if (rc != SP_EXIT_OK) {
+        return rc;
+    }
+    for (uint32_t k = 0; k < drep.u.r_datasets.n; k++) {
+        const sp_dataset_info_t *d = &drep.u.r_datasets.datasets[k];
+        if (strcmp(d->name, t->dataset) == 0 && strcmp(d->task, "regress") == 0) {
+            strcpy(t->loss, "mse");
         }
-        for (uint32_t k = 0; k < drep.u.r_datasets.n; k++) {
-            const sp_dataset_info_t *d = &drep.u.r_datasets.datasets[k];
-            if (strcmp(d->name, t->dataset) == 0 && strcmp(d->task, "regress") == 0) {
-                strcpy(t->loss, "mse");
-            }
-        }
-        sp_msg_fini(&drep);
+    }
+    sp_msg_fini(&drep);
+    return SP_EXIT_OK;
+}
+
+int sp_cmd_train(sp_cli_t *c, int argc, char **argv)
+{
+    sp_msg_t req;
+    sp_msg_init(&req, SP_MSG_TRAIN);
+    sp_msg_train_t *t = &req.u.train;
+    int wait = 0;
+    int rc = s_train_flags(c, argc, argv, t, &wait);
+    if (rc >= 0) {
+        return rc;
+    }
+    if (!t->loss[0] && (rc = s_default_loss(c, t)) != SP_EXIT_OK) {
+        return rc;
     }
     sp_msg_t rep;
-    int rc = sp_cli_call(c, &req, SP_MSG_R_JOB, &rep);
+    rc = sp_cli_call(c, &req, SP_MSG_R_JOB, &rep);
     if (rc != SP_EXIT_OK) {
         return rc;
     }
