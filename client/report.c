@@ -164,10 +164,11 @@ void sp_report_metric_json(sp_json_t *j, const sp_metric_t *m)
 
 void sp_report_metric_line(FILE *f, const sp_metric_t *m)
 {
+    /* the record's kind first, with its own counter; both 23 columns wide */
     if (strcmp(m->kind, "epoch") == 0) {
         fprintf(f, "epoch %-4u step %-7" PRIu64, m->epoch, m->step);
     } else {
-        fprintf(f, "%-5s %-4u step %-7" PRIu64, m->kind, m->epoch, m->step);
+        fprintf(f, "step %-7" PRIu64 " epoch %-4u", m->step, m->epoch);
     }
     fputs("  loss ", f);
     s_num(f, "%.4f", m->loss);
