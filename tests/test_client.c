@@ -3,6 +3,7 @@
  * is needed, the test itself plays it on a ROUTER socket (ipc:// in a private
  * temporary directory), answering with canned replies and checking what the
  * programs send. Every wait is bounded; every child is reaped. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -625,6 +626,72 @@ static double s_json_number(const char *json, const char *key)
         fail_msg("no %s in %s", key, json);
     }
     return strtod(p + strlen(pat), NULL);
+}
+
+/* 1 when some process's command line mentions text (the demo's children
+ * name its directory in their endpoints). */
+static int s_any_process_mentions(const char *text)
+{
+    DIR *proc = opendir("/proc");
+    assert_non_null(proc);
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(proc)) != NULL;) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
+            continue;
+        }
+        char path[300], cmd[4096];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL) {
+            continue; /* gone meanwhile */
+        }
+        size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+        fclose(f);
+        for (size_t k = 0; k < n; k++) {
+            cmd[k] = cmd[k] == '\0' ? ' ' : cmd[k];
+        }
+        cmd[n] = '\0';
+        found = strstr(cmd, text) != NULL;
+    }
+    closedir(proc);
+    return found;
+}
+
+/* The README's run command, on the generated dataset: it trains to a
+ * useful accuracy with both workers up, then leaves no process and no
+ * directory behind. */
+static void test_client_demo_trains_and_cleans_up(void **state)
+{
+    (void)state;
+    char dir[64];
+    s_mkdtemp(dir);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *args[] = {"demo", "--builtin", "--epochs", "3", NULL};
+    s_client_alone(dir, r, args);
+    assert_int_equal(r->status, 0);
+    const char *at = strstr(r->out, " in /tmp/spatium-demo-");
+    assert_non_null(at);
+    char demo_dir[64];
+    assert_int_equal(sscanf(at, " in %63s", demo_dir), 1);
+    const char *acc = strstr(r->out, "final validation accuracy: ");
+    assert_non_null(acc);
+    assert_true(strtod(acc + strlen("final validation accuracy: "), NULL) >= 0.9);
+    assert_non_null(strstr(r->out, "worker demo-worker-1: "));
+    assert_non_null(strstr(r->out, "worker demo-worker-2: "));
+    assert_non_null(strstr(r->out, "coordinator and workers stopped"));
+    assert_int_equal(access(demo_dir, F_OK), -1);
+    assert_false(s_any_process_mentions(demo_dir));
+
+    const char *jargs[] = {"--json", "demo", "--builtin", "--epochs", "3", NULL};
+    s_client_alone(dir, r, jargs);
+    assert_int_equal(r->status, 0);
+    assert_true(s_json_number(r->out, "val_accuracy") >= 0.9);
+    assert_int_equal((int)s_json_number(r->out, "workers"), 2);
+    assert_int_equal((int)s_json_number(r->out, "epochs"), 3);
+    assert_int_equal((int)s_json_number(r->out, "samples"), 3 * 4000);
+    free(r);
+    (void)sp_file_remove_tree(dir);
 }
 
 static void test_client_eval_on_saved_model(void **state)
@@ -1744,6 +1811,7 @@ int main(void)
         cmocka_unit_test_teardown(test_client_usage_errors_exit_2, s_teardown),
         cmocka_unit_test_teardown(test_client_help_exits_0, s_teardown),
         cmocka_unit_test_teardown(test_client_no_coordinator_exits_3, s_teardown),
+        cmocka_unit_test_teardown(test_client_demo_trains_and_cleans_up, s_teardown),
         cmocka_unit_test_teardown(test_client_eval_on_saved_model, s_teardown),
         cmocka_unit_test_teardown(test_client_status_json_and_text, s_teardown),
         cmocka_unit_test_teardown(test_client_error_reply_exits_1, s_teardown),
