@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "client/commands.h"
@@ -16,6 +17,8 @@
 #include "common/error.h"
 
 #define S_MAX_PART_BYTES ((uint64_t)4 << 30) /* the protocol's bound on one part */
+#define S_CHECK_POLL_MIN_MS 10  /* first wait before asking again whether a set is stored */
+#define S_CHECK_POLL_MAX_MS 250 /* longest wait between two such questions */
 
 /* Size and CRC-32 of a whole file, read in chunks. */
 static int s_scan(const sp_cli_t *c, const char *path, uint64_t *size, uint32_t *crc, uint8_t *buf)
@@ -118,20 +121,27 @@ int sp_submit_upload(sp_cli_t *c, const char *name, const sp_datafile_opts_t *o,
     if (rc != SP_EXIT_OK) {
         return rc;
     }
-    sp_msg_t end;
-    sp_msg_init(&end, SP_MSG_UPLOAD_END);
-    end.u.upload_end.upload = upload;
-    rc = sp_cli_call(c, &end, SP_MSG_R_UPLOAD, &rep);
-    if (rc != SP_EXIT_OK) {
-        return rc;
+    /* The coordinator answers "stored" once it has checked and stored the
+     * set, an error if it refused it, and "not yet" (stored: false) while
+     * its check runs: ask again, more slowly as it goes on. */
+    for (int wait_ms = S_CHECK_POLL_MIN_MS;;
+         wait_ms = wait_ms * 2 > S_CHECK_POLL_MAX_MS ? S_CHECK_POLL_MAX_MS : wait_ms * 2) {
+        sp_msg_t end;
+        sp_msg_init(&end, SP_MSG_UPLOAD_END);
+        end.u.upload_end.upload = upload;
+        rc = sp_cli_call(c, &end, SP_MSG_R_UPLOAD, &rep);
+        if (rc != SP_EXIT_OK) {
+            return rc;
+        }
+        int stored = rep.u.r_upload.stored;
+        *info = rep.u.r_upload.info;
+        sp_msg_fini(&rep);
+        if (stored) {
+            return SP_EXIT_OK;
+        }
+        struct timespec ts = {0, (long)wait_ms * 1000000L};
+        nanosleep(&ts, NULL);
     }
-    int stored = rep.u.r_upload.stored;
-    *info = rep.u.r_upload.info;
-    sp_msg_fini(&rep);
-    if (stored != 1) {
-        return sp_cli_report(c, SP_EXIT_FAIL, "submit: the coordinator did not store '%s'", name);
-    }
-    return SP_EXIT_OK;
 }
 
 static const char s_submit_usage_head[] =

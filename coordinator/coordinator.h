@@ -6,7 +6,9 @@
 #ifndef SP_COORD_COORDINATOR_H
 #define SP_COORD_COORDINATOR_H
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +26,7 @@
 #define SP_COORD_UPLOAD_MAX_BYTES (2ull << 30)  /* sum of an upload's parts */
 #define SP_COORD_UPLOADS_MAX_BYTES (4ull << 30) /* reserved by all uploads in progress */
 #define SP_COORD_UPLOAD_IDLE_MS 120000      /* an upload without a chunk for this long is dropped */
+#define SP_COORD_UPLOAD_WAIT_MS 20 /* upload_end waits this long for a check before "checking" */
 #define SP_COORD_MAX_WEIGHTS (256ull << 20) /* sum of layers[i] * layers[i+1] of a job */
 #define SP_COORD_CKPT_EVERY_MS 2000         /* training time between checkpoints */
 #define SP_COORD_MAX_DATASETS 4096
@@ -96,12 +99,31 @@ typedef struct {
 } sp_datasets_t;
 
 /* --- uploads (uploads.c) ------------------------------------------------ */
+typedef enum {
+    SP_UPLOAD_RECEIVING = 0, /* chunks come in */
+    SP_UPLOAD_CHECKING,      /* its check thread parses and stores it */
+    SP_UPLOAD_STORED,        /* stored and registered: kept to answer upload_end again */
+    SP_UPLOAD_REFUSED        /* its check failed: kept to answer with the reason */
+} sp_upload_state_t;
+
 typedef struct {
     uint64_t id; /* >= 1 */
     sp_msg_upload_begin_t begin;
-    uint8_t *part[2];     /* part_size[i] bytes each */
+    uint8_t *part[2];     /* part_size[i] bytes each; freed once parsed */
     uint64_t received[2]; /* bytes received per part */
     uint64_t last_ms;     /* last activity, for the idle timeout */
+    sp_upload_state_t state;
+    /* The check (uploads.c): from upload_end on, a thread of its own checks
+     * the CRCs, parses and writes the file; the event loop registers the
+     * dataset once `done` is set and the thread is joined. While it runs, the
+     * thread alone touches part, rc, err and entry. */
+    const char *state_dir; /* the coordinator's, for the thread */
+    pthread_t thread;
+    atomic_int done; /* set by the thread as its last act */
+    int joined;
+    int rc;                /* the check's result */
+    char err[SP_TEXT_MAX]; /* why it failed */
+    sp_dsentry_t entry;    /* the stored file, when rc == SP_OK */
 } sp_upload_t;
 
 typedef struct {
@@ -303,18 +325,19 @@ const sp_dsentry_t *sp_datasets_find(const sp_datasets_t *d, const char *name);
 int sp_datasets_add(sp_datasets_t *d, const sp_dsentry_t *e);
 /* Loads and deserializes a stored dataset; checks its checksum. */
 int sp_datasets_read(const sp_dsentry_t *e, sp_dataset_t *out, char *err, size_t errlen);
-/* Serializes ds, writes it durably as <state>/datasets/<name>.spds and
- * registers it; fills info. SP_E_STATE when the name exists (datasets are
- * immutable), SP_E_IO when the file cannot be written (nothing registered). */
-int sp_datasets_store(sp_coord_t *c, const char *name, const sp_dataset_t *ds,
-                      sp_dataset_info_t *info, char *err, size_t errlen);
+/* Serializes ds and writes it durably as <state_dir>/datasets/<name>.spds;
+ * fills ent (path and info) for sp_datasets_add. Touches no coordinator
+ * state, so an upload's check thread calls it. SP_E_IO when the file cannot
+ * be written (then there is none). */
+int sp_datasets_write(const char *state_dir, const char *name, const sp_dataset_t *ds,
+                      sp_dsentry_t *ent, char *err, size_t errlen);
 /* DATASETS reply. */
 void sp_datasets_reply_list(sp_coord_t *c, const uint8_t *id, size_t id_len, uint64_t req);
 /* DATA_REQ from a worker: one DATA_CHUNK reply. */
 void sp_datasets_serve(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_data_req_t *r);
 
 /* --- uploads.c ----------------------------------------------------------- */
-/* Drops every upload in progress. */
+/* Drops every upload, after waiting for the checks that run. */
 void sp_uploads_fini(sp_uploads_t *u);
 /* UPLOAD_BEGIN, UPLOAD_CHUNK, UPLOAD_END from a client: each answers with
  * R_UPLOAD or ERROR (docs/COORDINATOR.md, "Uploads"). */
@@ -323,7 +346,8 @@ void sp_uploads_begin(sp_coord_t *c, const uint8_t *id, size_t id_len,
 void sp_uploads_chunk(sp_coord_t *c, const uint8_t *id, size_t id_len,
                       const sp_msg_upload_chunk_t *ch);
 void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_msg_upload_end_t *e);
-/* Drops uploads idle for longer than SP_COORD_UPLOAD_IDLE_MS. */
+/* Registers the datasets whose checks are over, and drops uploads idle for
+ * longer than SP_COORD_UPLOAD_IDLE_MS (a finished one after as long). */
 void sp_uploads_expire(sp_coord_t *c, uint64_t now_ms);
 
 /* --- jobs.c (the job table, its files, client requests) ------------------ */

@@ -217,22 +217,13 @@ static int s_write(int fd, void *arg)
     return sp_dataset_write(w->ds, fd, &w->len, &w->key);
 }
 
-int sp_datasets_store(sp_coord_t *c, const char *name, const sp_dataset_t *ds,
-                      sp_dataset_info_t *info, char *err, size_t errlen)
+int sp_datasets_write(const char *state_dir, const char *name, const sp_dataset_t *ds,
+                      sp_dsentry_t *ent, char *err, size_t errlen)
 {
-    if (sp_datasets_find(&c->datasets, name) != NULL) {
-        snprintf(err, errlen, "dataset '%s' already exists", name);
-        return SP_E_STATE;
-    }
-    if (c->datasets.n >= SP_COORD_MAX_DATASETS) {
-        snprintf(err, errlen, "too many datasets (%d)", SP_COORD_MAX_DATASETS);
-        return SP_E_RANGE;
-    }
-    sp_dsentry_t ent;
-    memset(&ent, 0, sizeof ent);
-    snprintf(ent.path, sizeof ent.path, "%s/datasets/%s.spds", c->cfg.state_dir, name);
+    memset(ent, 0, sizeof *ent);
+    snprintf(ent->path, sizeof ent->path, "%s/datasets/%s.spds", state_dir, name);
     s_write_t w = {ds, 0, 0};
-    int rc = sp_file_write_atomic_with(ent.path, s_write, &w);
+    int rc = sp_file_write_atomic_with(ent->path, s_write, &w);
     if (rc == SP_E_RANGE) {
         snprintf(err, errlen, "cannot serialize the dataset (%s)", sp_strerror(rc));
         return rc;
@@ -241,12 +232,6 @@ int sp_datasets_store(sp_coord_t *c, const char *name, const sp_dataset_t *ds,
         snprintf(err, errlen, "cannot store the dataset: %s", strerror(errno));
         return rc;
     }
-    s_fill_info(&ent.info, name, ds, w.key, w.len);
-    rc = sp_datasets_add(&c->datasets, &ent);
-    if (rc != SP_OK) {
-        snprintf(err, errlen, "cannot register the dataset");
-        return rc;
-    }
-    *info = ent.info;
+    s_fill_info(&ent->info, name, ds, w.key, w.len);
     return SP_OK;
 }

@@ -3,7 +3,7 @@
 #ifndef SP_PROTO_VERSION_H
 #define SP_PROTO_VERSION_H
 
-#define SP_PROTO_VERSION 3u
+#define SP_PROTO_VERSION 4u
 
 unsigned sp_proto_version(void);
 

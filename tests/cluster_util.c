@@ -533,9 +533,9 @@ static int s_error_text(sp_msg_t *rep, char *err, size_t errlen)
     return -1;
 }
 
-int sp_cluster_upload(sp_cluster_t *cl, const char *name, const char *format, const char *task,
-                      const uint8_t *const parts[], const size_t sizes[], int n_parts,
-                      size_t chunk_bytes, char *err, size_t errlen)
+int sp_cluster_upload_send(sp_cluster_t *cl, const char *name, const char *format, const char *task,
+                           const uint8_t *const parts[], const size_t sizes[], int n_parts,
+                           size_t chunk_bytes, uint64_t *upload_out, char *err, size_t errlen)
 {
     sp_msg_t req, rep;
     sp_msg_init(&req, SP_MSG_UPLOAD_BEGIN);
@@ -578,17 +578,43 @@ int sp_cluster_upload(sp_cluster_t *cl, const char *name, const char *format, co
             sp_msg_fini(&rep);
         }
     }
-    sp_msg_init(&req, SP_MSG_UPLOAD_END);
-    req.u.upload_end.upload = upload;
-    if (sp_cluster_call(cl, &req, &rep, 20000) != 0) {
-        snprintf(err, errlen, "no reply to upload_end");
+    *upload_out = upload;
+    return 0;
+}
+
+int sp_cluster_upload(sp_cluster_t *cl, const char *name, const char *format, const char *task,
+                      const uint8_t *const parts[], const size_t sizes[], int n_parts,
+                      size_t chunk_bytes, char *err, size_t errlen)
+{
+    uint64_t upload = 0;
+    if (sp_cluster_upload_send(cl, name, format, task, parts, sizes, n_parts, chunk_bytes, &upload,
+                               err, errlen) != 0) {
         return -1;
     }
-    if (rep.type != SP_MSG_R_UPLOAD || !rep.u.r_upload.stored) {
-        return s_error_text(&rep, err, errlen);
+    sp_msg_t req, rep;
+    /* "stored: false" to upload_end: still checking, ask again */
+    uint64_t end = sp_cu_now_ms() + 60000;
+    for (;;) {
+        sp_msg_init(&req, SP_MSG_UPLOAD_END);
+        req.u.upload_end.upload = upload;
+        if (sp_cluster_call(cl, &req, &rep, 5000) != 0) {
+            snprintf(err, errlen, "no reply to upload_end");
+            return -1;
+        }
+        if (rep.type != SP_MSG_R_UPLOAD) {
+            return s_error_text(&rep, err, errlen);
+        }
+        int stored = rep.u.r_upload.stored;
+        sp_msg_fini(&rep);
+        if (stored) {
+            return 0;
+        }
+        if (sp_cu_now_ms() > end) {
+            snprintf(err, errlen, "upload_end: still checking after 60 s");
+            return -1;
+        }
+        sp_cu_nap(10);
     }
-    sp_msg_fini(&rep);
-    return 0;
 }
 
 int sp_cluster_train(sp_cluster_t *cl, const sp_msg_train_t *t, uint64_t *job, char *err,

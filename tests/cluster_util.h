@@ -84,8 +84,14 @@ int sp_cluster_wait_job(sp_cluster_t *cl, uint64_t job, uint64_t min_samples, in
                         sp_job_status_t *out);
 /* Number of stored datasets (-1 on failure). */
 int sp_cluster_n_datasets(sp_cluster_t *cl);
-/* Uploads parts as one dataset with the protocol (chunk_bytes per chunk).
- * 0 when stored; otherwise -1 and the coordinator's error text in err. */
+/* Sends upload_begin and every chunk of parts (chunk_bytes each), not
+ * upload_end; 0 and the upload's id, or -1 and the error text in err. */
+int sp_cluster_upload_send(sp_cluster_t *cl, const char *name, const char *format, const char *task,
+                           const uint8_t *const parts[], const size_t sizes[], int n_parts,
+                           size_t chunk_bytes, uint64_t *upload, char *err, size_t errlen);
+/* Uploads parts as one dataset with the protocol (chunk_bytes per chunk),
+ * asking again while upload_end is answered "still checking" (at most a
+ * minute). 0 when stored; otherwise -1 and the coordinator's error text. */
 int sp_cluster_upload(sp_cluster_t *cl, const char *name, const char *format, const char *task,
                       const uint8_t *const parts[], const size_t sizes[], int n_parts,
                       size_t chunk_bytes, char *err, size_t errlen);

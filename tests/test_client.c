@@ -196,6 +196,7 @@ struct s_fake {
     uint32_t announced_crc[2];
     uint64_t announced_size[2];
     int chunks, chunk_order_ok, store_ok;
+    int end_polls;        /* upload_end requests seen */
     const uint8_t *model; /* model_get reply bytes */
     size_t model_len;
 };
@@ -448,13 +449,23 @@ static void s_handle_upload(s_fake_t *f, const uint8_t *id, size_t id_len, sp_ms
         f->chunks++;
         r.u.r_upload.received = f->next_off[ch->part];
     } else if (m->type == SP_MSG_UPLOAD_END) {
-        if (f->store_ok) {
+        /* "still checking" (stored: false) twice, then the outcome */
+        if (f->end_polls++ < 2) {
+            r.u.r_upload.received = f->next_off[0];
+        } else if (f->store_ok) {
             r.u.r_upload.stored = 1;
             snprintf(r.u.r_upload.info.name, sizeof r.u.r_upload.info.name, "up");
             snprintf(r.u.r_upload.info.task, sizeof r.u.r_upload.info.task, "classify");
             r.u.r_upload.info.samples = 3000;
             r.u.r_upload.info.features = 4;
             r.u.r_upload.info.classes = 3;
+        } else {
+            sp_msg_init(&r, SP_MSG_ERROR);
+            r.u.error.code = 2; /* SP_E_INPUT */
+            r.u.error.req = s_req_of(m);
+            r.u.error.ref_type = SP_MSG_UPLOAD_END;
+            snprintf(r.u.error.message, sizeof r.u.error.message,
+                     "dataset 'up' refused: line 3: ragged");
         }
     } else {
         fail_msg("unexpected %s during an upload", sp_msg_type_name(m->type));
@@ -1179,14 +1190,17 @@ static void test_client_submit_streams_checked_chunks(void **state)
     assert_int_equal(f.announced_crc[0], crc);
     assert_int_equal(f.crc[0], crc);
     assert_non_null(strstr(r->out, "\"samples\":3000"));
+    assert_int_equal(f.end_polls, 3); /* asked again while it was checked */
 
-    /* not stored: exit 1 */
+    /* refused after its check: exit 1 with the coordinator's reason */
     memset(f.next_off, 0, sizeof f.next_off);
     f.store_ok = 0;
+    f.end_polls = 0;
     const char *again[] = {"submit", "up", csv, NULL};
     s_client(&f, r, again);
     assert_int_equal(r->status, 1);
-    assert_non_null(strstr(r->err, "did not store"));
+    assert_non_null(strstr(r->err, "refused: line 3: ragged"));
+    assert_int_equal(f.end_polls, 3);
     free(text);
     free(r);
     s_fake_fini(&f);

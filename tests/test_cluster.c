@@ -1278,6 +1278,148 @@ static void test_cluster_bad_datasets_refused(void **state)
     assert_int_equal(sp_cluster_n_datasets(&f->cl), n0);
 }
 
+/* A CSV of rows x S_BIG_FEATURES values in [0, 1] and a label: tens of
+ * megabytes, which the coordinator takes seconds to check. With bad_last,
+ * the last line's first value is text. */
+#define S_BIG_FEATURES 32
+static char *s_big_csv(int rows, int bad_last, size_t *len)
+{
+    size_t cap = (size_t)rows * (S_BIG_FEATURES * 7 + 8) + 64;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    size_t n = 0;
+    sp_rng_t rng;
+    sp_rng_init(&rng, 99);
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < S_BIG_FEATURES; k++) {
+            n += (size_t)snprintf(s + n, cap - n, "%.4f,", sp_rng_float(&rng));
+        }
+        n += (size_t)snprintf(s + n, cap - n, "%d\n", r % S_CLASSES);
+    }
+    if (bad_last) {
+        char *last = s + n - 2;
+        while (last > s && last[-1] != '\n') {
+            last--;
+        }
+        memcpy(last, "abcdef", 6);
+    }
+    *len = n;
+    return s;
+}
+
+static void s_upload_end(s_fix_t *f, uint64_t upload, sp_msg_t *rep)
+{
+    sp_msg_t req;
+    sp_msg_init(&req, SP_MSG_UPLOAD_END);
+    req.u.upload_end.upload = upload;
+    assert_int_equal(sp_cluster_call(&f->cl, &req, rep, 5000), 0);
+}
+
+/* Asks upload_end until it is no longer "still checking"; the answer in
+ * rep. While it asks, the coordinator must answer a status request at once
+ * each time; *polls counts the "still checking" answers. */
+static void s_until_checked(s_fix_t *f, uint64_t upload, uint64_t job, sp_msg_t *rep, int *polls)
+{
+    uint64_t end = sp_cu_now_ms() + 60000;
+    for (*polls = 0;; (*polls)++) {
+        s_upload_end(f, upload, rep);
+        if (rep->type != SP_MSG_R_UPLOAD || rep->u.r_upload.stored) {
+            return;
+        }
+        sp_msg_fini(rep);
+        sp_job_status_t st;
+        uint64_t t0 = sp_cu_now_ms();
+        assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
+        assert_true(sp_cu_now_ms() - t0 < 1000); /* not queued behind a parse */
+        assert_true(sp_cu_now_ms() < end);
+        sp_cu_nap(50);
+    }
+}
+
+/* A dataset of 27 MB is checked on the coordinator's own thread: upload_end
+ * answers "still checking" meanwhile, the coordinator keeps answering,
+ * heartbeating and training (the job's worker is never dropped, the model
+ * is the reference), the name stays taken, and the end is "stored" (asked
+ * again: the same) or, for a bad set, the parser's error with nothing
+ * stored. */
+static void test_cluster_big_upload_checked_while_training(void **state)
+{
+    s_fix_t *f = s_fix(state);
+    uint64_t job = s_start_long_job(f, 1);
+    sp_job_status_t st;
+    assert_int_equal(sp_cluster_wait_job(&f->cl, job, s_long_samples() / 10, S_JOB_TIMEOUT_MS, &st),
+                     0);
+    sp_worker_info_t w_before, w_after;
+    assert_int_equal(s_find_worker(f, "w0", &w_before), 0);
+    int n0 = sp_cluster_n_datasets(&f->cl);
+    size_t len = 0;
+    char *csv = s_big_csv(120000, 0, &len);
+    const uint8_t *parts[1] = {(const uint8_t *)csv};
+    size_t sizes[1] = {len};
+    char err[SP_TEXT_MAX] = "";
+    uint64_t upload = 0;
+    assert_int_equal(sp_cluster_upload_send(&f->cl, "big", "csv", "classify", parts, sizes, 1,
+                                            SP_CHUNK_MAX, &upload, err, sizeof err),
+                     0);
+    sp_msg_t rep;
+    s_upload_end(f, upload, &rep);
+    assert_int_equal(rep.type, SP_MSG_R_UPLOAD);
+    assert_false(rep.u.r_upload.stored); /* 27 MB are not parsed in 20 ms */
+    sp_msg_fini(&rep);
+    /* the name is taken while it is checked */
+    uint64_t other = 0;
+    static const char tiny[] = "0.1,0.2,0\n";
+    const uint8_t *tparts[1] = {(const uint8_t *)tiny};
+    size_t tsizes[1] = {sizeof tiny - 1};
+    int rc = sp_cluster_upload_send(&f->cl, "big", "csv", "classify", tparts, tsizes, 1, 1000,
+                                    &other, err, sizeof err);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "being checked"));
+
+    int polls = 0;
+    s_until_checked(f, upload, job, &rep, &polls);
+    if (rep.type != SP_MSG_R_UPLOAD) {
+        fail_msg("upload refused: %s", rep.type == SP_MSG_ERROR ? rep.u.error.message : "?");
+    }
+    assert_true(rep.u.r_upload.stored);
+    sp_dataset_info_t info = rep.u.r_upload.info;
+    sp_msg_fini(&rep);
+    assert_true(polls >= 1);
+    assert_int_equal(info.samples, 120000);
+    assert_int_equal(info.features, S_BIG_FEATURES);
+    assert_int_equal(sp_cluster_n_datasets(&f->cl), n0 + 1);
+    /* asked again: the same answer */
+    s_upload_end(f, upload, &rep);
+    assert_int_equal(rep.type, SP_MSG_R_UPLOAD);
+    assert_true(rep.u.r_upload.stored);
+    assert_int_equal(rep.u.r_upload.info.checksum, info.checksum);
+    sp_msg_fini(&rep);
+    /* the worker was never taken for dead, and the job is what it would be */
+    assert_int_equal(s_find_worker(f, "w0", &w_after), 0);
+    assert_int_equal(w_after.id, w_before.id);
+    assert_true(w_after.alive);
+    s_expect_reference_model(f, job);
+
+    /* the same size with text on its last line: refused with the line */
+    free(csv);
+    csv = s_big_csv(120000, 1, &len);
+    parts[0] = (const uint8_t *)csv;
+    sizes[0] = len;
+    assert_int_equal(sp_cluster_upload_send(&f->cl, "bigbad", "csv", "classify", parts, sizes, 1,
+                                            SP_CHUNK_MAX, &upload, err, sizeof err),
+                     0);
+    s_until_checked(f, upload, job, &rep, &polls);
+    assert_int_equal(rep.type, SP_MSG_ERROR);
+    assert_non_null(strstr(rep.u.error.message, "line 120000"));
+    sp_msg_fini(&rep);
+    assert_true(polls >= 1);
+    assert_int_equal(sp_cluster_n_datasets(&f->cl), n0 + 1);
+    sp_dataset_info_t none;
+    assert_int_equal(s_find_dataset(f, "bigbad", &none), -1);
+    free(csv);
+    s_stop_workers(f);
+}
+
 /* Sends raw frames on a fresh DEALER and expects an ERROR back. */
 static void s_expect_error(void *ctx, const char *ep, const void *const *frames, const size_t *lens,
                            int n_frames, const char *what)
@@ -1607,6 +1749,7 @@ int main(void)
         S_TEST(test_cluster_corrupt_checkpoint_starts_over),
         S_TEST(test_cluster_client_without_coordinator_exits_3),
         S_TEST(test_cluster_bad_datasets_refused),
+        S_TEST(test_cluster_big_upload_checked_while_training),
         S_TEST(test_cluster_malformed_frames_answered),
         S_TEST(test_cluster_curve_allow_lists),
     };

@@ -507,7 +507,7 @@ static void test_proto_documented_bytes(void **state)
     size_t len;
     sp_msg_init(&m, SP_MSG_HEARTBEAT);
     assert_int_equal(sp_msg_encode(&m, hdr, &body, &len), SP_OK);
-    const uint8_t hb_hdr[4] = {0x53, 0x50, 0x03, 0x04};
+    const uint8_t hb_hdr[4] = {0x53, 0x50, 0x04, 0x04};
     assert_memory_equal(hdr, hb_hdr, 4);
     assert_int_equal(len, 1);
     assert_int_equal(body[0], 0x80);
@@ -517,7 +517,7 @@ static void test_proto_documented_bytes(void **state)
     m.u.job_req.req = 7;
     m.u.job_req.job = 0;
     assert_int_equal(sp_msg_encode(&m, hdr, &body, &len), SP_OK);
-    const uint8_t st_hdr[4] = {0x53, 0x50, 0x03, 0x18};
+    const uint8_t st_hdr[4] = {0x53, 0x50, 0x04, 0x18};
     const uint8_t st_body[] = {0x83, 0xa3, 'r',  'e', 'q', 0x07, 0xa3, 'j', 'o',
                                'b',  0x00, 0xa5, 's', 'i', 'n',  'c',  'e', 0x00};
     assert_memory_equal(hdr, st_hdr, 4);
