@@ -424,7 +424,9 @@ void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_ms
     }
     sp_upload_t *up = *pp;
     up->last_ms = sp_coord_now_ms();
+    int wait_ms = 0; /* only the first answer waits: later ones take no time from the loop */
     if (up->state == SP_UPLOAD_RECEIVING) {
+        wait_ms = SP_COORD_UPLOAD_WAIT_MS;
         char err[SP_TEXT_MAX] = "";
         int rc = s_start_check(c, up, err, sizeof err);
         if (rc != SP_OK) {
@@ -435,7 +437,7 @@ void sp_uploads_end(sp_coord_t *c, const uint8_t *id, size_t id_len, const sp_ms
             return;
         }
     }
-    if (up->state == SP_UPLOAD_CHECKING && s_check_over(up, SP_COORD_UPLOAD_WAIT_MS)) {
+    if (up->state == SP_UPLOAD_CHECKING && s_check_over(up, wait_ms)) {
         s_settle(c, up);
     }
     uint64_t total = up->begin.part_size[0] + (up->begin.n_parts > 1 ? up->begin.part_size[1] : 0);
