@@ -375,14 +375,23 @@ static int s_upload(s_env_t *e, const uint8_t *const parts[2], const size_t size
             sp_msg_fini(&rep);
         }
     }
-    sp_msg_init(&req, SP_MSG_UPLOAD_END);
-    req.u.upload_end.upload = upload;
-    int rc = s_call(e, &req, &req.u.upload_end.req, &rep, 60000) == 0 &&
-                     rep.type == SP_MSG_R_UPLOAD && rep.u.r_upload.stored
-                 ? 0
-                 : -1;
-    sp_msg_fini(&rep);
-    return rc;
+    /* "stored: false" to upload_end: still being checked, ask again */
+    for (int tries = 0; tries < 6000; tries++) {
+        sp_msg_init(&req, SP_MSG_UPLOAD_END);
+        req.u.upload_end.upload = upload;
+        if (s_call(e, &req, &req.u.upload_end.req, &rep, 10000) != 0 ||
+            rep.type != SP_MSG_R_UPLOAD) {
+            sp_msg_fini(&rep);
+            return -1;
+        }
+        int stored = rep.u.r_upload.stored;
+        sp_msg_fini(&rep);
+        if (stored) {
+            return 0;
+        }
+        s_nap_ms(10);
+    }
+    return -1;
 }
 
 /* Runs the bench job; returns the mean samples/s of the epochs after the
