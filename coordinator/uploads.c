@@ -8,7 +8,6 @@
  * own, so a dataset of gigabytes does not stop heartbeats and training for
  * the seconds it takes: upload_end answers "checking" (stored: false) until
  * it is over, and the client asks again (proto/PROTOCOL.md, upload_end). */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +59,7 @@ static int s_finished(const sp_upload_t *up)
     return up->state == SP_UPLOAD_STORED || up->state == SP_UPLOAD_REFUSED;
 }
 
-/* The upload receiving or being checked under name, or NULL. */
+/* The upload being checked under name, or NULL. */
 static const sp_upload_t *s_checking(const sp_uploads_t *u, const char *name)
 {
     for (int i = 0; i < SP_COORD_MAX_UPLOADS; i++) {
