@@ -834,6 +834,16 @@ typedef struct {
 
 enum { S_INPROCESS = 0, S_PAIR = -1 };
 
+/* Rounds to run: S_REPS, or fewer with SPATIUM_BENCH_ROUNDS=N (1..S_REPS),
+ * for a quick check that every path still measures something (the test
+ * suite's use; one round is no comparison). */
+static int s_reps(void)
+{
+    const char *v = getenv("SPATIUM_BENCH_ROUNDS");
+    int n = v != NULL ? atoi(v) : 0;
+    return n >= 1 && n <= S_REPS ? n : S_REPS;
+}
+
 /* Runs every configuration once a round for S_REPS rounds on shape sh,
  * starting the coordinators and workers first (they idle while the others
  * run) and stopping them after. */
@@ -843,7 +853,7 @@ static void s_rounds(s_config_t *cfg, int n, const s_shape_t *sh)
         cfg[i].ready = cfg[i].workers > 0 &&
                        s_dist_open(&cfg[i].env, cfg[i].workers, cfg[i].threads, sh, cfg[i].curve) == 0;
     }
-    for (int k = 0; k < S_REPS; k++) {
+    for (int k = 0; k < s_reps(); k++) {
         for (int j = 0; j < n; j++) {
             int i = k % 2 ? n - 1 - j : j; /* odd rounds backwards: a drift hits both sides */
             double v = NAN;
@@ -869,7 +879,7 @@ static double s_sps(const s_config_t *c)
 {
     double v[S_REPS];
     memcpy(v, c->sps, sizeof v);
-    return s_median(v, S_REPS);
+    return s_median(v, s_reps());
 }
 
 /* The median over the rounds of a's samples/s over b's in the same round;
@@ -878,12 +888,12 @@ static double s_ratio(const char *name, const s_config_t *a, const s_config_t *b
 {
     double v[S_REPS];
     printf("# %s by round:", name);
-    for (int k = 0; k < S_REPS; k++) {
+    for (int k = 0; k < s_reps(); k++) {
         v[k] = a->sps[k] / b->sps[k];
         printf(" %.3f", v[k]);
     }
     printf("\n");
-    return s_median(v, S_REPS);
+    return s_median(v, s_reps());
 }
 
 /* The 1-thread comparison at one shape: in-process, 1 worker, 2 workers,

@@ -705,6 +705,51 @@ static void test_client_demo_trains_and_cleans_up(void **state)
     (void)sp_file_remove_tree(dir);
 }
 
+/* spatium-bench's distributed path still measures: one round of the
+ * batch-2048 comparison (the bench's own upload, one worker, two workers
+ * splitting steps) must give a finite, positive figure on every line. It
+ * speaks the protocol through its own code, which nothing else exercises;
+ * no speed is judged here. */
+static void test_client_bench_distributed_path_measures(void **state)
+{
+    (void)state;
+    char dir[64];
+    s_mkdtemp(dir);
+    s_run_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    const char *args[] = {"spatium-bench", "--filter", "dist_speedup_2w_b2048", NULL};
+    assert_int_equal(setenv("SPATIUM_BENCH_ROUNDS", "1", 1), 0);
+    pid_t pid = s_spawn(dir, args);
+    assert_int_equal(unsetenv("SPATIUM_BENCH_ROUNDS"), 0);
+    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
+    while (!s_reaped(pid, &r->status)) {
+        if (s_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            s_wait_child(pid, NULL);
+            fail_msg("spatium-bench still running after %d ms", S_CHILD_BOUND_MS);
+        }
+        zmq_poll(NULL, 0, 20);
+    }
+    s_collect(dir, r);
+    assert_int_equal(r->status, 0);
+    int figures = 0;
+    for (char *line = strtok(r->out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') {
+            continue;
+        }
+        char name[128], unit[32];
+        double v = NAN;
+        assert_int_equal(sscanf(line, "%127s %lf %31s", name, &v, unit), 3);
+        if (!(isfinite(v) && v > 0)) {
+            fail_msg("spatium-bench: %s", line);
+        }
+        figures++;
+    }
+    assert_int_equal(figures, 3); /* 1 worker, 2 workers, their ratio */
+    free(r);
+    (void)sp_file_remove_tree(dir);
+}
+
 static void test_client_eval_on_saved_model(void **state)
 {
     (void)state;
@@ -1826,6 +1871,7 @@ int main(void)
         cmocka_unit_test_teardown(test_client_help_exits_0, s_teardown),
         cmocka_unit_test_teardown(test_client_no_coordinator_exits_3, s_teardown),
         cmocka_unit_test_teardown(test_client_demo_trains_and_cleans_up, s_teardown),
+        cmocka_unit_test_teardown(test_client_bench_distributed_path_measures, s_teardown),
         cmocka_unit_test_teardown(test_client_eval_on_saved_model, s_teardown),
         cmocka_unit_test_teardown(test_client_status_json_and_text, s_teardown),
         cmocka_unit_test_teardown(test_client_error_reply_exits_1, s_teardown),
