@@ -330,8 +330,9 @@ int sp_coord_run(sp_coord_t *c)
             return SP_E_IO;
         }
         /* Read everything waiting before judging liveness, so a long
-         * operation (a big upload, a validation pass) does not make
-         * queued heartbeats look missed. */
+         * operation (a validation pass over a big set) does not make
+         * queued heartbeats look missed. Uploads are checked on threads
+         * of their own (uploads.c). */
         for (int more = 1; more && !*c->stop;) {
             more = s_drain(c, c->workers_sock, 1) == S_DRAIN_MAX;
             more |= s_drain(c, c->clients_sock, 0) == S_DRAIN_MAX;
