@@ -275,6 +275,23 @@ static void s_client(s_fake_t *f, s_run_t *r, const char *const *args)
     s_fake_serve(f, pid, r);
 }
 
+/* Runs argv (a program of the build and its arguments) to its end, at most
+ * S_CHILD_BOUND_MS, with nothing to serve it; its exit and output in r. */
+static void s_run_alone(const char *dir, s_run_t *r, const char *const *argv)
+{
+    pid_t pid = s_spawn(dir, argv);
+    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
+    while (!s_reaped(pid, &r->status)) {
+        if (s_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            s_wait_child(pid, NULL);
+            fail_msg("%s still running after %d ms", argv[0], S_CHILD_BOUND_MS);
+        }
+        zmq_poll(NULL, 0, 10);
+    }
+    s_collect(dir, r);
+}
+
 /* Runs the client with no coordinator to talk to (waits for it, bounded). */
 static void s_client_alone(const char *dir, s_run_t *r, const char *const *args)
 {
@@ -284,17 +301,7 @@ static void s_client_alone(const char *dir, s_run_t *r, const char *const *args)
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    pid_t pid = s_spawn(dir, argv);
-    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
-    while (!s_reaped(pid, &r->status)) {
-        if (s_now_ms() > deadline) {
-            kill(pid, SIGKILL);
-            s_wait_child(pid, NULL);
-            fail_msg("client still running after %d ms", S_CHILD_BOUND_MS);
-        }
-        zmq_poll(NULL, 0, 10);
-    }
-    s_collect(dir, r);
+    s_run_alone(dir, r, argv);
 }
 
 static uint64_t s_req_of(sp_msg_t *m)
@@ -719,18 +726,8 @@ static void test_client_bench_distributed_path_measures(void **state)
     assert_non_null(r);
     const char *args[] = {"spatium-bench", "--filter", "dist_speedup_2w_b2048", NULL};
     assert_int_equal(setenv("SPATIUM_BENCH_ROUNDS", "1", 1), 0);
-    pid_t pid = s_spawn(dir, args);
+    s_run_alone(dir, r, args);
     assert_int_equal(unsetenv("SPATIUM_BENCH_ROUNDS"), 0);
-    uint64_t deadline = s_now_ms() + S_CHILD_BOUND_MS;
-    while (!s_reaped(pid, &r->status)) {
-        if (s_now_ms() > deadline) {
-            kill(pid, SIGKILL);
-            s_wait_child(pid, NULL);
-            fail_msg("spatium-bench still running after %d ms", S_CHILD_BOUND_MS);
-        }
-        zmq_poll(NULL, 0, 20);
-    }
-    s_collect(dir, r);
     assert_int_equal(r->status, 0);
     int figures = 0;
     for (char *line = strtok(r->out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
