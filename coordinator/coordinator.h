@@ -26,7 +26,7 @@
 #define SP_COORD_UPLOAD_MAX_BYTES (2ull << 30)  /* sum of an upload's parts */
 #define SP_COORD_UPLOADS_MAX_BYTES (4ull << 30) /* reserved by all uploads in progress */
 #define SP_COORD_UPLOAD_IDLE_MS 120000      /* an upload without a chunk for this long is dropped */
-#define SP_COORD_UPLOAD_WAIT_MS 20 /* upload_end waits this long for a check before "checking" */
+#define SP_COORD_UPLOAD_WAIT_MS 20          /* the first upload_end waits this long for a check */
 #define SP_COORD_MAX_WEIGHTS (256ull << 20) /* sum of layers[i] * layers[i+1] of a job */
 #define SP_COORD_CKPT_EVERY_MS 2000         /* training time between checkpoints */
 #define SP_COORD_MAX_DATASETS 4096

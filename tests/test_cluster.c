@@ -1214,6 +1214,35 @@ static size_t s_idx_header(uint8_t *p, uint32_t magic, uint32_t n, uint32_t rows
     return 4u * (1u + (unsigned)dims);
 }
 
+static void s_upload_end(s_fix_t *f, uint64_t upload, sp_msg_t *rep)
+{
+    sp_msg_t req;
+    sp_msg_init(&req, SP_MSG_UPLOAD_END);
+    req.u.upload_end.upload = upload;
+    assert_int_equal(sp_cluster_call(&f->cl, &req, rep, 5000), 0);
+}
+
+/* Asks upload_end until it is no longer "still checking"; the answer in
+ * rep. While it asks, the coordinator must answer another request (the
+ * list of datasets) at once each time; *polls counts the "still checking"
+ * answers. */
+static void s_until_checked(s_fix_t *f, uint64_t upload, sp_msg_t *rep, int *polls)
+{
+    uint64_t end = sp_cu_now_ms() + 60000;
+    for (*polls = 0;; (*polls)++) {
+        s_upload_end(f, upload, rep);
+        if (rep->type != SP_MSG_R_UPLOAD || rep->u.r_upload.stored) {
+            return;
+        }
+        sp_msg_fini(rep);
+        uint64_t t0 = sp_cu_now_ms();
+        assert_true(sp_cluster_n_datasets(&f->cl) >= 0);
+        assert_true(sp_cu_now_ms() - t0 < 1000); /* not queued behind a parse */
+        assert_true(sp_cu_now_ms() < end);
+        sp_cu_nap(50);
+    }
+}
+
 static void test_cluster_bad_datasets_refused(void **state)
 {
     s_fix_t *f = s_fix(state);
@@ -1270,19 +1299,8 @@ static void test_cluster_bad_datasets_refused(void **state)
         sp_msg_fini(&rep);
         /* the CRC is checked with the parse: a first answer may be "still
          * checking" */
-        uint64_t until = sp_cu_now_ms() + 20000;
-        for (;;) {
-            sp_msg_init(&req, SP_MSG_UPLOAD_END);
-            req.u.upload_end.upload = upload;
-            assert_int_equal(sp_cluster_call(&f->cl, &req, &rep, 5000), 0);
-            if (rep.type != SP_MSG_R_UPLOAD) {
-                break;
-            }
-            assert_false(rep.u.r_upload.stored);
-            sp_msg_fini(&rep);
-            assert_true(sp_cu_now_ms() < until);
-            sp_cu_nap(10);
-        }
+        int polls = 0;
+        s_until_checked(f, upload, &rep, &polls);
         assert_int_equal(rep.type, SP_MSG_ERROR);
         assert_non_null(strstr(rep.u.error.message, k == 0 ? "CRC" : "no such upload"));
         sp_msg_fini(&rep);
@@ -1317,35 +1335,6 @@ static char *s_big_csv(int rows, int bad_last, size_t *len)
     }
     *len = n;
     return s;
-}
-
-static void s_upload_end(s_fix_t *f, uint64_t upload, sp_msg_t *rep)
-{
-    sp_msg_t req;
-    sp_msg_init(&req, SP_MSG_UPLOAD_END);
-    req.u.upload_end.upload = upload;
-    assert_int_equal(sp_cluster_call(&f->cl, &req, rep, 5000), 0);
-}
-
-/* Asks upload_end until it is no longer "still checking"; the answer in
- * rep. While it asks, the coordinator must answer a status request at once
- * each time; *polls counts the "still checking" answers. */
-static void s_until_checked(s_fix_t *f, uint64_t upload, uint64_t job, sp_msg_t *rep, int *polls)
-{
-    uint64_t end = sp_cu_now_ms() + 60000;
-    for (*polls = 0;; (*polls)++) {
-        s_upload_end(f, upload, rep);
-        if (rep->type != SP_MSG_R_UPLOAD || rep->u.r_upload.stored) {
-            return;
-        }
-        sp_msg_fini(rep);
-        sp_job_status_t st;
-        uint64_t t0 = sp_cu_now_ms();
-        assert_int_equal(sp_cluster_status(&f->cl, job, &st), 0);
-        assert_true(sp_cu_now_ms() - t0 < 1000); /* not queued behind a parse */
-        assert_true(sp_cu_now_ms() < end);
-        sp_cu_nap(50);
-    }
 }
 
 /* A dataset of 27 MB is checked on the coordinator's own thread: upload_end
@@ -1389,7 +1378,7 @@ static void test_cluster_big_upload_checked_while_training(void **state)
     assert_non_null(strstr(err, "being checked"));
 
     int polls = 0;
-    s_until_checked(f, upload, job, &rep, &polls);
+    s_until_checked(f, upload, &rep, &polls);
     if (rep.type != SP_MSG_R_UPLOAD) {
         fail_msg("upload refused: %s", rep.type == SP_MSG_ERROR ? rep.u.error.message : "?");
     }
@@ -1420,7 +1409,7 @@ static void test_cluster_big_upload_checked_while_training(void **state)
     assert_int_equal(sp_cluster_upload_send(&f->cl, "bigbad", "csv", "classify", parts, sizes, 1,
                                             SP_CHUNK_MAX, &upload, err, sizeof err),
                      0);
-    s_until_checked(f, upload, job, &rep, &polls);
+    s_until_checked(f, upload, &rep, &polls);
     assert_int_equal(rep.type, SP_MSG_ERROR);
     assert_non_null(strstr(rep.u.error.message, "line 120000"));
     sp_msg_fini(&rep);
