@@ -490,13 +490,26 @@ static int s_dist_open(s_env_t *e, int n_workers, int threads, const s_shape_t *
     s_make_idx(sh->samples, &images, &ni, &labels, &nl);
     const uint8_t *parts[2] = {images, labels};
     size_t sizes[2] = {ni, nl};
-    int ok = images && labels && s_env_start(e, curve) == 0 && s_upload(e, parts, sizes) == 0;
-    for (int i = 0; ok && i < n_workers; i++) {
-        ok = s_add_worker(e, i, threads) == 0;
+    const char *failed = NULL;
+    if (images == NULL || labels == NULL) {
+        failed = "making the dataset";
+    } else if (s_env_start(e, curve) != 0) {
+        failed = "starting the coordinator";
+    } else if (s_upload(e, parts, sizes) != 0) {
+        failed = "uploading the dataset";
+    }
+    for (int i = 0; failed == NULL && i < n_workers; i++) {
+        if (s_add_worker(e, i, threads) != 0) {
+            failed = "starting a worker";
+        }
     }
     free(images);
     free(labels);
-    return ok ? 0 : -1;
+    if (failed != NULL) {
+        /* its figures will be NaN: say why, not only that */
+        fprintf(stderr, "bench_dist: %s failed (logs in %s)\n", failed, e->dir);
+    }
+    return failed == NULL ? 0 : -1;
 }
 
 /* The bench job on an open environment, or NAN (logged) when it did not
