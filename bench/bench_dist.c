@@ -76,6 +76,7 @@ typedef struct {
     uint64_t req;
     int curve;       /* 1: every socket encrypted with the key pairs in keys */
     char keys[128];  /* <dir>/keys: coord, worker, client pairs; workers/ and clients/ */
+    int failed;      /* something failed: dir (the logs) is kept */
 } s_env_t;
 
 static void s_nap_ms(int ms)
@@ -238,7 +239,7 @@ static void s_env_stop(s_env_t *e)
     if (e->zctx) {
         zmq_ctx_term(e->zctx);
     }
-    if (e->dir[0]) {
+    if (e->dir[0] && !e->failed) {
         (void)sp_file_remove_tree(e->dir);
     }
     memset(e, 0, sizeof *e);
@@ -507,7 +508,8 @@ static int s_dist_open(s_env_t *e, int n_workers, int threads, const s_shape_t *
     free(labels);
     if (failed != NULL) {
         /* its figures will be NaN: say why, not only that */
-        fprintf(stderr, "bench_dist: %s failed (logs in %s)\n", failed, e->dir);
+        fprintf(stderr, "bench_dist: %s failed (logs kept in %s)\n", failed, e->dir);
+        e->failed = 1;
     }
     return failed == NULL ? 0 : -1;
 }
@@ -518,8 +520,9 @@ static double s_dist_job(s_env_t *e, const s_shape_t *sh)
 {
     double sps = s_run_job(e, sh);
     if (isnan(sps)) {
-        fprintf(stderr, "bench_dist: the distributed job did not complete (logs in %s)\n",
+        fprintf(stderr, "bench_dist: the distributed job did not complete (logs kept in %s)\n",
                 e->dir);
+        e->failed = 1;
     }
     return sps;
 }
